@@ -1,0 +1,340 @@
+"""Moving refs: promote and roll back aliases (through promotion gates), deprecate, tag.
+
+Every change runs under the store lock, re-reads the current state inside it, writes the
+ref file atomically and then appends to the audit trail. Repeating a change that is already
+in effect (promoting the version an alias already points at, re-adding a tag) changes
+nothing and succeeds, so CI steps can be re-run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelreg.catalog import load_version, resolve, version_list
+from modelreg.conditions import Condition
+from modelreg.errors import Conflict, GateFailed, InvalidInput, NotFound, TransitionRefused
+from modelreg.lineage import default_author
+from modelreg.manifest import ModelVersion
+from modelreg.names import Version, check_alias, check_name
+from modelreg.refs import (
+    AliasEvent,
+    AliasRef,
+    VersionState,
+    list_aliases,
+    read_alias,
+    read_state,
+    write_alias,
+    write_state,
+)
+from modelreg.register import check_tag
+from modelreg.store import Store
+
+__all__ = [
+    "AliasChange",
+    "AliasEvent",
+    "Deprecation",
+    "TagChange",
+    "check_gates",
+    "deprecate",
+    "history",
+    "promote",
+    "rollback",
+    "tag",
+]
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """The result of promote or rollback."""
+
+    model: str
+    alias: str
+    version: str
+    id: str
+    previous: str | None
+    generation: int
+    action: str
+    changed: bool
+    reason: str = ""
+    forced: bool = False
+    failed_gates: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of `mreg promote` and `mreg rollback`."""
+        return {
+            "model": self.model,
+            "alias": self.alias,
+            "version": self.version,
+            "id": self.id,
+            "previous": self.previous,
+            "generation": self.generation,
+            "action": self.action,
+            "changed": self.changed,
+            "reason": self.reason,
+            "forced": self.forced,
+            "failed_gates": list(self.failed_gates),
+        }
+
+
+@dataclass(frozen=True)
+class Deprecation:
+    """The result of deprecate."""
+
+    model: str
+    version: str
+    reason: str
+    changed: bool
+    aliases: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of `mreg deprecate`."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "reason": self.reason,
+            "changed": self.changed,
+            "aliases": list(self.aliases),
+        }
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """The result of tag: the version's tags after the change."""
+
+    model: str
+    version: str
+    tags: tuple[str, ...]
+    added: tuple[str, ...] = field(default=())
+    removed: tuple[str, ...] = field(default=())
+
+    @property
+    def changed(self) -> bool:
+        """True when a tag was added or removed."""
+        return bool(self.added or self.removed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of `mreg tag`."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "tags": list(self.tags),
+            "added": list(self.added),
+            "removed": list(self.removed),
+        }
+
+
+def check_gates(store: Store, alias: str, mv: ModelVersion) -> list[str]:
+    """The gate conditions of `alias` that `mv` fails, each with the value it has."""
+    failed = []
+    for text in store.config.gates.get(alias, ()):
+        cond = Condition.parse(text)
+        if not cond.holds(mv):
+            actual = cond.lookup(mv)
+            failed.append(f"{cond} (has {'no value' if actual is None else actual})")
+    return failed
+
+
+def _who(actor: str | None) -> str:
+    return actor or default_author()
+
+
+def _move(
+    store: Store,
+    mv: ModelVersion,
+    alias: str,
+    action: str,
+    who: str,
+    reason: str,
+    forced: bool,
+    failed: Sequence[str],
+) -> AliasChange:
+    """Point the alias at `mv` (caller holds the lock); no-op if it already does."""
+    current = read_alias(store, mv.name, alias)
+    if current is not None and current.version == mv.version and action == "promote":
+        return AliasChange(
+            mv.name, alias, mv.version, mv.id, current.version, current.generation, action, False
+        )
+    generation = (current.generation if current else 0) + 1
+    previous = current.version if current else None
+    event = AliasEvent(
+        generation, alias, action, mv.version, mv.id, previous, who, store.now(), reason, forced
+    )
+    history = (current.history if current else ()) + (event,)
+    write_alias(store, AliasRef(mv.name, alias, mv.version, mv.id, generation, history))
+    store.record(
+        who, action, mv.name, alias=alias, version=mv.version, id=mv.id, previous=previous,
+        generation=generation, reason=reason, forced=forced, failed_gates=list(failed),
+    )  # fmt: skip
+    return AliasChange(
+        mv.name, alias, mv.version, mv.id, previous, generation, action, True, reason, forced,
+        tuple(failed),
+    )  # fmt: skip
+
+
+def _refuse_deprecated(store: Store, mv: ModelVersion, what: str) -> None:
+    dep = read_state(store, mv.name, mv.version).deprecated
+    if dep:
+        raise TransitionRefused(
+            f"cannot {what} {mv.name}@{mv.version}: it is deprecated ({dep.get('reason', '')})"
+        )
+
+
+def promote(
+    store: Store,
+    spec: str,
+    alias: str,
+    *,
+    reason: str = "",
+    force: bool = False,
+    actor: str | None = None,
+) -> AliasChange:
+    """Point `alias` at the version `spec` names, if it passes the alias's gates.
+
+    `force` overrides failed gates but needs a `reason`; both are recorded. A deprecated
+    version is never promoted.
+    """
+    check_alias(alias)
+    if force and not reason.strip():
+        raise InvalidInput("--force needs --reason: a forced promotion must say why")
+    who = _who(actor)
+    with store.locked():
+        mv = resolve(store, spec)
+        _refuse_deprecated(store, mv, "promote")
+        failed = check_gates(store, alias, mv)
+        if failed and not force:
+            raise GateFailed(
+                f"{mv.name}@{mv.version} fails the {alias} gate: {'; '.join(failed)} "
+                "(use --force --reason to override)"
+            )
+        return _move(store, mv, alias, "promote", who, reason, bool(failed) and force, failed)
+
+
+def _stack(ref: AliasRef) -> list[str]:
+    """The alias's version stack: promote pushes, rollback pops back to its target."""
+    stack: list[str] = []
+    for e in ref.history:
+        if e.action == "rollback" and e.version in stack:
+            while stack[-1] != e.version:
+                stack.pop()
+        elif not stack or stack[-1] != e.version:
+            stack.append(e.version)
+    return stack
+
+
+def rollback(
+    store: Store,
+    name: str,
+    alias: str = "production",
+    *,
+    to: str | None = None,
+    reason: str = "",
+    force: bool = False,
+    actor: str | None = None,
+) -> AliasChange:
+    """Move `alias` back to the version it pointed at before the current one (or to `to`).
+
+    Repeated rollbacks walk further back, like popping a stack: after promoting 1, 2, 3, two
+    rollbacks land on 1. Gates are not applied (the target passed them when it was
+    promoted, and a rollback is an emergency); a deprecated target needs `force`.
+    """
+    check_name(name)
+    check_alias(alias)
+    who = _who(actor)
+    with store.locked():
+        current = read_alias(store, name, alias)
+        if current is None:
+            if not version_list(store, name):
+                raise NotFound(f"no model named {name!r}")
+            raise NotFound(f"{name}@{alias}: no such alias, nothing to roll back")
+        if to is not None:
+            target = Version.parse(to).text
+            if Version(target) not in version_list(store, name):
+                raise NotFound(f"{name}@{target}: no such version")
+        else:
+            stack = _stack(current)
+            if len(stack) < 2:
+                raise Conflict(
+                    f"nothing to roll back to: {name}@{alias} has only pointed at {current.version}"
+                )
+            target = stack[-2]
+        if target == current.version:
+            raise Conflict(f"{name}@{alias} already points at {target}")
+        mv = load_version(store, name, target)
+        if force and not reason.strip():
+            raise InvalidInput("--force needs --reason: a forced rollback must say why")
+        if not force:
+            _refuse_deprecated(store, mv, "roll back to")
+        return _move(store, mv, alias, "rollback", who, reason, force, ())
+
+
+def history(store: Store, name: str, alias: str | None = None) -> list[AliasEvent]:
+    """Every move of the model's aliases (or of one alias), in time order."""
+    if not version_list(store, name):
+        raise NotFound(f"no model named {name!r}")
+    if alias is not None:
+        ref = read_alias(store, name, alias)
+        if ref is None:
+            raise NotFound(f"{name}@{alias}: no such alias")
+        refs = [ref]
+    else:
+        refs = list_aliases(store, name)
+    events = [e for r in refs for e in r.history]
+    return sorted(events, key=lambda e: (e.time, e.alias, e.generation))
+
+
+def deprecate(store: Store, spec: str, *, reason: str, actor: str | None = None) -> Deprecation:
+    """Mark a version deprecated (files kept, promotion refused from now on)."""
+    if not reason.strip():
+        raise InvalidInput("deprecate needs --reason")
+    who = _who(actor)
+    with store.locked():
+        mv = resolve(store, spec)
+        state = read_state(store, mv.name, mv.version)
+        here = tuple(a.alias for a in list_aliases(store, mv.name) if a.version == mv.version)
+        if state.deprecated:
+            return Deprecation(mv.name, mv.version, state.deprecated["reason"], False, here)
+        dep = {"reason": reason, "actor": who, "time": store.now()}
+        write_state(
+            store,
+            mv.name,
+            mv.version,
+            VersionState(state.tags, dep, state.generation + 1),
+        )
+        store.record(who, "deprecate", mv.name, version=mv.version, id=mv.id, reason=reason)
+    return Deprecation(mv.name, mv.version, reason, True, here)
+
+
+def tag(
+    store: Store,
+    spec: str,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+    *,
+    actor: str | None = None,
+) -> TagChange:
+    """Add and remove tags of a version; tags live in its state file, not the manifest."""
+    add = [check_tag(t) for t in add]
+    remove = [check_tag(t) for t in remove]
+    if not add and not remove:
+        raise InvalidInput("give at least one tag to add or remove")
+    who = _who(actor)
+    with store.locked():
+        mv = resolve(store, spec)
+        state = read_state(store, mv.name, mv.version)
+        before = state.tags if state.tags is not None else mv.tags
+        after = tuple(dict.fromkeys(t for t in (*before, *add) if t not in remove))
+        added = tuple(t for t in after if t not in before)
+        removed = tuple(t for t in before if t not in after)
+        if added or removed:
+            write_state(
+                store,
+                mv.name,
+                mv.version,
+                VersionState(after, state.deprecated, state.generation + 1),
+            )
+            store.record(
+                who, "tag", mv.name, version=mv.version, added=list(added), removed=list(removed)
+            )
+    return TagChange(mv.name, mv.version, after, added, removed)

@@ -1,0 +1,163 @@
+"""The append-only, hash-chained audit trail: `audit/log.jsonl`.
+
+Each line is one JSON entry: `seq`, `time`, `actor`, `action`, `model`, `details`, the
+`prev` hash (the previous entry's `hash`, or 64 zeros for the first) and its own `hash`, the
+SHA-256 of the entry's canonical JSON without `hash`. Editing, inserting, reordering or
+deleting an entry breaks the chain, which `verify` reports. Appends happen under the store
+lock with O_APPEND and fsync; a line torn by a crash (no final newline) is ignored by
+readers and cut off by the next append.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelreg.errors import IntegrityError
+
+__all__ = ["GENESIS", "AuditEntry", "AuditLog"]
+
+GENESIS = "0" * 64
+_TAIL_BYTES = 1 << 16
+
+
+def _canonical(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audited state change."""
+
+    seq: int
+    time: str
+    actor: str
+    action: str
+    model: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+    prev: str = GENESIS
+    hash: str = ""
+
+    def body(self) -> dict[str, Any]:
+        """The hashed part of the entry (everything but `hash`)."""
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "actor": self.actor,
+            "action": self.action,
+            "model": self.model,
+            "details": self.details,
+            "prev": self.prev,
+        }
+
+    def compute_hash(self) -> str:
+        """SHA-256 of the canonical JSON body."""
+        return hashlib.sha256(_canonical(self.body())).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored line, and the `--json` shape of `mreg log`."""
+        return {**self.body(), "hash": self.hash}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> AuditEntry:
+        """Parse a stored line (KeyError/TypeError on a malformed one)."""
+        return cls(
+            seq=int(doc["seq"]),
+            time=str(doc["time"]),
+            actor=str(doc["actor"]),
+            action=str(doc["action"]),
+            model=doc["model"],
+            details=dict(doc["details"]),
+            prev=str(doc["prev"]),
+            hash=str(doc["hash"]),
+        )
+
+
+class AuditLog:
+    """The log file at `path`; `append` must be called under the store lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(
+        self, *, time: str, actor: str, action: str, model: str | None, details: dict[str, Any]
+    ) -> AuditEntry:
+        """Append one entry chained to the last complete one; fsync before returning."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            last = self._last_complete(fd)
+            seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
+            entry = AuditEntry(seq, time, actor, action, model, details, prev)
+            entry = AuditEntry(**{**entry.body(), "hash": entry.compute_hash()})
+            os.write(fd, _canonical(entry.to_dict()) + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return entry
+
+    def _last_complete(self, fd: int) -> AuditEntry | None:
+        """The last newline-terminated entry; cut off a torn tail left by a crash."""
+        end = os.lseek(fd, 0, os.SEEK_END)
+        if end == 0:
+            return None
+        window = _TAIL_BYTES
+        while True:  # widen the window until it holds the last complete line
+            start = max(0, end - window)
+            tail = os.pread(fd, end - start, start)
+            cut = tail.rfind(b"\n")
+            prev_nl = tail.rfind(b"\n", 0, cut) if cut >= 0 else -1
+            if start == 0 or prev_nl >= 0:
+                break
+            window *= 2
+        if cut + 1 < len(tail):  # a torn final line from an interrupted append: drop it
+            os.ftruncate(fd, start + cut + 1)
+        if cut < 0:
+            return None
+        line = tail[prev_nl + 1 : cut]
+        try:
+            return AuditEntry.from_dict(json.loads(line))
+        except (ValueError, KeyError, TypeError):
+            raise IntegrityError(f"{self.path}: last entry is unreadable; run mreg verify") from None
+
+    def entries(self) -> list[AuditEntry]:
+        """Every complete entry in order (a torn last line is skipped)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        out = []
+        lines = data.split(b"\n")
+        for lineno, line in enumerate(lines[:-1], 1):  # the last piece is "" or a torn line
+            try:
+                out.append(AuditEntry.from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                raise IntegrityError(f"{self.path}:{lineno}: unreadable audit entry") from None
+        return out
+
+    def verify(self) -> list[str]:
+        """Problems with the chain (empty when intact): edited, missing or reordered entries."""
+        try:
+            entries = self.entries()
+        except IntegrityError as exc:
+            return [str(exc)]
+        problems = []
+        prev, seq = GENESIS, 0
+        for e in entries:
+            if e.compute_hash() != e.hash:
+                problems.append(f"audit entry {e.seq}: content does not match its hash (edited)")
+            if e.prev != prev or e.seq != seq + 1:
+                problems.append(
+                    f"audit entry {e.seq}: chain broken after entry {seq} (deleted or reordered)"
+                )
+            prev, seq = e.hash, e.seq
+        try:
+            if self.path.read_bytes()[-1:] not in (b"", b"\n"):
+                problems.append("audit log ends with a torn line (an interrupted write)")
+        except FileNotFoundError:
+            pass
+        return problems

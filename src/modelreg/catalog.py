@@ -1,0 +1,331 @@
+"""Reading the registry: resolve refs, list and filter versions, show, diff, get.
+
+Readers take no lock: manifests are immutable and refs are replaced atomically, so every
+file read is either the old or the new whole document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelreg import yamlio
+from modelreg.conditions import Condition
+from modelreg.errors import InvalidInput, IntegrityError, NotFound
+from modelreg.hashing import hash_bytes
+from modelreg.manifest import ModelVersion
+from modelreg.names import Version, check_name, parse_ref
+from modelreg.refs import AliasRef, list_aliases, read_alias, read_state
+from modelreg.store import Store
+
+__all__ = [
+    "ModelSummary",
+    "VersionDiff",
+    "VersionInfo",
+    "diff",
+    "get",
+    "info",
+    "load_version",
+    "model_names",
+    "models",
+    "resolve",
+    "version_list",
+    "versions",
+]
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A version with what lives beside its manifest: aliases here, tags, deprecation."""
+
+    version: ModelVersion
+    aliases: tuple[str, ...]
+    tags: tuple[str, ...]
+    deprecated: dict[str, str] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of `mreg show` (and each row of `mreg list NAME`)."""
+        doc = self.version.to_dict()
+        del doc["schema"], doc["kind"]
+        return {
+            "id": self.version.id,
+            **doc,
+            "tags": list(self.tags),
+            "aliases": list(self.aliases),
+            "deprecated": self.deprecated,
+            "size": self.version.size,
+        }
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model in `mreg list`."""
+
+    name: str
+    versions: int
+    latest: str | None
+    aliases: dict[str, str]
+    updated: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of each row of `mreg list`."""
+        return {
+            "name": self.name,
+            "versions": self.versions,
+            "latest": self.latest,
+            "aliases": self.aliases,
+            "updated": self.updated,
+        }
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    """Differences between two versions, section by section: {key: [a_value, b_value]}."""
+
+    a: ModelVersion
+    b: ModelVersion
+    params: dict[str, tuple[Any, Any]]
+    metrics: dict[str, tuple[Any, Any]]
+    files: dict[str, tuple[Any, Any]]
+    data: dict[str, tuple[Any, Any]]
+    code: dict[str, tuple[Any, Any]]
+
+    @property
+    def identical(self) -> bool:
+        """True when no section differs."""
+        return not (self.params or self.metrics or self.files or self.data or self.code)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of `mreg diff`."""
+
+        def section(d: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+            return {k: {"a": a, "b": b} for k, (a, b) in d.items()}
+
+        return {
+            "a": {"name": self.a.name, "version": self.a.version, "id": self.a.id},
+            "b": {"name": self.b.name, "version": self.b.version, "id": self.b.id},
+            "params": section(self.params),
+            "metrics": section(self.metrics),
+            "files": section(self.files),
+            "data": section(self.data),
+            "code": section(self.code),
+        }
+
+
+def model_names(store: Store) -> list[str]:
+    """Every registered model name, sorted (namespaced names included)."""
+    out: list[str] = []
+    if not store.models_dir.is_dir():
+        return out
+    for d in sorted(store.models_dir.iterdir()):
+        if (d / "versions").is_dir():
+            out.append(d.name)
+        elif d.is_dir():
+            out.extend(f"{d.name}/{s.name}" for s in sorted(d.iterdir()) if (s / "versions").is_dir())
+    return out
+
+
+def version_list(store: Store, name: str) -> list[Version]:
+    """Every version of a model (unsorted); empty for an unknown model."""
+    d = store.model_dir(name) / "versions"
+    if not d.is_dir():
+        return []
+    out = []
+    for p in d.iterdir():
+        stem = p.name[:-5] if p.name.endswith(".yaml") else ""
+        if stem and Version.is_version(stem):
+            out.append(Version(stem))
+    return out
+
+
+def load_version(store: Store, name: str, version: str) -> ModelVersion:
+    """Read and check one manifest; IntegrityError if the file is damaged."""
+    path = store.manifest_path(name, version)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"{name}@{version}: no such version") from None
+    except OSError as exc:
+        raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
+    doc = yamlio.load(data, str(path), IntegrityError)
+    mv = ModelVersion.from_dict(doc, hash_bytes(data))
+    if mv.name != name or mv.version != version:
+        raise IntegrityError(f"{path}: manifest names {mv.name}@{mv.version}, not its own path")
+    return mv
+
+
+def _require_model(store: Store, name: str) -> list[Version]:
+    vs = version_list(store, name)
+    if not vs:
+        raise NotFound(f"no model named {name!r}")
+    return vs
+
+
+def resolve(store: Store, spec: str) -> ModelVersion:
+    """The version named by `NAME[@REF]`: a version, an alias, or `latest` (the default)."""
+    ref = parse_ref(spec)
+    vs = _require_model(store, ref.name)
+    if ref.kind == "latest":
+        return load_version(store, ref.name, max(vs).text)
+    if ref.kind == "version":
+        if Version(ref.ref) not in vs:
+            raise NotFound(f"{ref.name}@{ref.ref}: no such version")
+        return load_version(store, ref.name, ref.ref)
+    alias = read_alias(store, ref.name, ref.ref)
+    if alias is None:
+        raise NotFound(f"{ref.name}@{ref.ref}: no such alias")
+    mv = load_version(store, ref.name, alias.version)
+    if mv.id != alias.id:
+        raise IntegrityError(
+            f"alias {ref.name}@{ref.ref} expects manifest {alias.id[:12]} but "
+            f"{alias.version} is {mv.short_id}: the manifest was changed"
+        )
+    return mv
+
+
+def _info(mv: ModelVersion, aliases: list[AliasRef], store: Store) -> VersionInfo:
+    state = read_state(store, mv.name, mv.version)
+    return VersionInfo(
+        version=mv,
+        aliases=tuple(a.alias for a in aliases if a.version == mv.version),
+        tags=state.tags if state.tags is not None else mv.tags,
+        deprecated=state.deprecated,
+    )
+
+
+def info(store: Store, spec: str) -> VersionInfo:
+    """`resolve` plus aliases, current tags and deprecation."""
+    mv = resolve(store, spec)
+    return _info(mv, list_aliases(store, mv.name), store)
+
+
+def models(store: Store) -> list[ModelSummary]:
+    """Every model with its version count, latest version, aliases and last registration."""
+    out = []
+    for name in model_names(store):
+        vs = version_list(store, name)
+        latest = max(vs) if vs else None
+        updated = load_version(store, name, latest.text).created if latest else None
+        out.append(
+            ModelSummary(
+                name=name,
+                versions=len(vs),
+                latest=latest.text if latest else None,
+                aliases={a.alias: a.version for a in list_aliases(store, name)},
+                updated=updated,
+            )
+        )
+    return out
+
+
+def _sort_key(sort: str) -> Any:
+    if sort == "version":
+        return lambda i: Version(i.version.version)
+    if sort == "created":
+        return lambda i: i.version.created
+    if "." not in sort:
+        raise InvalidInput(f"invalid --sort {sort!r}: use version, created or SPLIT.METRIC")
+    cond = Condition(sort, "==", None)
+    # versions lacking the metric sort first (ascending) / last (descending)
+    return lambda i: (cond.lookup(i.version) is not None, cond.lookup(i.version) or 0)
+
+
+def versions(
+    store: Store,
+    name: str | None = None,
+    *,
+    tags: Sequence[str] = (),
+    alias: str | None = None,
+    where: Sequence[Condition | str] = (),
+    sort: str = "version",
+    descending: bool = False,
+    include_deprecated: bool = True,
+) -> list[VersionInfo]:
+    """Versions of `name` (or of every model) matching all filters, sorted."""
+    conds = [c if isinstance(c, Condition) else Condition.parse(c) for c in where]
+    key = _sort_key(sort)
+    names = [check_name(name)] if name else model_names(store)
+    if name:
+        _require_model(store, name)
+    rows: list[VersionInfo] = []
+    for n in names:
+        aliases = list_aliases(store, n)
+        for v in sorted(version_list(store, n)):
+            i = _info(load_version(store, n, v.text), aliases, store)
+            if alias is not None and alias not in i.aliases:
+                continue
+            if any(t not in i.tags for t in tags):
+                continue
+            if not all(c.holds(i.version) for c in conds):
+                continue
+            if i.deprecated and not include_deprecated:
+                continue
+            rows.append(i)
+    return sorted(rows, key=key, reverse=descending)
+
+
+def _dict_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def diff(store: Store, spec_a: str, spec_b: str) -> VersionDiff:
+    """Compare two versions (of the same or different models)."""
+    a, b = resolve(store, spec_a), resolve(store, spec_b)
+    code_a = a.code.to_dict() if a.code else {}
+    code_b = b.code.to_dict() if b.code else {}
+    return VersionDiff(
+        a=a,
+        b=b,
+        params=_dict_diff(_flatten(a.params), _flatten(b.params)),
+        metrics=_dict_diff(_flatten(a.metrics), _flatten(b.metrics)),
+        files=_dict_diff(
+            {f.path: f.sha256 for f in a.files}, {f.path: f.sha256 for f in b.files}
+        ),
+        data=_dict_diff(
+            {d.uri: d.sha256 or "(uri)" for d in a.data},
+            {d.uri: d.sha256 or "(uri)" for d in b.data},
+        ),
+        code=_dict_diff(code_a, code_b),
+    )
+
+
+def get(store: Store, spec: str, out: Path, *, force: bool = False) -> list[Path]:
+    """Write a version's files under `out`, re-hashing every byte; return the paths written.
+
+    A destination file that already holds the right content is left alone; one with other
+    content is refused (InvalidInput) unless `force`. Nothing is written until every
+    destination has been checked.
+    """
+    from modelreg.fsutil import safe_join
+    from modelreg.hashing import hash_file
+
+    mv = resolve(store, spec)
+    plan = []
+    for f in mv.files:
+        dst = safe_join(out, f.path)
+        if dst.exists():
+            if dst.is_file() and hash_file(dst)[0] == f.sha256:
+                continue
+            if not force:
+                raise InvalidInput(f"{dst} exists with other content (use --force to overwrite)")
+        plan.append((f, dst))
+    for f, _ in plan:
+        if not store.objects.has(f.sha256):
+            raise IntegrityError(f"object {f.sha256[:12]} of {f.path} is missing from the store")
+    written = []
+    for f, dst in plan:
+        store.objects.copy_out(f.sha256, dst)
+        written.append(dst)
+    return written

@@ -1,0 +1,174 @@
+"""Rich renderings of library results (identity card, tables, diffs). Printing only."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from modelreg.cli._output import human_size
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelreg.audit import AuditEntry
+    from modelreg.catalog import ModelSummary, VersionDiff, VersionInfo
+
+__all__ = ["render_card", "render_diff", "render_log", "render_models", "render_versions"]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def render_card(c: Console, info: VersionInfo) -> None:
+    """The identity card of a version: who, when, data, code, metrics, files, aliases."""
+    from rich import box
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
+    mv = info.version
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("id", f"[cyan]{mv.short_id}[/]  ({mv.id})")
+    head.add_row("author", escape(mv.author))
+    head.add_row("created", mv.created)
+    if mv.message:
+        head.add_row("message", escape(mv.message))
+    head.add_row("aliases", ", ".join(info.aliases) or "-")
+    head.add_row("tags", escape(", ".join(info.tags)) or "-")
+    if info.deprecated:
+        head.add_row(
+            "[red]deprecated[/]",
+            escape(f"{info.deprecated.get('reason', '')} ({info.deprecated.get('actor', '')})"),
+        )
+    if mv.code:
+        dirty = " [yellow](dirty)[/]" if mv.code.dirty else ""
+        branch = f" on {escape(mv.code.branch)}" if mv.code.branch else " (detached)"
+        head.add_row("code", f"{escape(mv.code.repo)} @ {mv.code.commit[:12]}{branch}{dirty}")
+    for d in mv.data:
+        extra = f"  sha256 {d.sha256[:12]}, {d.files} file(s), {human_size(d.size or 0)}"
+        head.add_row("data", escape(d.uri) + (extra if d.sha256 else ""))
+    if mv.dependencies:
+        deps = f"python {mv.dependencies.python}"
+        if mv.dependencies.packages:
+            deps += f"; {len(mv.dependencies.packages)} requirements"
+        head.add_row("deps", escape(deps))
+    parts: list[Any] = [head]
+    if mv.params:
+        params = Table(title="params", box=box.SIMPLE, title_justify="left")
+        params.add_column("param")
+        params.add_column("value")
+        for k, v in sorted(mv.params.items()):
+            params.add_row(escape(k), escape(_fmt(v)))
+        parts.append(params)
+    if mv.metrics:
+        splits = list(mv.metrics)
+        names = sorted({n for s in splits for n in mv.metrics[s]})
+        metrics = Table(title="metrics", box=box.SIMPLE, title_justify="left")
+        metrics.add_column("metric")
+        for s in splits:
+            metrics.add_column(escape(s), justify="right")
+        for n in names:
+            metrics.add_row(escape(n), *(_fmt(mv.metrics[s].get(n)) for s in splits))
+        parts.append(metrics)
+    files = Table(title="files", box=box.SIMPLE, title_justify="left")
+    files.add_column("path")
+    files.add_column("size", justify="right")
+    files.add_column("sha256")
+    files.add_column("format")
+    for f in mv.files:
+        files.add_row(escape(f.path), human_size(f.size), f.sha256[:12], f.format or "-")
+    parts.append(files)
+    c.print(Panel(Group(*parts), title=f"[bold]{mv.name}@{mv.version}[/]", expand=False))
+
+
+def render_models(c: Console, rows: list[ModelSummary]) -> None:
+    """The model table of `mreg list`."""
+    from rich.table import Table
+
+    if not rows:
+        c.print("No models registered yet.")
+        return
+    t = Table()
+    for col in ("model", "versions", "latest", "aliases", "updated"):
+        t.add_column(col)
+    for m in rows:
+        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(m.aliases.items()))
+        t.add_row(m.name, str(m.versions), m.latest or "-", aliases or "-", m.updated or "-")
+    c.print(t)
+
+
+def render_versions(c: Console, rows: list[VersionInfo], metric_cols: list[str]) -> None:
+    """The version table of `mreg list NAME` (and of filtered searches)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not rows:
+        c.print("No matching versions.")
+        return
+    t = Table()
+    for col in ("model", "version", "id", "aliases", "tags", "created", "author", *metric_cols):
+        t.add_column(col)
+    for i in rows:
+        mv = i.version
+        version = f"[strike]{mv.version}[/]" if i.deprecated else mv.version
+        t.add_row(
+            mv.name,
+            version,
+            mv.short_id,
+            ", ".join(i.aliases) or "-",
+            escape(", ".join(i.tags)) or "-",
+            mv.created,
+            escape(mv.author),
+            *(_fmt(mv.metric(m)) for m in metric_cols),
+        )
+    c.print(t)
+
+
+def render_diff(c: Console, d: VersionDiff) -> None:
+    """Side-by-side differences of two versions."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    a, b = f"{d.a.name}@{d.a.version}", f"{d.b.name}@{d.b.version}"
+    if d.identical:
+        c.print(f"{a} and {b} do not differ in params, metrics, files, data or code.")
+        return
+    for section in ("params", "metrics", "files", "data", "code"):
+        rows = getattr(d, section)
+        if not rows:
+            continue
+        t = Table(title=section, title_justify="left")
+        t.add_column("key")
+        t.add_column(a)
+        t.add_column(b)
+        for k, (va, vb) in rows.items():
+            short = section == "files"
+            fa = _fmt(va)[:12] if short and va else _fmt(va)
+            fb = _fmt(vb)[:12] if short and vb else _fmt(vb)
+            t.add_row(escape(k), escape(fa), escape(fb))
+        c.print(t)
+
+
+def render_log(c: Console, entries: list[AuditEntry]) -> None:
+    """The audit trail, oldest first."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not entries:
+        c.print("The audit trail is empty.")
+        return
+    t = Table()
+    for col in ("#", "time", "actor", "action", "model", "details"):
+        t.add_column(col)
+    for e in entries:
+        details = ", ".join(f"{k}={_fmt(v)}" for k, v in e.details.items() if v not in ("", None, [], False))
+        t.add_row(str(e.seq), e.time, escape(e.actor), e.action, e.model or "-", escape(details))
+    c.print(t)

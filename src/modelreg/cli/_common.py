@@ -1,0 +1,33 @@
+"""Options shared by the commands, and opening the store at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from modelreg.store import Store
+
+__all__ = ["JsonOpt", "StoreOpt", "open_store"]
+
+StoreOpt = Annotated[
+    Optional[Path],  # noqa: UP045 (Typer needs Optional on Python 3.10)
+    typer.Option(
+        "--store",
+        help="Store to use (a directory holding .modelreg/). Default: MREG_STORE, else the "
+        "nearest .modelreg/ in this directory or a parent.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON (a documented, stable shape).")
+]
+
+
+def open_store(path: Path | None) -> Store:
+    """Resolve the store once, here at the edge."""
+    from modelreg.store import Store
+
+    return Store.discover(path)

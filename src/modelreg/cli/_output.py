@@ -1,0 +1,64 @@
+"""The only module that prints: rich for people, JSON for machines, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["Output", "error", "human_size"]
+
+
+def human_size(n: int) -> str:
+    """Bytes as people read them: 512 B, 1.5 KiB, 3.2 GiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover (unreachable)
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+class Output:
+    """Where a command's result goes: `--json` prints the data, otherwise `render` draws it."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """The stdout rich console (created on first use)."""
+        if self._console is None:
+            self._console = _console()
+        return self._console
+
+    def result(self, data: Any, render: Callable[[Console], None]) -> None:
+        """Print a command's result: JSON of `data`, or `render(console)`."""
+        if self.as_json:
+            sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        else:
+            render(self.console)
+
+    def note(self, text: str) -> None:
+        """A human-only remark on stderr (suppressed with --json)."""
+        if not self.as_json:
+            _console(stderr=True).print(text)
+
+
+def error(message: str, hint: str | None = None) -> None:
+    """Print one error line (and an optional hint line) on stderr, no traceback."""
+    line = message.splitlines()[0] if message else "unknown error"
+    sys.stderr.write(f"mreg: error: {line}\n")
+    if hint:
+        sys.stderr.write(f"mreg: {hint}\n")

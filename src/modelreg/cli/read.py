@@ -1,0 +1,171 @@
+"""Read commands: `mreg list`, `show`, `diff`, `get`, `log`, `verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from modelreg.cli._common import JsonOpt, StoreOpt, open_store
+from modelreg.cli._output import Output
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["install"]
+
+
+def list_(
+    name: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Argument(help="A model: list its versions. Omit to list models."),
+    ] = None,
+    tag: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--tag", "-t", help="Only versions with this tag (repeatable: all of them)."),
+    ] = None,
+    alias: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--alias", help="Only the version this alias points at."),
+    ] = None,
+    where: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--where", "-w", help="Condition such as 'test.f1 >= 0.9' or 'params.lr < 0.1'."
+        ),
+    ] = None,
+    sort: Annotated[
+        str, typer.Option("--sort", help="Sort by version, created, or a metric SPLIT.NAME.")
+    ] = "version",
+    desc: Annotated[bool, typer.Option("--desc", help="Sort in descending order.")] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List models, or the versions of NAME; with filters, search versions of every model."""
+    from modelreg.cli._cards import render_models, render_versions
+
+    s = open_store(store)
+    out = Output(as_json)
+    if name is None and not (tag or alias or where) and sort == "version" and not desc:
+        models = s.models()
+        out.result([m.to_dict() for m in models], lambda c: render_models(c, models))
+        return
+    rows = s.versions(
+        name, tags=tag or [], alias=alias, where=where or [], sort=sort, descending=desc
+    )
+    metric_cols = [w.split()[0] for w in where or [] if not w.startswith("params.")]
+    if "." in sort and sort not in metric_cols:
+        metric_cols.append(sort)
+    out.result([r.to_dict() for r in rows], lambda c: render_versions(c, rows, metric_cols))
+
+
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME[@REF]; REF is a version, alias or latest.")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a version's identity card: who, when, data, code, metrics, files, aliases."""
+    from modelreg.cli._cards import render_card
+
+    info = open_store(store).info(ref)
+    Output(as_json).result(info.to_dict(), lambda c: render_card(c, info))
+
+
+def diff(
+    a: Annotated[str, typer.Argument(help="First NAME@REF.")],
+    b: Annotated[str, typer.Argument(help="Second NAME@REF.")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare two versions: params, metrics, files, data and code."""
+    from modelreg.cli._cards import render_diff
+
+    d = open_store(store).diff(a, b)
+    Output(as_json).result(d.to_dict(), lambda c: render_diff(c, d))
+
+
+def get(
+    ref: Annotated[str, typer.Argument(help="NAME@REF to materialise.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the files into.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite files that exist with other content.")
+    ] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a version's files into a directory, verifying every byte against its digest."""
+    s = open_store(store)
+    mv = s.resolve(ref)
+    written = s.get(ref, out, force=force)
+    data = {
+        "name": mv.name,
+        "version": mv.version,
+        "id": mv.id,
+        "out": str(out),
+        "written": [str(p) for p in written],
+        "files": len(mv.files),
+    }
+
+    def render(c: Console) -> None:
+        c.print(
+            f"{mv.name}@{mv.version}: {len(written)} file(s) written, "
+            f"{len(mv.files) - len(written)} already up to date, in {out}"
+        )
+
+    Output(as_json).result(data, render)
+
+
+def log(
+    name: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Argument(help="Only entries of this model."),
+    ] = None,
+    limit: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--limit", "-n", help="Only the last N entries.", min=1),
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the audit trail: who changed what, when, and why."""
+    from modelreg.cli._cards import render_log
+
+    entries = open_store(store).log(name, limit)
+    Output(as_json).result([e.to_dict() for e in entries], lambda c: render_log(c, entries))
+
+
+def verify(
+    objects: Annotated[
+        bool, typer.Option("--objects/--no-objects", help="Re-hash every object.")
+    ] = True,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the audit chain, every manifest and alias, and every object's digest (exit 1 on problems)."""
+    report = open_store(store).verify(objects=objects)
+
+    def render(c: Console) -> None:
+        from rich.markup import escape
+
+        for p in report.problems:
+            c.print(f"[red]✗[/] {escape(p)}")
+        status = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
+        c.print(
+            f"{status}: {report.versions} version(s), {report.objects} object(s) re-hashed, "
+            f"{report.audit_entries} audit entries"
+        )
+
+    Output(as_json).result(report.to_dict(), render)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def install(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    app.command("list")(list_)
+    app.command()(show)
+    app.command()(diff)
+    app.command()(get)
+    app.command()(log)
+    app.command()(verify)

@@ -1,0 +1,150 @@
+"""`mreg register`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from modelreg.cli._common import JsonOpt, StoreOpt, open_store
+from modelreg.cli._output import Output, human_size
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["install"]
+
+_PROGRESS_MIN_BYTES = 64 * 1024 * 1024
+
+
+def _progress_bar() -> tuple[Callable[[int], Callable[[int], None]], Callable[[], None]]:
+    """A rich byte progress bar on stderr for large inputs on a terminal."""
+    state: dict[str, object] = {}
+
+    def start(total: int) -> Callable[[int], None]:
+        if total < _PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+            return lambda n: None
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TransferSpeedColumn,
+        )
+
+        bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            transient=True,
+        )
+        bar.start()
+        task = bar.add_task("hashing and storing", total=total)
+        state["bar"] = bar
+        return lambda n: bar.advance(task, n)
+
+    def stop() -> None:
+        bar = state.get("bar")
+        if bar is not None:
+            bar.stop()  # type: ignore[attr-defined]
+
+    return start, stop
+
+
+def register(
+    name: Annotated[str, typer.Argument(help="Model name, e.g. fraud-detector or team/model.")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories to register.")],
+    version: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--version", "-V", help="SemVer version, e.g. 1.2.0 or 2.0.0-rc.1."),
+    ] = None,
+    bump: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--bump",
+            help="Bump major|minor|patch from the latest version (default: minor; the first "
+            "version is then 0.1.0).",
+        ),
+    ] = None,
+    param: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--param", "-p", help="Training param KEY=VALUE (repeatable)."),
+    ] = None,
+    params_file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--params-file", help="YAML or JSON file of training params."),
+    ] = None,
+    metric: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--metric", help="Metric SPLIT.NAME=NUMBER, e.g. test.f1=0.91 (repeatable)."),
+    ] = None,
+    metrics_file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--metrics-file", help="YAML or JSON file: {split: {metric: number}}."),
+    ] = None,
+    data: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--data", help="Data used: a local path (hashed) or a URI (recorded)."),
+    ] = None,
+    code: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--code", help="Git work tree to record as code lineage (default: cwd)."),
+    ] = None,
+    no_code: Annotated[
+        bool, typer.Option("--no-code", help="Do not record git code lineage.")
+    ] = False,
+    requirements: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--requirements", help="requirements.txt to store with the version."),
+    ] = None,
+    message: Annotated[str, typer.Option("--message", "-m", help="Description.")] = "",
+    tag: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--tag", "-t", help="Tag (repeatable)."),
+    ] = None,
+    author: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--author", help="Author (default: MREG_AUTHOR, else git user)."),
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register files or directories as a new version of model NAME.
+
+    Re-registering the same version with identical content is a no-op (exit 0); with other
+    content it fails (exit 1) and changes nothing.
+    """
+    from modelreg.assignments import load_mapping_file, parse_metrics, parse_params
+
+    base_params = load_mapping_file(params_file, "--params-file") if params_file else None
+    base_metrics = load_mapping_file(metrics_file, "--metrics-file") if metrics_file else None
+    s = open_store(store)
+    start, stop = _progress_bar()
+    try:
+        result = s.register(
+            name, paths, version=version, bump=bump,
+            params=parse_params(param or [], base_params),
+            metrics=parse_metrics(metric or [], base_metrics),
+            data=data or [], code=code, detect_code=not no_code, requirements=requirements,
+            message=message, tags=tag or [], author=author, progress=start,
+        )  # fmt: skip
+    finally:
+        stop()
+    mv = result.version
+
+    def render(c: Console) -> None:
+        verb = "Registered" if result.created else "Already registered (identical content)"
+        c.print(
+            f"{verb} [bold]{mv.name}@{mv.version}[/] id [cyan]{mv.short_id}[/] "
+            f"({len(mv.files)} file{'s' if len(mv.files) != 1 else ''}, {human_size(mv.size)})"
+        )
+
+    Output(as_json).result(result.to_dict(), render)
+
+
+def install(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    app.command()(register)

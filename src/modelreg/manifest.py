@@ -1,0 +1,264 @@
+"""The model version manifest (the "identity card") as frozen dataclasses. Pure: no I/O.
+
+A manifest is written once as canonical YAML (`yamlio.dump`) at
+`models/NAME/versions/VERSION.yaml`; its id is the SHA-256 of those bytes. `from_dict`
+checks the structure, so a damaged or hand-edited file is reported instead of half-read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from modelreg.errors import IntegrityError, MregError
+from modelreg.hashing import is_digest
+from modelreg.names import Version, check_name
+
+__all__ = [
+    "KIND",
+    "SCHEMA",
+    "CodeRef",
+    "DataRef",
+    "Dependencies",
+    "FileEntry",
+    "ModelVersion",
+    "detect_format",
+]
+
+SCHEMA = "mreg/v1"
+KIND = "ModelVersion"
+
+_FORMATS = {
+    ".onnx": "onnx",
+    ".pt": "pytorch",
+    ".pth": "pytorch",
+    ".pb": "tensorflow",
+    ".tflite": "tflite",
+    ".h5": "keras",
+    ".keras": "keras",
+    ".safetensors": "safetensors",
+    ".pkl": "pickle",
+    ".pickle": "pickle",
+    ".joblib": "joblib",
+    ".gguf": "gguf",
+    ".mlmodel": "coreml",
+    ".xgb": "xgboost",
+    ".ubj": "xgboost",
+    ".lgb": "lightgbm",
+    ".cbm": "catboost",
+    ".json": "json",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".txt": "text",
+}
+
+
+def detect_format(path: str) -> str | None:
+    """The model format named by a file's extension (never by loading it), or None."""
+    dot = path.rfind(".")
+    return _FORMATS.get(path[dot:].lower()) if dot > path.rfind("/") else None
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One artifact file of a version: its path inside the version, digest, size, format."""
+
+    path: str
+    sha256: str
+    size: int
+    format: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (also the `--json` shape)."""
+        return {"path": self.path, "sha256": self.sha256, "size": self.size, "format": self.format}
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """Data lineage: a local path (hashed) or a URI (recorded as given)."""
+
+    uri: str
+    kind: Literal["path", "uri"]
+    sha256: str | None = None
+    size: int | None = None
+    files: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {
+            "uri": self.uri,
+            "kind": self.kind,
+            "sha256": self.sha256,
+            "size": self.size,
+            "files": self.files,
+        }
+
+
+@dataclass(frozen=True)
+class CodeRef:
+    """Code lineage from git: repository, commit, branch (None when detached), dirty flag."""
+
+    repo: str
+    commit: str
+    branch: str | None
+    dirty: bool
+    path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {
+            "repo": self.repo,
+            "commit": self.commit,
+            "branch": self.branch,
+            "dirty": self.dirty,
+            "path": self.path,
+        }
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """The Python version, mreg version and (optionally) a stored requirements file."""
+
+    python: str
+    mreg: str
+    requirements: FileEntry | None = None
+    packages: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {
+            "python": self.python,
+            "mreg": self.mreg,
+            "requirements": self.requirements.to_dict() if self.requirements else None,
+            "packages": list(self.packages),
+        }
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model version. `id` is the digest of its manifest bytes."""
+
+    name: str
+    version: str
+    created: str
+    author: str
+    files: tuple[FileEntry, ...]
+    message: str = ""
+    tags: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    data: tuple[DataRef, ...] = ()
+    code: CodeRef | None = None
+    dependencies: Dependencies | None = None
+    id: str = field(default="", compare=False)
+
+    @property
+    def short_id(self) -> str:
+        """The id as people see it (12 hex digits)."""
+        return self.id[:12]
+
+    @property
+    def size(self) -> int:
+        """Total bytes of the version's files."""
+        return sum(f.size for f in self.files)
+
+    def content_key(self) -> tuple[Any, ...]:
+        """What makes two registrations "the same content": files, params and metrics.
+
+        Time, author, message, tags and lineage are left out so that a CI re-run of the same
+        registration is recognised as identical.
+        """
+        return (
+            tuple((f.path, f.sha256) for f in self.files),
+            repr(sorted(self.params.items())),
+            repr(sorted((k, sorted(v.items())) for k, v in self.metrics.items())),
+        )
+
+    def metric(self, key: str) -> float | None:
+        """A metric by `SPLIT.NAME`, or None when absent."""
+        split, _, name = key.partition(".")
+        return self.metrics.get(split, {}).get(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest document, header first in meaning (keys are sorted on disk)."""
+        return {
+            "schema": SCHEMA,
+            "kind": KIND,
+            "name": self.name,
+            "version": self.version,
+            "created": self.created,
+            "author": self.author,
+            "message": self.message,
+            "tags": list(self.tags),
+            "params": self.params,
+            "metrics": self.metrics,
+            "files": [f.to_dict() for f in self.files],
+            "data": [d.to_dict() for d in self.data],
+            "code": self.code.to_dict() if self.code else None,
+            "dependencies": self.dependencies.to_dict() if self.dependencies else None,
+        }
+
+    @classmethod
+    def from_dict(
+        cls, doc: Any, id: str = "", error: type[MregError] = IntegrityError
+    ) -> ModelVersion:
+        """Build from a parsed manifest, checking its structure; raise `error` if malformed."""
+        try:
+            return _from_dict(doc, id)
+        except (KeyError, TypeError, ValueError, AttributeError, MregError) as exc:
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise error(f"malformed manifest: {detail}") from None
+
+
+def _file(d: dict[str, Any]) -> FileEntry:
+    if not is_digest(d["sha256"]) or not isinstance(d["size"], int) or d["size"] < 0:
+        raise ValueError(f"bad file entry {d.get('path')!r}")
+    return FileEntry(str(d["path"]), d["sha256"], d["size"], d.get("format"))
+
+
+def _from_dict(doc: Any, id: str) -> ModelVersion:
+    if not isinstance(doc, dict):
+        raise TypeError("not a mapping")
+    if doc.get("kind") != KIND or doc.get("schema") != SCHEMA:
+        raise ValueError(
+            f"expected schema {SCHEMA!r} kind {KIND!r}, got {doc.get('schema')!r} "
+            f"{doc.get('kind')!r}"
+        )
+    metrics = doc.get("metrics") or {}
+    for split, values in metrics.items():
+        for k, v in values.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"metric {split}.{k} is not a finite number")
+    code = doc.get("code")
+    deps = doc.get("dependencies")
+    return ModelVersion(
+        name=check_name(doc["name"]),
+        version=Version.parse(str(doc["version"])).text,
+        created=str(doc["created"]),
+        author=str(doc["author"]),
+        message=str(doc.get("message") or ""),
+        tags=tuple(str(t) for t in doc.get("tags") or ()),
+        params=dict(doc.get("params") or {}),
+        metrics={str(s): {str(k): float(v) for k, v in m.items()} for s, m in metrics.items()},
+        files=tuple(_file(f) for f in doc["files"]),
+        data=tuple(
+            DataRef(d["uri"], d["kind"], d.get("sha256"), d.get("size"), d.get("files"))
+            for d in doc.get("data") or ()
+        ),
+        code=CodeRef(
+            str(code["repo"]), str(code["commit"]), code.get("branch"), bool(code["dirty"]),
+            str(code.get("path") or ""),
+        )
+        if code
+        else None,
+        dependencies=Dependencies(
+            python=str(deps["python"]),
+            mreg=str(deps.get("mreg", "")),
+            requirements=_file(deps["requirements"]) if deps.get("requirements") else None,
+            packages=tuple(str(p) for p in deps.get("packages") or ()),
+        )
+        if deps
+        else None,
+        id=id,
+    )

@@ -1,0 +1,274 @@
+"""`register`: store a model version's files and write its manifest.
+
+Order of work, so that bad input changes nothing and a crash leaves the store valid:
+
+1. validate every argument and open every input (no store writes yet);
+2. if the version already exists, hash the inputs read-only and compare: identical content
+   is a no-op, other content a Conflict (nothing was written either way);
+3. copy the files into `objects/` while hashing (outside the lock: objects are immutable);
+4. under the store lock: settle the version number (a bump reads the latest), re-check for
+   a concurrent registration, write the manifest (temp, fsync, rename), append to the log.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelreg import __version__, yamlio
+from modelreg.errors import Conflict, InvalidInput, NotFound
+from modelreg.fsutil import atomic_write
+from modelreg.hashing import Progress, hash_bytes, hash_file
+from modelreg.lineage import code_lineage, data_lineage, default_author, walk_files
+from modelreg.manifest import (
+    CodeRef,
+    DataRef,
+    Dependencies,
+    FileEntry,
+    ModelVersion,
+    detect_format,
+)
+from modelreg.names import FIRST_BASE, Version, check_name
+from modelreg.store import Store
+
+__all__ = ["RegisterResult", "check_tag", "register"]
+
+_TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=/-]{0,127}")
+_SPLIT_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_BUMPS = ("major", "minor", "patch")
+DEFAULT_BUMP = "minor"
+"""Without --version or --bump, a registration bumps the minor version (first one: 0.1.0)."""
+
+ProgressStart = Callable[[int], Progress]
+"""Called once with the total bytes to copy; returns the per-chunk progress callback."""
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    """What `register` did: the version, and whether it was created or already there."""
+
+    version: ModelVersion
+    created: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of `mreg register`."""
+        return {
+            "name": self.version.name,
+            "version": self.version.version,
+            "id": self.version.id,
+            "created": self.created,
+            "files": [f.to_dict() for f in self.version.files],
+            "size": self.version.size,
+        }
+
+
+def check_tag(tag: str) -> str:
+    """Return `tag` if it is a valid tag (1-128 of letters, digits, `._:=/-`), else raise."""
+    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
+        raise InvalidInput(f"invalid tag {tag!r}: use letters, digits and '._:=/-'")
+    return tag
+
+
+def check_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Validate metrics per split: split names, metric names, finite numbers."""
+    out: dict[str, dict[str, float]] = {}
+    if not isinstance(metrics, dict):
+        raise InvalidInput("metrics must map split names (train, validation, test...) to values")
+    for split, values in metrics.items():
+        if not isinstance(split, str) or not _SPLIT_RE.fullmatch(split) or split == "params":
+            raise InvalidInput(f"invalid metric split {split!r}: e.g. train, validation, test")
+        if not isinstance(values, dict):
+            raise InvalidInput(f"metrics of split {split!r} must map metric names to numbers")
+        for key, value in values.items():
+            if not isinstance(key, str) or not key or not re.fullmatch(r"[A-Za-z0-9_.@-]+", key):
+                raise InvalidInput(f"invalid metric name {split}.{key!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidInput(f"metric {split}.{key} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise InvalidInput(f"metric {split}.{key} must be finite, got {value!r}")
+            out.setdefault(split, {})[key] = float(value)
+    return out
+
+
+def _normalize_params(params: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(params, dict) or not all(isinstance(k, str) and k for k in params):
+        raise InvalidInput("params must map non-empty string keys to values")
+    try:
+        doc = yamlio.load(yamlio.dump(params), "params")
+    except Exception as exc:  # the YAML dumper raises a bare RepresenterError for objects
+        raise InvalidInput(f"params are not plain data: {exc}") from None
+    return dict(doc or {})
+
+
+def _collect(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, Path]]:
+    """Map every input to (path inside the version, source file), checking readability."""
+    if not paths:
+        raise InvalidInput("nothing to register: give at least one file or directory")
+    found: dict[str, Path] = {}
+    for given in paths:
+        p = Path(given)
+        if not p.exists():
+            raise NotFound(f"{given}: no such file or directory")
+        entries = [(p.name, p)] if p.is_file() else list(walk_files(p)) if p.is_dir() else None
+        if entries is None:
+            raise InvalidInput(f"{given}: not a regular file or directory")
+        for rel, src in entries:
+            if rel in found:
+                raise InvalidInput(f"two inputs map to the same path {rel!r} in the version")
+            try:
+                with open(src, "rb"):
+                    pass
+            except OSError as exc:
+                raise InvalidInput(f"{src}: cannot read ({exc.strerror})") from None
+            found[rel] = src
+    if not found:
+        raise InvalidInput("nothing to register: the given directories hold no files")
+    return sorted(found.items())
+
+
+def _requirements(path: str | os.PathLike[str]) -> tuple[Path, tuple[str, ...]]:
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"--requirements {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"--requirements {path}: cannot read ({exc})") from None
+    pkgs = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            pkgs.append(line)
+    return p, tuple(pkgs)
+
+
+def _target_version(store: Store, name: str, version: str | None, bump: str | None) -> str:
+    if version is not None:
+        return Version.parse(version).text
+    from modelreg.catalog import version_list
+
+    existing = version_list(store, name)
+    base = max(existing) if existing else FIRST_BASE
+    return base.bump(bump or DEFAULT_BUMP).text  # type: ignore[arg-type]
+
+
+def _existing(store: Store, name: str, version: str) -> ModelVersion | None:
+    from modelreg.catalog import load_version
+
+    path = store.manifest_path(name, version)
+    return load_version(store, name, version) if path.exists() else None
+
+
+def _check_namespace(store: Store, name: str) -> None:
+    """A name cannot be both a model and a namespace (as git refuses refs a and a/b)."""
+    ns, sep, _ = name.partition("/")
+    if sep and (store.models_dir / ns / "versions").exists():
+        raise Conflict(f"cannot register {name!r}: {ns!r} is already a model, not a namespace")
+    if not sep:
+        d = store.models_dir / name
+        if d.is_dir() and not (d / "versions").exists():
+            raise Conflict(f"cannot register {name!r}: it is a namespace of other models")
+
+
+def register(
+    store: Store,
+    name: str,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    version: str | None = None,
+    bump: str | None = None,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, dict[str, Any]] | None = None,
+    data: Sequence[str] = (),
+    code: str | os.PathLike[str] | None = None,
+    detect_code: bool = True,
+    requirements: str | os.PathLike[str] | None = None,
+    message: str = "",
+    tags: Sequence[str] = (),
+    author: str | None = None,
+    progress: ProgressStart | None = None,
+) -> RegisterResult:
+    """Register `paths` as a version of `name` (see the module docstring for the steps)."""
+    # 1. validate everything before touching the store
+    check_name(name)
+    if version is not None and bump is not None:
+        raise InvalidInput("give either --version or --bump, not both")
+    if bump is not None and bump not in _BUMPS:
+        raise InvalidInput(f"invalid --bump {bump!r}: use major, minor or patch")
+    if version is not None:
+        Version.parse(version)
+    tags = tuple(dict.fromkeys(check_tag(t) for t in tags))
+    norm_params = _normalize_params(params or {})
+    norm_metrics = check_metrics(metrics or {})
+    inputs = _collect(paths)
+    req = _requirements(requirements) if requirements is not None else None
+    data_refs: tuple[DataRef, ...] = tuple(data_lineage(d) for d in data)
+    code_ref: CodeRef | None = (
+        code_lineage(Path(code), required=True)
+        if code is not None
+        else code_lineage(None)
+        if detect_code
+        else None
+    )
+    who = author or default_author()
+
+    def build(files: tuple[FileEntry, ...], ver: str, req_entry: FileEntry | None) -> ModelVersion:
+        return ModelVersion(
+            name=name, version=ver, created=store.now(), author=who, files=files,
+            message=message, tags=tags, params=norm_params, metrics=norm_metrics,
+            data=data_refs, code=code_ref,
+            dependencies=Dependencies(
+                python=platform.python_version(), mreg=__version__, requirements=req_entry,
+                packages=req[1] if req else (),
+            ),
+        )  # fmt: skip
+
+    # 2. an explicit version that exists: compare without writing anything
+    if version is not None:
+        old = _existing(store, name, Version.parse(version).text)
+        if old is not None:
+            hashed = tuple(
+                FileEntry(rel, *hash_file(src), detect_format(rel)) for rel, src in inputs
+            )
+            return _same_or_conflict(old, build(hashed, old.version, None))
+
+    # 3. copy into objects/, hashing on the way
+    total = sum(src.stat().st_size for _, src in inputs)
+    tick = progress(total) if progress else None
+    files = tuple(
+        FileEntry(rel, *store.objects.put_file(src, tick), detect_format(rel))
+        for rel, src in inputs
+    )
+    req_entry = None
+    if req is not None:
+        digest, size = store.objects.put_file(req[0])
+        req_entry = FileEntry(req[0].name, digest, size, "requirements")
+
+    # 4. under the lock: settle the number, write the manifest, audit
+    with store.locked():
+        _check_namespace(store, name)
+        ver = _target_version(store, name, version, bump)
+        candidate = build(files, ver, req_entry)
+        old = _existing(store, name, ver)
+        if old is not None:
+            return _same_or_conflict(old, candidate)
+        data_bytes = yamlio.dump(candidate.to_dict())
+        mv = ModelVersion.from_dict(yamlio.load(data_bytes), hash_bytes(data_bytes))
+        atomic_write(store.manifest_path(name, ver), data_bytes, mode=0o444)
+        store.record(who, "register", name, version=ver, id=mv.id, files=len(files))
+    return RegisterResult(mv, created=True)
+
+
+def _same_or_conflict(old: ModelVersion, new: ModelVersion) -> RegisterResult:
+    if old.content_key() == new.content_key():
+        return RegisterResult(old, created=False)
+    raise Conflict(
+        f"{old.name}@{old.version} already exists with other content "
+        f"(id {old.short_id}); register a new version instead"
+    )

@@ -1,0 +1,96 @@
+"""The only YAML entry point of mreg: safe loading with limits, canonical dumping.
+
+Loading uses the C safe loader (no custom tags, no Python objects), refuses documents over
+`MAX_BYTES`, nested deeper than `MAX_DEPTH`, or using anchors/aliases (no mreg file needs them,
+and they are how "billion laughs" documents blow up), and reports errors as `file:line:col`.
+Dumping is canonical (sorted keys, block style, UTF-8) so a manifest's bytes — and so its
+digest — depend only on its content.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelreg.errors import InvalidInput, MregError, NotFound
+
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "dump", "load", "load_file", "loads_data"]
+
+MAX_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 64
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def load(data: bytes, source: str = "<input>", error: type[MregError] = InvalidInput) -> Any:
+    """Parse one YAML (or JSON) document from bytes; raise `error` with `source:line` on failure."""
+    if len(data) > MAX_BYTES:
+        raise error(f"{source}: document is larger than {MAX_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{source}: not valid UTF-8 (byte {exc.start})") from None
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 (safe loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise error(f"{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{source}: {exc}") from None
+    _check_shape(doc, source, error)
+    return doc
+
+
+def load_file(path: Path, error: type[MregError] = InvalidInput) -> Any:
+    """Read and parse a YAML file; a missing file raises NotFound, unreadable InvalidInput."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
+    return load(data, str(path), error)
+
+
+def loads_data(data: bytes, source: str) -> Any:
+    """Parse a user-supplied YAML or JSON params/metrics file (JSON is YAML 1.2's subset)."""
+    if source.endswith(".json"):
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{source}: invalid JSON ({exc})") from None
+        _check_shape(doc, source, InvalidInput)
+        return doc
+    return load(data, source)
+
+
+def dump(doc: Any) -> bytes:
+    """Canonical YAML bytes of `doc` (sorted keys, block style, UTF-8)."""
+    text: str = yaml.dump(
+        doc, Dumper=_Dumper, sort_keys=True, allow_unicode=True, default_flow_style=False, width=100
+    )
+    return text.encode("utf-8")
+
+
+def _check_shape(doc: Any, source: str, error: type[MregError]) -> None:
+    """Refuse aliases (shared containers) and excessive depth, iteratively."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise error(f"{source}: nested deeper than {MAX_DEPTH} levels")
+            if id(node) in seen:
+                raise error(f"{source}: YAML anchors and aliases are not allowed")
+            seen.add(id(node))
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
