@@ -66,7 +66,9 @@ def parse_metrics(
     args: Sequence[str], base: dict[str, Any] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Merge `SPLIT.NAME=NUMBER` metrics over `base`."""
-    out: dict[str, dict[str, Any]] = {k: dict(v) if isinstance(v, dict) else v for k, v in (base or {}).items()}
+    out: dict[str, dict[str, Any]] = {
+        k: dict(v) if isinstance(v, dict) else v for k, v in (base or {}).items()
+    }
     for arg in args:
         key, value = _split(arg, "--metric", "test.f1=0.91")
         split, dot, name = key.partition(".")

@@ -122,7 +122,9 @@ class AuditLog:
         try:
             return AuditEntry.from_dict(json.loads(line))
         except (ValueError, KeyError, TypeError):
-            raise IntegrityError(f"{self.path}: last entry is unreadable; run mreg verify") from None
+            raise IntegrityError(
+                f"{self.path}: last entry is unreadable; run mreg verify"
+            ) from None
 
     def entries(self) -> list[AuditEntry]:
         """Every complete entry in order (a torn last line is skipped)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from modelreg import yamlio
 from modelreg.conditions import Condition
-from modelreg.errors import InvalidInput, IntegrityError, NotFound
+from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.hashing import hash_bytes
 from modelreg.manifest import ModelVersion
 from modelreg.names import Version, check_name, parse_ref
@@ -123,7 +123,9 @@ def model_names(store: Store) -> list[str]:
         if (d / "versions").is_dir():
             out.append(d.name)
         elif d.is_dir():
-            out.extend(f"{d.name}/{s.name}" for s in sorted(d.iterdir()) if (s / "versions").is_dir())
+            out.extend(
+                f"{d.name}/{s.name}" for s in sorted(d.iterdir()) if (s / "versions").is_dir()
+            )
     return out
 
 
@@ -290,9 +292,7 @@ def diff(store: Store, spec_a: str, spec_b: str) -> VersionDiff:
         b=b,
         params=_dict_diff(_flatten(a.params), _flatten(b.params)),
         metrics=_dict_diff(_flatten(a.metrics), _flatten(b.metrics)),
-        files=_dict_diff(
-            {f.path: f.sha256 for f in a.files}, {f.path: f.sha256 for f in b.files}
-        ),
+        files=_dict_diff({f.path: f.sha256 for f in a.files}, {f.path: f.sha256 for f in b.files}),
         data=_dict_diff(
             {d.uri: d.sha256 or "(uri)" for d in a.data},
             {d.uri: d.sha256 or "(uri)" for d in b.data},

@@ -61,7 +61,7 @@ def _dataset(n: int, seed: int) -> list[Row]:
 
 
 def _predict(w: list[float], b: float, x: list[float]) -> float:
-    z = b + sum(wi * xi for wi, xi in zip(w, x))
+    z = b + sum(wi * xi for wi, xi in zip(w, x, strict=True))
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
@@ -89,7 +89,7 @@ def train_logreg(rows: list[Row], epochs: int, lr: float) -> tuple[list[float], 
             gb += err
             for i, xi in enumerate(x):
                 gw[i] += err * xi
-        w = [wi - lr * g / len(rows) for wi, g in zip(w, gw)]
+        w = [wi - lr * g / len(rows) for wi, g in zip(w, gw, strict=True)]
         b -= lr * gb / len(rows)
     return w, b
 
@@ -120,7 +120,11 @@ def _run(workdir: Path) -> DemoReport:
     store = Store.open(store.root)
     report = DemoReport(store=str(store.root), kept=False)
     step = report.steps.append
-    step(DemoStep(f"mreg init {workdir}", f"created {store.root} with gate production: test.f1 >= 0.9"))
+    step(
+        DemoStep(
+            f"mreg init {workdir}", f"created {store.root} with gate production: test.f1 >= 0.9"
+        )
+    )
     data_file = workdir / "train.csv"
     data_file.write_text("\n".join(",".join(map(str, [*x, y])) for x, y in splits["train"]))
 
@@ -146,7 +150,11 @@ def _run(workdir: Path) -> DemoReport:
             )
         )
         store.promote(f"churn-classifier@{version}", "staging", actor=author)
-        step(DemoStep(f"mreg promote churn-classifier@{version} --to staging", "staging → " + version))
+        step(
+            DemoStep(
+                f"mreg promote churn-classifier@{version} --to staging", "staging → " + version
+            )
+        )
 
     for version in ("1.0.0", "1.1.0"):
         change = store.promote(f"churn-classifier@{version}", "production", actor=author)
@@ -168,11 +176,12 @@ def _run(workdir: Path) -> DemoReport:
     )
     prod = store.resolve("churn-classifier@production")
     report_v = store.verify()
+    trained_on = prod.data[0]
     step(
         DemoStep(
             "mreg show churn-classifier@production",
             f"production runs {prod.version} (id {prod.short_id}), trained on "
-            f"{prod.data[0].uri} (sha256 {prod.data[0].sha256[:12] if prod.data[0].sha256 else '-'}), "
+            f"{trained_on.uri} (sha256 {(trained_on.sha256 or '-')[:12]}), "
             f"test f1 {prod.metric('test.f1')}, put there by {author}",
         )
     )

@@ -49,7 +49,7 @@ class GateFailed(MregError):
 
 
 class TransitionRefused(MregError):
-    """A state change is not allowed from the current state (e.g. promoting a deprecated version)."""
+    """A state change is not allowed from the current state (e.g. promoting a deprecated one)."""
 
 
 class IntegrityError(MregError):

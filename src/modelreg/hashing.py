@@ -75,9 +75,7 @@ def hash_file(path: Path, progress: Progress | None = None) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def copy_and_hash(
-    src: BinaryIO, dst_fd: int, progress: Progress | None = None
-) -> tuple[str, int]:
+def copy_and_hash(src: BinaryIO, dst_fd: int, progress: Progress | None = None) -> tuple[str, int]:
     """Copy `src` to the open file descriptor `dst_fd` while hashing; return (digest, size).
 
     The writer runs in a second thread and at most `RING_BUFFERS` chunks are in flight.

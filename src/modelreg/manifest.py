@@ -247,7 +247,10 @@ def _from_dict(doc: Any, id: str) -> ModelVersion:
             for d in doc.get("data") or ()
         ),
         code=CodeRef(
-            str(code["repo"]), str(code["commit"]), code.get("branch"), bool(code["dirty"]),
+            str(code["repo"]),
+            str(code["commit"]),
+            code.get("branch"),
+            bool(code["dirty"]),
             str(code.get("path") or ""),
         )
         if code

@@ -17,9 +17,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import total_ordering
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from modelreg.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import semver
 
 __all__ = [
     "LATEST",
@@ -90,7 +93,7 @@ class Version:
         """True when `text` is a valid version string."""
         return "+" not in text and _SEMVER_RE.fullmatch(text) is not None
 
-    def _semver(self):  # type: ignore[no-untyped-def]
+    def _semver(self) -> semver.Version:
         import semver
 
         return semver.Version.parse(self.text)

@@ -60,7 +60,7 @@ class ObjectStore:
                     digest, size = hash_file(tmp, progress)
                 else:
                     _advise_sequential(fh.fileno())
-                    digest, size = copy_and_hash(fh, fd, progress)  # type: ignore[arg-type]
+                    digest, size = copy_and_hash(fh, fd, progress)
             if fd >= 0:
                 os.fsync(fd)
                 os.close(fd)

@@ -38,9 +38,8 @@ if TYPE_CHECKING:
     from modelreg.aliases import AliasChange, AliasEvent, Deprecation, TagChange
     from modelreg.catalog import ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
-    from modelreg.hashing import Progress
     from modelreg.manifest import ModelVersion
-    from modelreg.register import RegisterResult
+    from modelreg.register import ProgressStart, RegisterResult
     from modelreg.verify import VerifyReport
 
 __all__ = ["DIRNAME", "FORMAT", "Store", "StoreConfig"]
@@ -237,7 +236,7 @@ class Store:
         message: str = "",
         tags: Sequence[str] = (),
         author: str | None = None,
-        progress: Progress | None = None,
+        progress: ProgressStart | None = None,
     ) -> RegisterResult:
         """Register files or directories as version `version` (or bumped) of model `name`."""
         from modelreg.register import register

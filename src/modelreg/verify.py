@@ -84,5 +84,7 @@ def verify(store: Store, *, objects: bool = True) -> VerifyReport:
             checked += 1
             if not store.objects.verify(digest):
                 where = referenced.get(digest, "unreferenced")
-                problems.append(f"object {digest[:12]} ({where}) is corrupt: content does not match")
+                problems.append(
+                    f"object {digest[:12]} ({where}) is corrupt: content does not match"
+                )
     return VerifyReport(tuple(problems), count, checked, entries)

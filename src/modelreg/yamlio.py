@@ -35,7 +35,7 @@ def load(data: bytes, source: str = "<input>", error: type[MregError] = InvalidI
     except UnicodeDecodeError as exc:
         raise error(f"{source}: not valid UTF-8 (byte {exc.start})") from None
     try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 (safe loader)
+        doc = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source

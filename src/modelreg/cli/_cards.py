@@ -53,7 +53,7 @@ def render_card(c: Console, info: VersionInfo) -> None:
         branch = f" on {escape(mv.code.branch)}" if mv.code.branch else " (detached)"
         head.add_row("code", f"{escape(mv.code.repo)} @ {mv.code.commit[:12]}{branch}{dirty}")
     for d in mv.data:
-        extra = f"  sha256 {d.sha256[:12]}, {d.files} file(s), {human_size(d.size or 0)}"
+        extra = f"  sha256 {(d.sha256 or '')[:12]}, {d.files} file(s), {human_size(d.size or 0)}"
         head.add_row("data", escape(d.uri) + (extra if d.sha256 else ""))
     if mv.dependencies:
         deps = f"python {mv.dependencies.python}"
@@ -169,6 +169,8 @@ def render_log(c: Console, entries: list[AuditEntry]) -> None:
     for col in ("#", "time", "actor", "action", "model", "details"):
         t.add_column(col)
     for e in entries:
-        details = ", ".join(f"{k}={_fmt(v)}" for k, v in e.details.items() if v not in ("", None, [], False))
+        details = ", ".join(
+            f"{k}={_fmt(v)}" for k, v in e.details.items() if v not in ("", None, [], False)
+        )
         t.add_row(str(e.seq), e.time, escape(e.actor), e.action, e.model or "-", escape(details))
     c.print(t)

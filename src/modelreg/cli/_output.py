@@ -24,9 +24,14 @@ def human_size(n: int) -> str:
 
 
 def _console(stderr: bool = False) -> Console:
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output (CI logs, files) gets room for whole tables instead of rich's 80 columns.
+    width = None if stream.isatty() or "COLUMNS" in os.environ else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
 class Output:

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["install"]
 
-ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why (recorded in the audit trail).")]
+ReasonOpt = Annotated[
+    str, typer.Option("--reason", "-r", help="Why (recorded in the audit trail).")
+]
 
 
 def _render_change(change: AliasChange) -> object:
@@ -24,7 +26,9 @@ def _render_change(change: AliasChange) -> object:
         from rich.markup import escape
 
         if not change.changed:
-            c.print(f"{change.model}@{change.alias} already points at {change.version}; nothing to do")
+            c.print(
+                f"{change.model}@{change.alias} already points at {change.version}; nothing to do"
+            )
             return
         verb = "Promoted" if change.action == "promote" else "Rolled back"
         frm = f" (was {change.previous})" if change.previous else ""
@@ -33,7 +37,9 @@ def _render_change(change: AliasChange) -> object:
             f"id [cyan]{change.id[:12]}[/]{frm}, generation {change.generation}"
         )
         if change.forced and change.failed_gates:
-            c.print(f"[yellow]forced past failed gates:[/] {escape('; '.join(change.failed_gates))}")
+            c.print(
+                f"[yellow]forced past failed gates:[/] {escape('; '.join(change.failed_gates))}"
+            )
 
     return render
 

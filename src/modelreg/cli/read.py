@@ -142,7 +142,7 @@ def verify(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check the audit chain, every manifest and alias, and every object's digest (exit 1 on problems)."""
+    """Check the audit chain, manifests, aliases and every object's digest (exit 1 if bad)."""
     report = open_store(store).verify(objects=objects)
 
     def render(c: Console) -> None:

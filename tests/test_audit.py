@@ -1,0 +1,50 @@
+import json
+
+from modelreg.audit import GENESIS, AuditLog
+
+
+def _append(log, n):
+    return [
+        log.append(time=f"t{i}", actor="a", action="register", model="m", details={"i": i})
+        for i in range(n)
+    ]
+
+
+def test_chain(tmp_path):
+    log = AuditLog(tmp_path / "log.jsonl")
+    entries = _append(log, 3)
+    assert entries[0].prev == GENESIS
+    assert [e.seq for e in log.entries()] == [1, 2, 3]
+    assert entries[2].prev == entries[1].hash
+    assert log.verify() == []
+
+
+def test_edit_detected(tmp_path):
+    log = AuditLog(tmp_path / "log.jsonl")
+    _append(log, 3)
+    lines = log.path.read_text().splitlines()
+    doc = json.loads(lines[1])
+    doc["actor"] = "mallory"
+    lines[1] = json.dumps(doc)
+    log.path.write_text("\n".join(lines) + "\n")
+    assert any("edited" in p for p in log.verify())
+
+
+def test_deletion_detected(tmp_path):
+    log = AuditLog(tmp_path / "log.jsonl")
+    _append(log, 3)
+    lines = log.path.read_text().splitlines()
+    log.path.write_text(lines[0] + "\n" + lines[2] + "\n")
+    assert any("chain broken" in p for p in log.verify())
+
+
+def test_torn_tail_ignored_then_cut(tmp_path):
+    log = AuditLog(tmp_path / "log.jsonl")
+    _append(log, 2)
+    with open(log.path, "ab") as fh:
+        fh.write(b'{"seq": 3, "tim')  # a crash mid-append
+    assert len(log.entries()) == 2
+    assert any("torn" in p for p in log.verify())
+    e = _append(log, 1)[0]
+    assert e.seq == 3
+    assert log.verify() == []

@@ -1,0 +1,84 @@
+"""The project's own checks run inside the suite, so a lint or type error fails CI."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff comes with the test extra")
+def test_ruff_lint_and_format():
+    lint = _run("ruff", "check", "src", "tests", "bench", "examples")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = _run("ruff", "format", "--check", "src")
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_mypy_strict():
+    out = _run(sys.executable, "-m", "mypy")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_cli_startup_imports_stay_light():
+    """`mreg --help` must not import gitpython, s3fs, fsspec, filelock or the store's modules."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['mreg', '--help']\n"
+        "from modelreg.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = ['git', 's3fs', 'fsspec', 'filelock', 'modelreg.store', 'semver']\n"
+        "print('LOADED:' + ','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "LOADED:", out.stdout
+
+
+def test_library_import_is_light():
+    code = "import modelreg, sys; print([m for m in ('typer','rich','git','s3fs') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_core_never_prints_or_exits():
+    """print, sys.exit and typer belong to cli/ only."""
+    offenders = []
+    for p in (ROOT / "src" / "modelreg").rglob("*.py"):
+        if "cli" in p.relative_to(ROOT / "src" / "modelreg").parts:
+            continue
+        text = p.read_text()
+        for needle in (
+            "print(",
+            "sys.exit(",
+            "import typer",
+            "from rich",
+            "import rich",
+            "import click",
+        ):
+            if needle in text:
+                offenders.append(f"{p.name}: {needle}")
+    assert offenders == []
+
+
+def test_every_command_and_parameter_has_help():
+    import typer.main
+
+    from modelreg.cli import app
+
+    group = typer.main.get_command(app)
+    missing = []
+    for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+        if not (cmd.help or "").strip():
+            missing.append(name)
+        for param in cmd.params:
+            if param.name != "help" and not (getattr(param, "help", None) or "").strip():
+                missing.append(f"{name} {param.name}")
+    assert missing == []
