@@ -167,3 +167,13 @@ def test_kill_9_during_register_leaves_store_valid(store, tmp_path):
     mv = store.register("big", [big], version="1.0.0").version
     assert mv.files[0].size == big.stat().st_size
     assert store.verify().ok
+
+
+def test_lock_is_reentrant_and_times_out(store, monkeypatch):
+    from modelreg.errors import LockTimeout
+
+    with store.locked(), store.locked():  # nested use by one Store does not deadlock
+        other = Store.open(store.root)
+        monkeypatch.setenv("MREG_LOCK_TIMEOUT", "0.2")
+        with pytest.raises(LockTimeout, match="MREG_LOCK_TIMEOUT"), other.locked():
+            pass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from modelreg.errors import LockTimeout
 
-__all__ = ["DEFAULT_TIMEOUT", "hold"]
+__all__ = ["DEFAULT_TIMEOUT", "StoreLock", "hold"]
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -27,21 +27,42 @@ def _timeout() -> float:
         return DEFAULT_TIMEOUT
 
 
+class StoreLock:
+    """A re-entrant exclusive lock on one file: nested `hold()`s in one process nest freely.
+
+    One object per store and path: two separate flock()s on the same file from one process
+    would deadlock, so operations that call each other (a release promote calling the alias
+    promote) must share this object.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock: object | None = None
+
+    @contextmanager
+    def hold(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the lock for the block; raise LockTimeout after `timeout` seconds."""
+        import filelock  # lazy: ~20 ms of imports that read-only commands never need
+
+        if self._lock is None:
+            self._lock = filelock.FileLock(str(self.path))
+        lock: filelock.BaseFileLock = self._lock  # type: ignore[assignment]
+        wait = _timeout() if timeout is None else timeout
+        try:
+            lock.acquire(timeout=wait)
+        except filelock.Timeout:
+            raise LockTimeout(
+                f"another mreg process has held {self.path} for more than {wait:g}s; retry, "
+                "or raise MREG_LOCK_TIMEOUT"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+
 @contextmanager
 def hold(path: Path, timeout: float | None = None) -> Iterator[None]:
-    """Hold the exclusive lock at `path` for the block; raise LockTimeout after `timeout` s."""
-    import filelock  # lazy: ~20 ms of imports that read-only commands never need
-
-    wait = _timeout() if timeout is None else timeout
-    lock = filelock.FileLock(str(path), timeout=wait)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise LockTimeout(
-            f"another mreg process has held {path} for more than {wait:g}s; retry, or raise "
-            "MREG_LOCK_TIMEOUT"
-        ) from None
-    try:
+    """Hold the exclusive lock at `path` for the block (a one-off `StoreLock`)."""
+    with StoreLock(path).hold(timeout):
         yield
-    finally:
-        lock.release()

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from modelreg.aliases import AliasChange, AliasEvent, Deprecation, TagChange
     from modelreg.catalog import ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
+    from modelreg.locking import StoreLock
     from modelreg.manifest import ModelVersion
     from modelreg.register import ProgressStart, RegisterResult
     from modelreg.verify import VerifyReport
@@ -106,6 +107,7 @@ class Store:
         self.clock = clock
         self.objects = ObjectStore(root / "objects", root / "tmp")
         self.audit = AuditLog(root / "audit" / "log.jsonl")
+        self._lock: StoreLock | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -202,10 +204,12 @@ class Store:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the store's write lock."""
-        from modelreg.locking import hold
+        """Hold the store's write lock (re-entrant within this Store object)."""
+        if self._lock is None:
+            from modelreg.locking import StoreLock
 
-        with hold(self.root / "locks" / "store.lock"):
+            self._lock = StoreLock(self.root / "locks" / "store.lock")
+        with self._lock.hold():
             yield
 
     def now(self) -> str:
