@@ -21,6 +21,7 @@ from modelreg.refs import AliasRef, list_aliases, read_alias, read_state
 from modelreg.store import Store
 
 __all__ = [
+    "Materialized",
     "ModelSummary",
     "VersionDiff",
     "VersionInfo",
@@ -301,8 +302,28 @@ def diff(store: Store, spec_a: str, spec_b: str) -> VersionDiff:
     )
 
 
-def get(store: Store, spec: str, out: Path, *, force: bool = False) -> list[Path]:
-    """Write a version's files under `out`, re-hashing every byte; return the paths written.
+@dataclass(frozen=True)
+class Materialized:
+    """The result of `get`: which version, where, and which files were (re)written."""
+
+    version: ModelVersion
+    out: Path
+    written: tuple[Path, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of `mreg get`."""
+        return {
+            "name": self.version.name,
+            "version": self.version.version,
+            "id": self.version.id,
+            "out": str(self.out),
+            "written": [str(p) for p in self.written],
+            "files": len(self.version.files),
+        }
+
+
+def get(store: Store, spec: str, out: Path, *, force: bool = False) -> Materialized:
+    """Write a version's files under `out`, re-hashing every byte.
 
     A destination file that already holds the right content is left alone; one with other
     content is refused (InvalidInput) unless `force`. Nothing is written until every
@@ -328,4 +349,4 @@ def get(store: Store, spec: str, out: Path, *, force: bool = False) -> list[Path
     for f, dst in plan:
         store.objects.copy_out(f.sha256, dst)
         written.append(dst)
-    return written
+    return Materialized(mv, out, tuple(written))

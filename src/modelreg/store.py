@@ -36,7 +36,7 @@ from modelreg.objects import ObjectStore
 
 if TYPE_CHECKING:
     from modelreg.aliases import AliasChange, AliasEvent, Deprecation, TagChange
-    from modelreg.catalog import ModelSummary, VersionDiff, VersionInfo
+    from modelreg.catalog import Materialized, ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
     from modelreg.locking import StoreLock
     from modelreg.manifest import ModelVersion
@@ -294,7 +294,7 @@ class Store:
 
         return diff(self, a, b)
 
-    def get(self, spec: str, out: str | os.PathLike[str], *, force: bool = False) -> list[Path]:
+    def get(self, spec: str, out: str | os.PathLike[str], *, force: bool = False) -> Materialized:
         """Materialise a version's files under `out`, verifying every byte."""
         from modelreg.catalog import get
 

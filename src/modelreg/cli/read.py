@@ -95,25 +95,16 @@ def get(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a version's files into a directory, verifying every byte against its digest."""
-    s = open_store(store)
-    mv = s.resolve(ref)
-    written = s.get(ref, out, force=force)
-    data = {
-        "name": mv.name,
-        "version": mv.version,
-        "id": mv.id,
-        "out": str(out),
-        "written": [str(p) for p in written],
-        "files": len(mv.files),
-    }
+    result = open_store(store).get(ref, out, force=force)
+    mv, n = result.version, len(result.written)
 
     def render(c: Console) -> None:
         c.print(
-            f"{mv.name}@{mv.version}: {len(written)} file(s) written, "
-            f"{len(mv.files) - len(written)} already up to date, in {out}"
+            f"{mv.name}@{mv.version}: {n} file(s) written, "
+            f"{len(mv.files) - n} already up to date, in {out}"
         )
 
-    Output(as_json).result(data, render)
+    Output(as_json).result(result.to_dict(), render)
 
 
 def log(

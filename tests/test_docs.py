@@ -1,0 +1,34 @@
+"""The docs are checked: the CLI reference is generated from --help and must be current."""
+
+import runpy
+from pathlib import Path
+
+import typer.main
+
+from modelreg.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_cli_reference_is_current():
+    render = runpy.run_path(str(ROOT / "docs" / "gen_cli_reference.py"))["render"]
+    current = (ROOT / "docs" / "cli-reference.md").read_text()
+    assert current == render(), "run: python docs/gen_cli_reference.py > docs/cli-reference.md"
+
+
+def test_every_command_is_documented():
+    group = typer.main.get_command(app)
+    cli_md = (ROOT / "docs" / "cli.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in group.commands:  # type: ignore[attr-defined]
+        assert f"mreg {name}" in readme, f"README does not mention mreg {name}"
+        assert f"`mreg {name}" in cli_md, f"docs/cli.md has no --json shape for mreg {name}"
+
+
+def test_readme_starts_with_the_two_commands():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    block = lines[lines.index("```bash") + 1 : lines.index("```bash") + 3]
+    assert block[0].startswith("pip install -e . && mreg demo")
+    assert block[1].startswith("pip install -e '.[test]' && pytest")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install -e '.[test]' && pytest" in ci
