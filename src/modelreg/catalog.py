@@ -26,6 +26,7 @@ __all__ = [
     "VersionDiff",
     "VersionInfo",
     "diff",
+    "flatten",
     "get",
     "info",
     "load_version",
@@ -273,11 +274,12 @@ def _dict_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any
     return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level with dotted keys: {"a": {"b": 1}} → {"a.b": 1}."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -291,8 +293,8 @@ def diff(store: Store, spec_a: str, spec_b: str) -> VersionDiff:
     return VersionDiff(
         a=a,
         b=b,
-        params=_dict_diff(_flatten(a.params), _flatten(b.params)),
-        metrics=_dict_diff(_flatten(a.metrics), _flatten(b.metrics)),
+        params=_dict_diff(flatten(a.params), flatten(b.params)),
+        metrics=_dict_diff(flatten(a.metrics), flatten(b.metrics)),
         files=_dict_diff({f.path: f.sha256 for f in a.files}, {f.path: f.sha256 for f in b.files}),
         data=_dict_diff(
             {d.uri: d.sha256 or "(uri)" for d in a.data},

@@ -65,11 +65,14 @@ def render_card(c: Console, info: VersionInfo) -> None:
         params = Table(title="params", box=box.SIMPLE, title_justify="left")
         params.add_column("param")
         params.add_column("value")
-        for k, v in sorted(mv.params.items()):
+        from modelreg.catalog import flatten
+
+        for k, v in sorted(flatten(mv.params).items()):
             params.add_row(escape(k), escape(_fmt(v)))
         parts.append(params)
     if mv.metrics:
-        splits = list(mv.metrics)
+        conventional = {"train": 0, "validation": 1, "val": 1, "dev": 1, "test": 2}
+        splits = sorted(mv.metrics, key=lambda s: (conventional.get(s, 3), s))
         names = sorted({n for s in splits for n in mv.metrics[s]})
         metrics = Table(title="metrics", box=box.SIMPLE, title_justify="left")
         metrics.add_column("metric")
