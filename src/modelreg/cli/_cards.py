@@ -17,6 +17,10 @@ __all__ = ["render_card", "render_diff", "render_log", "render_models", "render_
 
 
 def _fmt(value: Any) -> str:
+    from modelreg.hashing import is_digest
+
+    if is_digest(value):
+        return str(value)[:12]
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     if value is None:
