@@ -48,3 +48,37 @@ def test_torn_tail_ignored_then_cut(tmp_path):
     e = _append(log, 1)[0]
     assert e.seq == 3
     assert log.verify() == []
+
+
+def test_deleting_the_last_entries_is_detected(tmp_path):
+    log = AuditLog(tmp_path / "log.jsonl")
+    _append(log, 3)
+    lines = log.path.read_text().splitlines()
+    log.path.write_text("\n".join(lines[:2]) + "\n")
+    assert any("deleted" in p for p in log.verify())
+
+
+def test_rewritten_head_entry_is_detected(tmp_path):
+    log = AuditLog(tmp_path / "log.jsonl")
+    _append(log, 2)
+    lines = log.path.read_text().splitlines()
+    doc = json.loads(lines[1])
+    doc["details"] = {"i": 99}
+    body = {k: v for k, v in doc.items() if k != "hash"}
+    import hashlib
+
+    doc["hash"] = hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    lines[1] = json.dumps(doc)
+    log.path.write_text("\n".join(lines) + "\n")
+    assert any("rewritten" in p for p in log.verify())
+
+
+def test_head_one_behind_after_a_crash_is_accepted(tmp_path):
+    log = AuditLog(tmp_path / "log.jsonl")
+    _append(log, 2)
+    head = log.head_path.read_bytes()
+    _append(log, 1)
+    log.head_path.write_bytes(head)  # as if the process died before updating the head
+    assert log.verify() == []

@@ -66,9 +66,14 @@ def parse_metrics(
     args: Sequence[str], base: dict[str, Any] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Merge `SPLIT.NAME=NUMBER` metrics over `base`."""
-    out: dict[str, dict[str, Any]] = {
-        k: dict(v) if isinstance(v, dict) else v for k, v in (base or {}).items()
-    }
+    out: dict[str, dict[str, Any]] = {}
+    for split, values in (base or {}).items():
+        if not isinstance(values, dict):
+            raise InvalidInput(
+                f"--metrics-file: split {split!r} must map metric names to numbers, "
+                f"e.g. {split}: {{f1: 0.9}}"
+            )
+        out[str(split)] = dict(values)
     for arg in args:
         key, value = _split(arg, "--metric", "test.f1=0.91")
         split, dot, name = key.partition(".")

@@ -6,6 +6,11 @@ SHA-256 of the entry's canonical JSON without `hash`. Editing, inserting, reorde
 deleting an entry breaks the chain, which `verify` reports. Appends happen under the store
 lock with O_APPEND and fsync; a line torn by a crash (no final newline) is ignored by
 readers and cut off by the next append.
+
+After each append, `audit/head.json` records the last entry's `seq` and `hash` (replaced
+atomically). A chain alone cannot show that its last entries were cut off; the head can:
+`verify` reports a log that ends before the head. (A crash between the append and the head
+update leaves the head one entry behind, which is accepted.)
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from modelreg.errors import IntegrityError
+from modelreg.fsutil import atomic_write
 
 __all__ = ["GENESIS", "AuditEntry", "AuditLog"]
 
@@ -82,6 +88,7 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.head_path = path.parent / "head.json"
 
     def append(
         self, *, time: str, actor: str, action: str, model: str | None, details: dict[str, Any]
@@ -98,6 +105,7 @@ class AuditLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+        atomic_write(self.head_path, _canonical({"seq": entry.seq, "hash": entry.hash}))
         return entry
 
     def _last_complete(self, fd: int) -> AuditEntry | None:
@@ -162,4 +170,23 @@ class AuditLog:
                 problems.append("audit log ends with a torn line (an interrupted write)")
         except FileNotFoundError:
             pass
+        problems.extend(self._check_head(entries))
         return problems
+
+    def _check_head(self, entries: list[AuditEntry]) -> list[str]:
+        try:
+            head = json.loads(self.head_path.read_bytes())
+            seq, digest = int(head["seq"]), str(head["hash"])
+        except FileNotFoundError:
+            return ["audit head is missing: entries may have been deleted"] if entries else []
+        except (ValueError, KeyError, TypeError):
+            return [f"{self.head_path}: unreadable"]
+        last = entries[-1].seq if entries else 0
+        if last < seq:
+            return [f"audit trail ends at entry {last} but entry {seq} was written: deleted"]
+        if last > seq + 1:
+            return [f"audit trail has {last - seq} entries after the recorded head {seq}"]
+        recorded = next((e for e in entries if e.seq == seq), None)
+        if recorded is not None and recorded.hash != digest:
+            return [f"audit entry {seq} differs from the one recorded as the head: rewritten"]
+        return []

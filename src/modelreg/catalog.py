@@ -154,7 +154,10 @@ def load_version(store: Store, name: str, version: str) -> ModelVersion:
     except OSError as exc:
         raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
     doc = yamlio.load(data, str(path), IntegrityError)
-    mv = ModelVersion.from_dict(doc, hash_bytes(data))
+    try:
+        mv = ModelVersion.from_dict(doc, hash_bytes(data))
+    except IntegrityError as exc:
+        raise IntegrityError(f"{path}: {exc}") from None
     if mv.name != name or mv.version != version:
         raise IntegrityError(f"{path}: manifest names {mv.name}@{mv.version}, not its own path")
     return mv
@@ -232,8 +235,18 @@ def _sort_key(sort: str) -> Any:
     if "." not in sort:
         raise InvalidInput(f"invalid --sort {sort!r}: use version, created or SPLIT.METRIC")
     cond = Condition(sort, "==", None)
-    # versions lacking the metric sort first (ascending) / last (descending)
-    return lambda i: (cond.lookup(i.version) is not None, cond.lookup(i.version) or 0)
+
+    def key(i: VersionInfo) -> tuple[bool, int, Any]:
+        # versions lacking the field sort first (ascending) / last (descending); numbers
+        # before other values, which compare as text, so mixed types never fail
+        v = cond.lookup(i.version)
+        if v is None:
+            return (False, 0, 0)
+        if isinstance(v, (int, float)):
+            return (True, 0, v)
+        return (True, 1, str(v))
+
+    return key
 
 
 def versions(
@@ -335,6 +348,8 @@ def get(store: Store, spec: str, out: Path, *, force: bool = False) -> Materiali
     from modelreg.hashing import hash_file
 
     mv = resolve(store, spec)
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"--out {out}: exists and is not a directory")
     plan = []
     for f in mv.files:
         dst = safe_join(out, f.path)

@@ -96,6 +96,17 @@ def check_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, flo
     return out
 
 
+def _check_text(value: str, what: str) -> str:
+    """Refuse text that cannot be stored as UTF-8 (e.g. undecodable bytes from argv)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid UTF-8 text") from None
+    if any(ord(c) < 32 and c not in "\t\n" for c in value):
+        raise InvalidInput(f"{what} contains control characters")
+    return value
+
+
 def _normalize_params(params: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(params, dict) or not all(isinstance(k, str) and k for k in params):
         raise InvalidInput("params must map non-empty string keys to values")
@@ -203,6 +214,8 @@ def register(
         raise InvalidInput(f"invalid --bump {bump!r}: use major, minor or patch")
     if version is not None:
         Version.parse(version)
+    _check_namespace(store, name)
+    _check_text(message, "--message")
     tags = tuple(dict.fromkeys(check_tag(t) for t in tags))
     norm_params = _normalize_params(params or {})
     norm_metrics = check_metrics(metrics or {})
@@ -216,7 +229,7 @@ def register(
         if detect_code
         else None
     )
-    who = author or default_author()
+    who = _check_text(author or default_author(), "--author")
 
     def build(files: tuple[FileEntry, ...], ver: str, req_entry: FileEntry | None) -> ModelVersion:
         return ModelVersion(
