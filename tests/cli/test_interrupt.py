@@ -13,9 +13,22 @@ def test_ctrl_c_during_register_exits_130_and_leaves_nothing(store, tmp_path):
         for _ in range(256):
             fh.write(os.urandom(1 << 20))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelreg", "register", "big", str(big), "--version", "1.0.0",
-         "--no-code", "--store", str(store.root)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "modelreg",
+            "register",
+            "big",
+            str(big),
+            "--version",
+            "1.0.0",
+            "--no-code",
+            "--store",
+            str(store.root),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     # wait until the copy has started (a temp file appears in tmp/), then press Ctrl-C
     deadline = time.monotonic() + 30
