@@ -3,7 +3,9 @@
 `run_demo` needs no server and no network: it makes a store in a temporary directory,
 trains a logistic-regression classifier in pure Python on a synthetic data set (two
 versions, the second trained longer), registers both with their params and metrics,
-promotes through a `production` gate, rolls back, and returns the steps it took.
+promotes through a `production` gate, rolls back, then releases the second version again
+as a canary to a simulated stream of users through the serving `Router`, step by step, and
+returns the steps it took.
 """
 
 from __future__ import annotations
@@ -174,6 +176,12 @@ def _run(workdir: Path) -> DemoReport:
             f"production → {change.version} (was {change.previous})",
         )
     )
+    # Release 1.1.0 again, this time safely: a canary ramp with a simulated user stream.
+    from modelreg.release.demo import run_canary_demo
+
+    canary = run_canary_demo(store, "churn-classifier", "1.1.0", actor=author)
+    for command, summary in canary.commands():
+        step(DemoStep(command, summary))
     prod = store.resolve("churn-classifier@production")
     report_v = store.verify()
     trained_on = prod.data[0]

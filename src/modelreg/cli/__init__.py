@@ -14,7 +14,7 @@ from types import FrameType
 
 import typer
 
-from modelreg.cli import aliases, demo, read, register, store
+from modelreg.cli import aliases, demo, read, register, release, store
 
 __all__ = ["app", "main"]
 
@@ -33,6 +33,7 @@ register.install(app)
 read.install(app)
 aliases.install(app)
 demo.install(app)
+release.install(app)
 
 
 class _Interrupted(BaseException):

@@ -1,0 +1,298 @@
+"""`mreg release start|set|step|pause|resume|promote|abort|status|history` (issue 5).
+
+Each command is one call of `modelreg.release.ops` with the same name (`set` is
+`ops.update`); this module only parses options and prints results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from modelreg.cli._common import JsonOpt, StoreOpt, open_store
+from modelreg.cli._output import Output
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelreg.release.ops import ReleaseChange, ReleaseStatus
+
+__all__ = ["install", "release_app"]
+
+release_app = typer.Typer(
+    name="release",
+    help="Canary releases: send a share of traffic to a new version, step it up, promote or "
+    "abort. Refused transitions exit 1 with the reason.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+NameArg = Annotated[str, typer.Argument(help="Model name.")]
+ReasonOpt = Annotated[
+    str, typer.Option("--reason", "-r", help="Why (recorded in the release history and audit).")
+]
+WeightOpt = Annotated[
+    Optional[str],  # noqa: UP045 (Typer needs Optional on Python 3.10)
+    typer.Option("--weight", "-w", help="Canary share in percent, 0-100, down to 0.01."),
+]
+RulesOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--rule",
+        help="Routing rule, in order (repeatable): 'COND [and COND] -> canary|baseline|P%'; "
+        "COND is key=value, 'key in a,b' or key^=prefix; 'user_id in u1,u2' pins users.",
+    ),
+]
+RulesFileOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--rules-file", help="YAML/JSON list of rules (added after any --rule)."),
+]
+
+
+def _rules(rule: list[str] | None, rules_file: Path | None) -> list[Any] | None:
+    if rule is None and rules_file is None:
+        return None
+    from modelreg.release.ops import read_rules_file
+
+    out: list[Any] = list(rule or [])
+    if rules_file is not None:
+        out.extend(read_rules_file(rules_file))
+    return out
+
+
+def _pct(value: int | float) -> str:
+    return f"{value:g}%"
+
+
+def _render_status(c: Console, st: ReleaseStatus, changes: bool = True) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    doc = st.to_dict()
+    if st.rollout is None:
+        prod = st.production or "no production alias"
+        c.print(f"{st.model}: no release (production: {prod})")
+        return
+    r = st.rollout
+    shadow = " [magenta]shadow mode[/]" if r.shadow else ""
+    c.print(
+        f"[bold]{st.model}[/] release {r.release}: [bold]{r.state}[/]{shadow}, generation "
+        f"{r.generation}, sticky by {r.stick_by}"
+    )
+    for side in ("baseline", "canary"):
+        s = doc[side]
+        c.print(f"  {side:<8} {s['version']:<14} {s['id'][:12]}  {_pct(s['weight']):>7}")
+    c.print("Routing (first match wins):")
+    for line in st.routing():
+        c.print(f"  {escape(line)}")
+    steps = doc["steps"]
+    plan = " ".join(
+        f"[green]{s if isinstance(s, str) else _pct(s)}[/]"
+        if s in steps["done"]
+        else (s if isinstance(s, str) else _pct(s))
+        for s in steps["plan"]
+    )
+    nxt = "-" if steps["next"] is None else _pct(steps["next"])
+    c.print(f"Steps: {plan}   (done in green; next: {nxt})")
+    if doc["analysis"]:
+        c.print(f"Analysis checks: {len(doc['analysis'])}")
+    if not changes:
+        return
+    t = Table(title="Last changes")
+    for col in ("gen", "time", "action", "state", "weight", "actor", "reason"):
+        t.add_column(col)
+    for e in doc["last_changes"]:
+        t.add_row(
+            str(e["generation"]), e["time"], e["action"], e["state"], _pct(e["weight"]),
+            escape(e["actor"]), escape(e["reason"]) or "-",
+        )  # fmt: skip
+    c.print(t)
+
+
+def _show_change(change: ReleaseChange, as_json: bool) -> None:
+    def render(c: Console) -> None:
+        r = change.rollout
+        if not change.changed:
+            c.print(f"{r.model}: release {r.release} unchanged (already so); nothing to do")
+        else:
+            c.print(
+                f"{r.model}: release {r.release} {change.action}: {change.previous_state} → "
+                f"[bold]{r.state}[/], generation {r.generation}"
+            )
+        if change.promotion is not None:
+            p = change.promotion
+            c.print(f"production → [bold]{p.version}[/] (was {p.previous or '-'})")
+        _render_status(c, change.status, changes=False)
+
+    Output(as_json).result(change.to_dict(), render)
+
+
+@release_app.command()
+def start(
+    name: NameArg,
+    canary: Annotated[str, typer.Option("--canary", help="The version to release.")],
+    baseline: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--baseline", help="Version or alias it competes with (default: production)."),
+    ] = None,
+    weight: WeightOpt = None,
+    steps: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--steps",
+            help="Step plan in percent, e.g. 1,5,10,25,50,100; 'shadow' may come first "
+            "(default 1,5,10,25,50,100).",
+        ),
+    ] = None,
+    stick_by: Annotated[
+        str, typer.Option("--stick-by", help="Request attribute that keeps a user on one side.")
+    ] = "user_id",
+    rule: RulesOpt = None,
+    rules_file: RulesFileOpt = None,
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow", help="Start in shadow mode: the baseline answers, the canary mirrors."
+        ),
+    ] = False,
+    reason: ReasonOpt = "",
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a canary release of a version against the baseline (default: production)."""
+    from modelreg.release import ops
+
+    change = ops.start(
+        open_store(store), name, canary, baseline=baseline, weight=weight, steps=steps,
+        stick_by=stick_by, rules=_rules(rule, rules_file) or (), shadow=shadow, reason=reason,
+    )  # fmt: skip
+    _show_change(change, as_json)
+
+
+@release_app.command("set")
+def set_(
+    name: NameArg,
+    weight: WeightOpt = None,
+    rule: RulesOpt = None,
+    rules_file: RulesFileOpt = None,
+    no_rules: Annotated[bool, typer.Option("--no-rules", help="Remove every rule.")] = False,
+    shadow: Annotated[
+        bool,
+        typer.Option("--shadow", help="Go to shadow mode (no live canary traffic, mirror all)."),
+    ] = False,
+    reason: ReasonOpt = "",
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the canary weight, replace the rules, or switch to shadow mode."""
+    from modelreg.errors import InvalidInput
+    from modelreg.release import ops
+
+    rules = _rules(rule, rules_file)
+    if no_rules:
+        if rules is not None:
+            raise InvalidInput("--no-rules cannot be combined with --rule or --rules-file")
+        rules = []
+    change = ops.update(
+        open_store(store), name, weight=weight, rules=rules, shadow=True if shadow else None,
+        reason=reason,
+    )  # fmt: skip
+    _show_change(change, as_json)
+
+
+@release_app.command()
+def step(
+    name: NameArg, reason: ReasonOpt = "", store: StoreOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Move the canary to the next weight of the step plan."""
+    from modelreg.release import ops
+
+    _show_change(ops.step(open_store(store), name, reason=reason), as_json)
+
+
+@release_app.command()
+def pause(
+    name: NameArg, reason: ReasonOpt = "", store: StoreOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Pause the release: traffic keeps its split, set and step are refused until resume."""
+    from modelreg.release import ops
+
+    _show_change(ops.pause(open_store(store), name, reason=reason), as_json)
+
+
+@release_app.command()
+def resume(
+    name: NameArg, reason: ReasonOpt = "", store: StoreOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Resume a paused release."""
+    from modelreg.release import ops
+
+    _show_change(ops.resume(open_store(store), name, reason=reason), as_json)
+
+
+@release_app.command()
+def promote(
+    name: NameArg,
+    reason: ReasonOpt = "",
+    force: Annotated[
+        bool, typer.Option("--force", help="Override failed production gates (needs --reason).")
+    ] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move production to the canary (through its promotion gates) and end the release."""
+    from modelreg.release import ops
+
+    _show_change(ops.promote(open_store(store), name, reason=reason, force=force), as_json)
+
+
+@release_app.command()
+def abort(
+    name: NameArg, reason: ReasonOpt = "", store: StoreOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Roll back now: all traffic to the baseline, and the release ends."""
+    from modelreg.release import ops
+
+    _show_change(ops.abort(open_store(store), name, reason=reason), as_json)
+
+
+@release_app.command()
+def status(name: NameArg, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the release: state, weights, routing order, steps, generation, last changes."""
+    from modelreg.release import ops
+
+    st = ops.status(open_store(store), name)
+    Output(as_json).result(st.to_dict(), lambda c: _render_status(c, st))
+
+
+@release_app.command()
+def history(name: NameArg, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Show every change of every release of the model."""
+    from modelreg.release import ops
+
+    events = ops.history(open_store(store), name)
+
+    def render(c: Console) -> None:
+        from rich.markup import escape
+        from rich.table import Table
+
+        t = Table(title=f"{name} release history")
+        for col in ("release", "gen", "time", "action", "state", "weight", "actor", "reason"):
+            t.add_column(col)
+        for e in events:
+            w = "shadow" if e.shadow else _pct(e.to_dict()["weight"])
+            t.add_row(
+                str(e.release), str(e.generation), e.time, e.action, e.state, w,
+                escape(e.actor), escape(e.reason) or "-",
+            )  # fmt: skip
+        c.print(t)
+
+    Output(as_json).result([e.to_dict() for e in events], render)
+
+
+def install(app: typer.Typer) -> None:
+    """Add the `release` command group to the app."""
+    app.add_typer(release_app, name="release")

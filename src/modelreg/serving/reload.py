@@ -1,0 +1,260 @@
+"""What the router reads from the store, and the cheap check that notices a change.
+
+The router watches two files of its model: the rollout manifest (`releases/NAME.yaml`) and
+the `production` alias (`models/NAME/aliases/production.yaml`). `Source.signature()` stats
+both (inode, size, mtime, ctime): that is the whole cost of a check when nothing changed.
+When the signature changes, both files are read and parsed, the versions they name are
+located (each version manifest's SHA-256 must equal the id the rollout or alias recorded)
+and, unless disabled, materialised once into a content-addressed cache directory.
+
+A file rewritten in place within the filesystem's timestamp granularity could keep its
+signature, so a file modified less than `RACY_NS` before a check is re-read at the next
+check as well (git's "racy clean" rule); identical bytes are not parsed again.
+
+Nothing here imports typer, rich, git, s3fs, filelock or semver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelreg import yamlio
+from modelreg.errors import IntegrityError, InvalidInput, StoreNotFound
+from modelreg.fsutil import fsync_dir, safe_join, tmp_name
+from modelreg.names import Version, check_name
+from modelreg.release.rollout import Rollout
+
+__all__ = [
+    "RACY_NS",
+    "FileSpec",
+    "ProductionRef",
+    "Source",
+    "materialize",
+    "parse_production",
+    "parse_rollout",
+    "store_root",
+    "version_files",
+]
+
+RACY_NS = 2_000_000_000
+"""Files modified less than this many nanoseconds before a check are re-read next time."""
+DIRNAME = ".modelreg"
+PRODUCTION = "production"
+_DIGEST_RE = re.compile(r"[0-9a-f]{64}")
+_CHUNK = 1 << 20
+
+Signature = tuple[Any, ...]
+
+
+def store_root(store: str | os.PathLike[str]) -> Path:
+    """The `.modelreg` directory for `store` (that directory, or the one holding it)."""
+    text = os.fspath(store)
+    if "://" in text:
+        raise InvalidInput(f"{text}: remote stores are not supported by the router yet")
+    p = Path(text).absolute()
+    root = p if p.name == DIRNAME and (p / "config.yaml").is_file() else p / DIRNAME
+    if not (root / "config.yaml").is_file():
+        raise StoreNotFound(f"no mreg store at {p}")
+    return root
+
+
+@dataclass(frozen=True)
+class ProductionRef:
+    """The `production` alias as the router needs it."""
+
+    version: str
+    id: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file of a version: relative path, object digest, size."""
+
+    path: str
+    sha256: str
+    size: int
+
+
+def _stat(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return (-1, exc.errno or 0)
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(yamlio.MAX_BYTES + 1)
+    except FileNotFoundError:
+        return None
+
+
+class Source:
+    """The two files the router watches for one model."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        *ns, last = check_name(name).split("/")
+        self.root = root
+        self.name = name
+        self.rollout_path = root.joinpath("releases", *ns, f"{last}.yaml")
+        self.alias_path = root.joinpath("models", *ns, last, "aliases", f"{PRODUCTION}.yaml")
+
+    def signature(self) -> Signature:
+        """Stat both files: the cheap check."""
+        return (_stat(self.rollout_path), _stat(self.alias_path))
+
+    @staticmethod
+    def is_racy(sig: Signature) -> bool:
+        """True when a file was modified too recently for its signature to be trusted."""
+        now = time.time_ns()
+        return any(s is not None and len(s) == 5 and now - s[3] < RACY_NS for s in sig)
+
+    def read(self) -> tuple[bytes | None, bytes | None]:
+        """The bytes of the rollout manifest and of the production alias (None: missing)."""
+        return _read(self.rollout_path), _read(self.alias_path)
+
+
+def parse_rollout(data: bytes, source: str, name: str) -> Rollout:
+    """Parse and validate rollout manifest bytes (raise IntegrityError saying why)."""
+    doc = yamlio.load(data, source, IntegrityError)
+    try:
+        rollout = Rollout.from_dict(doc)
+    except InvalidInput as exc:
+        raise IntegrityError(f"{source}: {exc}") from None
+    if rollout.model != name:
+        raise IntegrityError(f"{source}: manifest is for {rollout.model!r}, not {name!r}")
+    return rollout
+
+
+def parse_production(data: bytes, source: str) -> ProductionRef:
+    """Parse the production alias file (raise IntegrityError saying why)."""
+    doc = yamlio.load(data, source, IntegrityError)
+    try:
+        if not isinstance(doc, dict) or doc.get("kind") != "Alias":
+            raise ValueError("not an Alias document")
+        digest = doc["id"]
+        if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+            raise ValueError(f"bad id {digest!r}")
+        return ProductionRef(
+            Version.parse(str(doc["version"])).text, digest, int(doc["generation"])
+        )
+    except (KeyError, TypeError, ValueError, InvalidInput) as exc:
+        raise IntegrityError(f"{source}: malformed alias file ({exc})") from None
+
+
+def version_files(root: Path, name: str, version: str, digest: str) -> tuple[FileSpec, ...]:
+    """The files of a version, from its manifest, whose SHA-256 must be `digest`."""
+    *ns, last = check_name(name).split("/")
+    path = root.joinpath("models", *ns, last, "versions", f"{Version.parse(version).text}.yaml")
+    data = _read(path)
+    if data is None:
+        raise IntegrityError(f"{name}@{version}: no such version ({path})")
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise IntegrityError(
+            f"{path}: manifest is not {digest[:12]} as recorded (it was changed or replaced)"
+        )
+    doc = yamlio.load(data, str(path), IntegrityError)
+    try:
+        out = []
+        for f in doc["files"]:
+            sha, size, rel = f["sha256"], f["size"], str(f["path"])
+            if not isinstance(sha, str) or not _DIGEST_RE.fullmatch(sha):
+                raise ValueError(f"bad digest for {rel!r}")
+            if not isinstance(size, int) or size < 0:
+                raise ValueError(f"bad size for {rel!r}")
+            safe_join(Path("/"), rel)
+            out.append(FileSpec(rel, sha, size))
+        return tuple(out)
+    except (KeyError, TypeError, ValueError, InvalidInput) as exc:
+        raise IntegrityError(f"{path}: malformed manifest ({exc})") from None
+
+
+def _object(root: Path, digest: str) -> Path:
+    if not _DIGEST_RE.fullmatch(digest):  # pragma: no cover (checked by version_files)
+        raise IntegrityError(f"bad digest {digest!r}")
+    return root / "objects" / digest[:2] / digest
+
+
+def _copy_verified(src: Path, dst: Path, spec: FileSpec) -> None:
+    h = hashlib.sha256()
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while chunk := fin.read(_CHUNK):
+            h.update(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    if h.hexdigest() != spec.sha256:
+        raise IntegrityError(f"object {spec.sha256[:12]} ({spec.path}) does not match its digest")
+    os.chmod(dst, 0o444)
+
+
+def _verify(path: Path, spec: FileSpec) -> None:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    if h.hexdigest() != spec.sha256:
+        raise IntegrityError(f"object {spec.sha256[:12]} ({spec.path}) does not match its digest")
+
+
+def materialize(root: Path, cache_dir: Path, digest: str, files: tuple[FileSpec, ...]) -> Path:
+    """The directory `cache_dir/<manifest id>/` holding the version's files, built once.
+
+    Files are hard links to the read-only objects (or copies where linking is not possible),
+    each re-hashed once while the directory is built: an object damaged on disk is refused,
+    never served. The directory is built aside and renamed into place, so it is complete or
+    absent; concurrent builders (several serving processes) race harmlessly. An existing
+    directory is only checked for its files' sizes.
+    """
+    final = cache_dir / digest
+    if final.is_dir():
+        for spec in files:
+            try:
+                if os.stat(final / spec.path).st_size != spec.size:
+                    raise IntegrityError(f"{final / spec.path}: wrong size (damaged cache)")
+            except FileNotFoundError:
+                raise IntegrityError(f"{final / spec.path}: missing (damaged cache)") from None
+        return final
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = cache_dir / tmp_name(digest)
+    try:
+        for spec in files:
+            src = _object(root, spec.sha256)
+            dst = safe_join(staging, spec.path)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if os.stat(src).st_size != spec.size:
+                    raise IntegrityError(
+                        f"object {spec.sha256[:12]} ({spec.path}) has the wrong size"
+                    )
+            except FileNotFoundError:
+                raise IntegrityError(
+                    f"object {spec.sha256[:12]} ({spec.path}) is missing"
+                ) from None
+            try:
+                os.link(src, dst)
+            except OSError:  # another filesystem, or links not allowed: copy and verify
+                _copy_verified(src, dst, spec)
+            else:
+                _verify(dst, spec)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+        fsync_dir(cache_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final

@@ -1,0 +1,609 @@
+"""The serving-side router: which version answers a request, following every release change.
+
+    router = Router.open("fraud-detector", store=".modelreg")
+    d = router.route(user_id="u-42", attributes={"region": "eu"})
+    d.variant, d.version, d.path        # "canary" or "baseline", "1.3.0", the version's files
+
+`route()` does no I/O: every configuration is compiled once into a plan whose decisions are
+preallocated, so a call costs one SHA-256 of the key and a few comparisons. At most every
+`check_interval_ms` a call (or, with `background=True`, a thread) runs the cheap check of
+`reload.Source`; a changed, valid manifest swaps the plan in, and anything wrong with it
+(missing, half-written, unparsable, invalid, naming a missing version, a failing loader)
+keeps the last good plan, logs a warning on the `modelreg.serving` logger and counts an
+error in `stats()`. See docs/release.md ("The Router").
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelreg.errors import IntegrityError, InvalidInput, MregError, NotFound
+from modelreg.release.bucketing import BUCKETS, FULL, Bucketer, threshold, unpack_u64
+from modelreg.release.rollout import ABORTED, LIVE, PROMOTED, Rollout, Side
+from modelreg.release.rules import USER_ID, compile_rule
+from modelreg.serving.reload import (
+    ProductionRef,
+    Source,
+    materialize,
+    parse_production,
+    parse_rollout,
+    store_root,
+    version_files,
+)
+
+__all__ = ["Decision", "Router", "RouterStats", "Target"]
+
+log = logging.getLogger("modelreg.serving")
+
+Loader = Callable[["Target"], Any]
+Releaser = Callable[["Target", Any], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A version the router can send requests to: version, manifest id, files directory."""
+
+    version: str
+    id: str
+    path: Path | None
+    files: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {
+            "version": self.version,
+            "id": self.id,
+            "path": None if self.path is None else str(self.path),
+            "files": list(self.files),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where one request goes.
+
+    `variant` is `canary` or `baseline`; `reason` says what decided: `rule` (see `rule`),
+    `weight` (the global split), `shadow`, `promoted`, `aborted` or `production` (no live
+    release). In shadow mode `shadow` names the canary, which serving code may run on a copy
+    of the request; otherwise it is None.
+    """
+
+    variant: str
+    target: Target
+    reason: str
+    rule: str | None = None
+    shadow: Target | None = None
+    generation: int = 0
+
+    @property
+    def version(self) -> str:
+        """The version that answers the request."""
+        return self.target.version
+
+    @property
+    def id(self) -> str:
+        """Its manifest id."""
+        return self.target.id
+
+    @property
+    def path(self) -> Path | None:
+        """The directory holding its files (None when the router does not materialise)."""
+        return self.target.path
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (for request logs)."""
+        return {
+            "variant": self.variant,
+            "version": self.version,
+            "id": self.id,
+            "reason": self.reason,
+            "rule": self.rule,
+            "shadow": None if self.shadow is None else self.shadow.version,
+            "generation": self.generation,
+        }
+
+
+@dataclass(frozen=True)
+class RouterStats:
+    """Counters and the configuration in force (for metrics and health checks)."""
+
+    checks: int
+    reloads: int
+    errors: int
+    last_error: str | None
+    state: str
+    generation: int
+    versions: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {
+            "checks": self.checks,
+            "reloads": self.reloads,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "state": self.state,
+            "generation": self.generation,
+            "versions": list(self.versions),
+        }
+
+
+# -- plans: a compiled configuration; `decide` is the hot path --------------------------------
+
+_Fast = tuple[Any, int, "Decision", "Decision"]
+"""(seed prefix hash state, canary threshold, canary decision, baseline decision)."""
+
+
+class _Fixed:
+    __slots__ = ("decision",)
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+
+    def decide(self, user_id: Any, attributes: Mapping[str, Any] | None) -> Decision:
+        return self.decision
+
+
+class _Split:
+    """The global weight, after the rules (if any) in order."""
+
+    __slots__ = (
+        "_by_user",
+        "_rand",
+        "_rules",
+        "_stick",
+        "baseline",
+        "canary",
+        "prefix",
+        "threshold",
+    )
+
+    def __init__(
+        self,
+        rollout: Rollout,
+        baseline: Target,
+        canary: Target,
+        rand: Callable[[], float],
+    ) -> None:
+        gen = rollout.generation
+        self.prefix = Bucketer(rollout.seed).prefix
+        self._stick = rollout.stick_by
+        self._by_user = rollout.stick_by == USER_ID
+        self._rand = rand
+        self.threshold = threshold(rollout.weight)
+        self.canary = Decision("canary", canary, "weight", None, None, gen)
+        self.baseline = Decision("baseline", baseline, "weight", None, None, gen)
+        rules = []
+        for i, rule in enumerate(rollout.rules, 1):
+            label = rule.name or str(i)
+            c = Decision("canary", canary, "rule", label, None, gen)
+            b = Decision("baseline", baseline, "rule", label, None, gen)
+            if rule.variant is not None:
+                pinned = c if rule.variant == "canary" else b
+                rules.append((compile_rule(rule), -1, pinned, pinned))
+            else:
+                rules.append((compile_rule(rule), threshold(rule.weight or 0), c, b))
+        self._rules = tuple(rules)
+
+    def _bucket(self, user_id: Any, attributes: Mapping[str, Any] | None) -> int:
+        if self._by_user:
+            key = user_id
+            if key is None and attributes:
+                key = attributes.get(USER_ID)
+        else:
+            key = attributes.get(self._stick) if attributes else None
+        if key is None:  # no stickiness key: split at random by the weight
+            return int(self._rand() * BUCKETS)
+        if key.__class__ is not str:
+            key = str(key)
+        h = self.prefix.copy()
+        try:
+            h.update(key.encode())
+        except UnicodeEncodeError:
+            h.update(key.encode("utf-8", "surrogatepass"))
+        return int(unpack_u64(h.digest())[0]) % BUCKETS
+
+    def decide(self, user_id: Any, attributes: Mapping[str, Any] | None) -> Decision:
+        for check, t, canary, baseline in self._rules:
+            if check(user_id, attributes):
+                if t < 0:
+                    return canary
+                return canary if self._bucket(user_id, attributes) < t else baseline
+        return self.canary if self._bucket(user_id, attributes) < self.threshold else self.baseline
+
+
+@dataclass(frozen=True)
+class _Config:
+    plan: _Fixed | _Split
+    fast: _Fast | None
+    state: str
+    generation: int
+    targets: dict[str, Target]
+    from_rollout: bool
+
+
+# -- the router -------------------------------------------------------------------------------
+
+
+class Router:
+    """Routes requests of one model between the versions its rollout manifest names.
+
+    Use `Router.open`. Thread-safe: `route` reads one reference; reloads swap it.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        check_interval_ms: float = 1000.0,
+        loader: Loader | None = None,
+        on_release: Releaser | None = None,
+        cache_dir: Path | None = None,
+        materialize: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not check_interval_ms >= 0:
+            raise InvalidInput("check_interval_ms must be 0 or more")
+        self.name = source.name
+        self._source = source
+        self._interval = check_interval_ms / 1000.0
+        self._loader = loader
+        self._on_release = on_release
+        self._cache_dir = cache_dir if cache_dir is not None else source.root / "cache" / "versions"
+        self._materialize = materialize
+        self._clock = clock
+        self._rand = random.Random(os.urandom(16)).random
+        self._check_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._models: dict[str, Any] = {}
+        self._known: dict[str, Target] = {}
+        self._sig: tuple[Any, ...] | None = None
+        self._racy = False
+        self._attempted: tuple[bytes | None, bytes | None] | None = None
+        self._checks = self._reloads = self._errors = 0
+        self._last_error: str | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._next_check = math.inf
+        self._config = self._initial()
+        self._known = dict(self._config.targets)
+        self._decide = self._config.plan.decide
+        self._fast = self._config.fast
+        self._next_check = clock() + self._interval
+
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        *,
+        store: str | os.PathLike[str] = ".modelreg",
+        check_interval_ms: float = 1000.0,
+        loader: Loader | None = None,
+        on_release: Releaser | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        materialize: bool = True,
+        background: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Router:
+        """Open a router for model `name` in a local store.
+
+        Args:
+            name: The model.
+            store: The `.modelreg` directory or the directory holding it.
+            check_interval_ms: The cheap change check runs at most this often (0: every call).
+            loader: Called once per version with its `Target` to load the artifact; the
+                result is cached for `model_for` and dropped once the version is no longer
+                routed to. A loader that raises keeps the last good configuration.
+            on_release: Called with `(target, model)` when a loaded version is dropped.
+            cache_dir: Where versions' files are materialised (default
+                `<store>/cache/versions`).
+            materialize: Set False to skip materialising files (`Decision.path` is None).
+            background: Run the checks in a daemon thread instead of inside `route`.
+            clock: Monotonic clock in seconds (tests inject one).
+
+        Raises:
+            NotFound: no store, no such model, or nothing to route to (no release and no
+                `production` alias).
+            IntegrityError: the store's files for this model are unusable.
+        """
+        source = Source(store_root(store), name)
+        router = cls(
+            source,
+            check_interval_ms=check_interval_ms,
+            loader=loader,
+            on_release=on_release,
+            cache_dir=None if cache_dir is None else Path(cache_dir),
+            materialize=materialize,
+            clock=clock,
+        )
+        if background:
+            router._start_thread()
+        return router
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def route(self, user_id: Any = None, attributes: Mapping[str, Any] | None = None) -> Decision:
+        """Decide which version answers a request.
+
+        Args:
+            user_id: The request's user ID (the default stickiness key); a string.
+            attributes: What else the request carries (`region`, `device`...), for rules and
+                for a stickiness key other than `user_id`.
+
+        Returns:
+            The decision; sticky for a key within one release. It never raises for a user ID
+            of any printable type and a mapping (or None) of attributes: a failed reload is
+            counted in `stats()` and the last good configuration answers.
+        """
+        if self._clock() >= self._next_check:
+            self._tick()
+        fast = self._fast
+        if fast is not None and user_id.__class__ is str:
+            # The common case inlined (a weight split by user ID, no rules): see bucketing.py.
+            prefix, t, canary, baseline = fast
+            h = prefix.copy()
+            try:
+                h.update(user_id.encode())
+            except UnicodeEncodeError:
+                h.update(user_id.encode("utf-8", "surrogatepass"))
+            return canary if unpack_u64(h.digest())[0] % BUCKETS < t else baseline
+        return self._decide(user_id, attributes)
+
+    def model_for(self, decision: Decision | Target) -> Any:
+        """The loaded artifact of a decision's version (or of a `Target`, e.g. `d.shadow`)."""
+        target = decision.target if isinstance(decision, Decision) else decision
+        model = self._models.get(target.id, _MISSING)
+        if model is not _MISSING:
+            return model
+        if self._loader is None:
+            raise InvalidInput("this router has no loader: pass loader= to Router.open")
+        with self._load_lock:
+            model = self._models.get(target.id, _MISSING)
+            if model is not _MISSING:
+                return model
+            model = self._loader(target)
+            if target.id in self._config.targets:
+                self._models[target.id] = model
+            return model
+
+    # -- checks and reloads -----------------------------------------------------------------------
+
+    def check(self) -> bool:
+        """Run the change check now; True when a new configuration was installed.
+
+        Raises:
+            MregError: the changed files are unusable (the last good configuration stays).
+        """
+        with self._check_lock:
+            self._next_check = self._clock() + self._interval
+            try:
+                return self._check()
+            except Exception as exc:  # the reload loop: count and report, then re-raise
+                self._failed(exc)
+                raise
+
+    def _tick(self) -> None:
+        if not self._check_lock.acquire(blocking=False):
+            return  # another thread is checking
+        try:
+            self._next_check = self._clock() + self._interval
+            self._check()
+        except Exception as exc:  # serving must never break: keep the last good config
+            self._failed(exc)
+        finally:
+            self._check_lock.release()
+
+    def _failed(self, exc: BaseException) -> None:
+        """Count a failed reload; log it unless it repeats the last error; retry next check."""
+        self._errors += 1
+        self._sig = self._attempted = None  # retry at the next check: the cause may be transient
+        msg = str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}"
+        if msg != self._last_error:
+            log.warning(
+                "mreg router %s: keeping the configuration of generation %d: %s",
+                self.name,
+                self._config.generation,
+                msg,
+            )
+        self._last_error = msg
+
+    def _check(self) -> bool:
+        self._checks += 1
+        sig = self._source.signature()
+        if sig == self._sig and not self._racy:
+            return False
+        data = self._source.read()
+        self._sig, self._racy = sig, Source.is_racy(sig)
+        if data == self._attempted:
+            return False
+        self._attempted = data
+        config = self._build(data, self._config.from_rollout)
+        self._install(config)
+        return True
+
+    def _initial(self) -> _Config:
+        self._sig = self._source.signature()
+        data = self._source.read()
+        self._racy = Source.is_racy(self._sig)
+        self._attempted = data
+        try:
+            config = self._build(data, False)
+        except MregError as exc:
+            if data[0] is None:
+                raise
+            # A damaged rollout manifest at start-up: serve production if it can, and report.
+            try:
+                config = self._build((None, data[1]), False)
+            except MregError:
+                raise exc from None
+            self._errors += 1
+            self._last_error = str(exc)
+            log.warning("mreg router %s: serving production: %s", self.name, exc)
+        self._reloads += 1
+        return config
+
+    def _target(self, name: str, version: str, digest: str) -> Target:
+        known = self._known.get(digest)
+        if known is not None and known.version == version:
+            return known
+        try:
+            files = version_files(self._source.root, name, version, digest)
+            path = None
+            if self._materialize:
+                path = materialize(self._source.root, self._cache_dir, digest, files)
+        except OSError as exc:  # unreadable store, read-only cache directory, disk full...
+            raise IntegrityError(f"{name}@{version}: cannot prepare its files ({exc})") from None
+        return Target(version, digest, path, tuple(f.path for f in files))
+
+    def _build(self, data: tuple[bytes | None, bytes | None], had_rollout: bool) -> _Config:
+        raw_rollout, raw_alias = data
+        src = self._source
+        rollout = None
+        if raw_rollout is not None:
+            rollout = parse_rollout(raw_rollout, str(src.rollout_path), self.name)
+        elif had_rollout:
+            raise IntegrityError(f"{src.rollout_path}: the rollout manifest is missing")
+        prod: ProductionRef | MregError | None = None
+        if raw_alias is not None:
+            try:
+                prod = parse_production(raw_alias, str(src.alias_path))
+            except MregError as exc:  # only an error if the alias is needed (no live release)
+                prod = exc
+        return self._compile(rollout, prod)
+
+    def _compile(
+        self, rollout: Rollout | None, maybe_prod: ProductionRef | MregError | None
+    ) -> _Config:
+        name = self.name
+        fast: _Fast | None = None
+        if isinstance(maybe_prod, MregError) and (rollout is None or rollout.state not in LIVE):
+            raise maybe_prod
+        prod = maybe_prod if isinstance(maybe_prod, ProductionRef) else None
+
+        def side(s: Side | ProductionRef) -> Target:
+            return self._target(name, s.version, s.id)
+
+        if rollout is not None and rollout.state in LIVE:
+            base, can = side(rollout.baseline), side(rollout.canary)
+            gen = rollout.generation
+            plan: _Fixed | _Split
+            if rollout.shadow:
+                plan = _Fixed(Decision("baseline", base, "shadow", None, can, gen))
+            elif not rollout.rules and rollout.weight in (0, FULL):
+                variant, t = ("canary", can) if rollout.weight == FULL else ("baseline", base)
+                plan = _Fixed(Decision(variant, t, "weight", None, None, gen))
+            else:
+                plan = _Split(rollout, base, can, self._rand)
+                if not rollout.rules and rollout.stick_by == USER_ID:
+                    fast = (plan.prefix, plan.threshold, plan.canary, plan.baseline)
+            targets = {base.id: base, can.id: can}
+        elif rollout is not None and (
+            prod is None or prod.generation <= (rollout.production_generation or 0)
+        ):
+            ended = rollout.state == PROMOTED
+            t = side(rollout.canary if ended else rollout.baseline)
+            reason = PROMOTED if ended else ABORTED
+            plan = _Fixed(
+                Decision(
+                    "canary" if ended else "baseline", t, reason, None, None, rollout.generation
+                )
+            )
+            targets = {t.id: t}
+        elif prod is not None:  # no release, or production moved after the release ended
+            t = side(prod)
+            gen = rollout.generation if rollout else 0
+            plan = _Fixed(Decision("baseline", t, "production", None, None, gen))
+            targets = {t.id: t}
+        else:
+            raise NotFound(f"{name} has no release and no production alias: nothing to route to")
+        if self._loader is not None:
+            self._preload(targets)
+        state = rollout.state if rollout else "none"
+        generation = rollout.generation if rollout else 0
+        return _Config(plan, fast, state, generation, targets, rollout is not None)
+
+    def _preload(self, targets: dict[str, Target]) -> None:
+        assert self._loader is not None
+        with self._load_lock:
+            for digest, t in targets.items():
+                if digest not in self._models:
+                    self._models[digest] = self._loader(t)
+
+    def _install(self, config: _Config) -> None:
+        old = self._config
+        self._config = config
+        self._known = dict(config.targets)
+        self._decide = config.plan.decide
+        self._fast = config.fast
+        self._reloads += 1
+        log.info(
+            "mreg router %s: generation %d (%s) in force",
+            self.name,
+            config.generation,
+            config.state,
+        )
+        self._release_unrouted(old)
+
+    def _release_unrouted(self, old: _Config | None) -> None:
+        with self._load_lock:
+            gone = [d for d in self._models if d not in self._config.targets]
+            released = [(d, self._models.pop(d)) for d in gone]
+        for digest, model in released:
+            target = old.targets.get(digest) if old else None
+            if self._on_release is not None and target is not None:
+                try:
+                    self._on_release(target, model)
+                except Exception as exc:  # a user callback must not break serving
+                    log.warning("mreg router %s: on_release failed: %s", self.name, exc)
+
+    # -- background checks, stats, closing ------------------------------------------------------
+
+    def _start_thread(self) -> None:
+        self._next_check = math.inf  # `route` no longer checks
+        interval = max(self._interval, 0.001)
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                self._tick()
+
+        self._thread = threading.Thread(target=loop, name=f"mreg-router-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stats(self) -> RouterStats:
+        """Counters (checks, reloads, errors) and the configuration in force."""
+        c = self._config
+        return RouterStats(
+            self._checks, self._reloads, self._errors, self._last_error, c.state, c.generation,
+            tuple(sorted(t.version for t in c.targets.values())),
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the background thread (if any) and release every loaded version."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        old = self._config
+        self._config = _Config(old.plan, old.fast, old.state, old.generation, {}, old.from_rollout)
+        self._release_unrouted(old)
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Missing:
+    pass
+
+
+_MISSING: Any = _Missing()
