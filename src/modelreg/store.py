@@ -36,11 +36,15 @@ from modelreg.objects import ObjectStore
 
 if TYPE_CHECKING:
     from modelreg.aliases import AliasChange, AliasEvent, Deprecation, TagChange
+    from modelreg.bundle import PackResult, UnpackResult
     from modelreg.catalog import Materialized, ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
     from modelreg.locking import StoreLock
     from modelreg.manifest import ModelVersion
     from modelreg.register import ProgressStart, RegisterResult
+    from modelreg.remote.config import RemoteRegistry, RemoteSpec
+    from modelreg.remote.sync import FetchResult, PullResult, PushResult, StatusReport
+    from modelreg.remote.transfer import TransferProgress
     from modelreg.verify import VerifyReport
 
 __all__ = ["DIRNAME", "FORMAT", "Store", "StoreConfig"]
@@ -57,19 +61,31 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """The parsed `config.yaml`: format version and promotion gates per alias."""
+    """The parsed `config.yaml`: format version, promotion gates per alias, remotes.
+
+    `remotes` and `default_remote` (issue 4) are written only when set, so a store without
+    remotes keeps the exact `config.yaml` of format 1. They never hold secrets (see
+    `modelreg.remote.config`).
+    """
 
     format: int = FORMAT
     gates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    remotes: dict[str, RemoteSpec] = field(default_factory=dict)
+    default_remote: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The document written to `config.yaml`."""
-        return {
+        doc: dict[str, Any] = {
             "schema": "mreg/v1",
             "kind": "StoreConfig",
             "format": self.format,
             "gates": {k: list(v) for k, v in self.gates.items()},
         }
+        if self.remotes:
+            doc["remotes"] = {k: r.to_dict() for k, r in self.remotes.items()}
+        if self.default_remote is not None:
+            doc["default_remote"] = self.default_remote
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Any, source: str) -> StoreConfig:
@@ -95,7 +111,10 @@ class StoreConfig:
                 parsed[str(alias)] = tuple(str(Condition.parse(str(c))) for c in conds)
             except InvalidInput as exc:
                 raise IntegrityError(f"{source}: gates.{alias}: {exc}") from None
-        return cls(format=FORMAT, gates=parsed)
+        from modelreg.remote.config import parse_remotes
+
+        remotes, default = parse_remotes(doc, source)
+        return cls(format=FORMAT, gates=parsed, remotes=remotes, default_remote=default)
 
 
 class Store:
@@ -364,3 +383,65 @@ class Store:
         from modelreg.verify import verify
 
         return verify(self, objects=objects)
+
+    # -- remotes and bundles (issue 4): thin facades over modelreg.remote and modelreg.bundle --
+
+    @property
+    def remotes(self) -> RemoteRegistry:
+        """The configured remotes (`mreg remote add|list|remove`)."""
+        from modelreg.remote.config import RemoteRegistry
+
+        return RemoteRegistry(self)
+
+    def push(
+        self,
+        remote: str | None = None,
+        specs: Sequence[str] = (),
+        *,
+        jobs: int | None = None,
+        progress: TransferProgress | None = None,
+    ) -> PushResult:
+        """Send what the remote lacks: objects, manifests, refs, audit trail (`mreg push`)."""
+        from modelreg.remote.sync import push
+
+        return push(self, remote, specs, jobs=jobs, progress=progress)
+
+    def pull(
+        self,
+        remote: str | None = None,
+        specs: Sequence[str] = (),
+        *,
+        theirs: bool = False,
+        jobs: int | None = None,
+        progress: TransferProgress | None = None,
+    ) -> PullResult:
+        """Receive what this store lacks, verifying every object (`mreg pull`)."""
+        from modelreg.remote.sync import pull
+
+        return pull(self, remote, specs, theirs=theirs, jobs=jobs, progress=progress)
+
+    def fetch(self, remote: str | None = None, specs: Sequence[str] = ()) -> FetchResult:
+        """Download the remote's metadata only, beside the store (`mreg fetch`)."""
+        from modelreg.remote.sync import fetch
+
+        return fetch(self, remote, specs)
+
+    def remote_status(self, remote: str | None = None) -> StatusReport:
+        """What differs between this store and a remote, both ways (`mreg status --remote`)."""
+        from modelreg.remote.sync import status
+
+        return status(self, remote)
+
+    def pack(
+        self, spec: str, out: str | os.PathLike[str], *, format: str = "tar", force: bool = False
+    ) -> PackResult:
+        """Write one version as a portable bundle or an OCI image layout (`mreg pack`)."""
+        from modelreg.bundle import pack
+
+        return pack(self, spec, Path(out), format=format, force=force)
+
+    def unpack(self, path: str | os.PathLike[str]) -> UnpackResult:
+        """Register the version in a bundle, verified and idempotent (`mreg unpack`)."""
+        from modelreg.bundle import unpack
+
+        return unpack(self, Path(path))

@@ -14,7 +14,7 @@ from types import FrameType
 
 import typer
 
-from modelreg.cli import aliases, demo, read, register, release, store
+from modelreg.cli import aliases, bundle, demo, read, register, release, remote, store
 
 __all__ = ["app", "main"]
 
@@ -34,6 +34,8 @@ read.install(app)
 aliases.install(app)
 demo.install(app)
 release.install(app)
+remote.install(app)
+bundle.install(app)
 
 
 class _Interrupted(BaseException):

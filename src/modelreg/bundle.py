@@ -1,0 +1,300 @@
+"""Bundles: one version as one portable tar file, and back into another store.
+
+A bundle is a plain tar (gzip-compressed when the file name ends in `.gz` or `.tgz`)::
+
+    mreg-bundle.yaml        kind Bundle: format, name, version, id
+    manifest.yaml           the version manifest, byte for byte (its SHA-256 is the id)
+    files/<path>            every file of the version, at its path inside the version
+    requirements/<path>     the requirements file, when the version has one
+
+`pack` writes the two YAML documents first, so `unpack` reads the bundle in one streaming
+pass (memory stays bounded whatever the size, and `.tar.gz` works as well as `.tar`).
+Nothing in a bundle is trusted: every member name is checked before use, and a member that
+is not a regular file (links, devices, FIFOs), is not named by the manifest, appears twice,
+or has another size than the manifest says is refused before any byte is read; every file
+is hashed as it is written to the store's `tmp/` and enters `objects/` only if it matches
+its digest. Unpacking the same bundle again is a no-op; a bundle of a version that exists
+with other content is a Conflict. `--format oci` writes an OCI image layout (oci.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from modelreg import __version__, yamlio
+from modelreg.errors import IntegrityError, InvalidInput, NotFound
+from modelreg.fsutil import safe_join, tmp_name
+from modelreg.hashing import check_digest, copy_and_hash, hash_bytes
+from modelreg.lineage import default_author
+from modelreg.manifest import FileEntry, ModelVersion
+from modelreg.names import Version, check_name
+from modelreg.remote.ingest import (
+    check_received,
+    install_manifest,
+    manifest_objects,
+    parse_manifest,
+    receive_object,
+)
+from modelreg.store import Store
+
+__all__ = ["HEADER", "MANIFEST", "PackResult", "UnpackResult", "pack", "unpack"]
+
+HEADER = "mreg-bundle.yaml"
+MANIFEST = "manifest.yaml"
+FORMAT = 1
+_MAX_DOC = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PackResult:
+    """What `pack` wrote."""
+
+    name: str
+    version: str
+    id: str
+    out: Path
+    format: str
+    files: int
+    size: int
+    digest: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of `mreg pack` (`digest`: the OCI manifest's, or the tar's)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "id": self.id,
+            "out": str(self.out),
+            "format": self.format,
+            "files": self.files,
+            "size": self.size,
+            "digest": self.digest,
+        }
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    """What `unpack` registered."""
+
+    name: str
+    version: str
+    id: str
+    created: bool
+    objects_added: int
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of `mreg unpack`."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "id": self.id,
+            "created": self.created,
+            "objects_added": self.objects_added,
+            "size": self.size,
+        }
+
+
+def _members(mv: ModelVersion) -> dict[str, FileEntry]:
+    """Tar member name -> the file it holds (paths checked before they are used)."""
+    out = {}
+    for f in mv.files:
+        safe_join(Path("/"), f.path)
+        out[f"files/{f.path}"] = f
+    req = mv.dependencies.requirements if mv.dependencies else None
+    if req is not None:
+        safe_join(Path("/"), req.path)
+        out[f"requirements/{req.path}"] = req
+    return out
+
+
+def _info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, mtime, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+class _Hashing:
+    """A reader that hashes what tarfile copies out of it."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh, self.h = fh, hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.h.update(data)
+        return data
+
+
+def _compression(path: Path) -> bool:
+    return path.name.endswith((".gz", ".tgz"))
+
+
+def pack(
+    store: Store, spec: str, out: Path, *, format: str = "tar", force: bool = False
+) -> PackResult:
+    """Write the version `spec` names as a bundle (`format` tar) or an OCI layout (`oci`)."""
+    mv = store.resolve(spec)
+    data = store.manifest_path(mv.name, mv.version).read_bytes()
+    if hash_bytes(data) != mv.id:
+        raise IntegrityError(f"{mv.name}@{mv.version}: manifest changed while packing")
+    for f in manifest_objects(mv):
+        if not store.objects.has(f.sha256):
+            raise IntegrityError(f"object {f.sha256[:12]} ({f.path}) is missing; run mreg verify")
+    if format == "oci":
+        from modelreg.oci import write_layout
+
+        digest = write_layout(store, mv, data, out)
+        return PackResult(mv.name, mv.version, mv.id, out, "oci", len(mv.files), mv.size, digest)
+    if format != "tar":
+        raise InvalidInput(f"unknown bundle format {format!r}: use tar or oci")
+    if out.exists() and not force:
+        raise InvalidInput(f"{out} exists (use --force to replace it)")
+    header = yamlio.dump(
+        {"schema": "mreg/v1", "kind": "Bundle", "format": FORMAT, "name": mv.name,
+         "version": mv.version, "id": mv.id, "mreg": __version__}
+    )  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / tmp_name(out.name)
+    mtime = 0  # reproducible: the same version packs to the same bytes
+    try:
+        opened = (
+            tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT)
+            if _compression(out)
+            else tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT)
+        )
+        with opened as tar:
+            for name, blob in ((HEADER, header), (MANIFEST, data)):
+                tar.addfile(_info(name, len(blob), mtime), io.BytesIO(blob))
+            for name, f in _members(mv).items():
+                with store.objects.open(f.sha256) as fh:
+                    reader = _Hashing(fh)
+                    tar.addfile(_info(name, f.size, mtime), reader)
+                    check_received(reader.h.hexdigest(), f.sha256, "stored object")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    from modelreg.hashing import hash_file
+
+    digest = hash_file(out)[0]
+    return PackResult(mv.name, mv.version, mv.id, out, "tar", len(mv.files), mv.size, digest)
+
+
+def _read_doc(tar: tarfile.TarFile, expect: str) -> bytes:
+    member = tar.next()
+    if member is None or member.name != expect or not member.isreg():
+        raise IntegrityError(f"not an mreg bundle: the first entries must be {HEADER}, {MANIFEST}")
+    if member.size > _MAX_DOC:
+        raise IntegrityError(f"bundle entry {expect} is too large")
+    fh = tar.extractfile(member)
+    assert fh is not None  # a regular file always has a file object
+    return fh.read()
+
+
+def _header(data: bytes, source: str) -> tuple[str, str, str]:
+    doc = yamlio.load(data, source, IntegrityError)
+    if not isinstance(doc, dict) or doc.get("kind") != "Bundle":
+        raise IntegrityError(f"{source}: not an mreg bundle header (kind Bundle)")
+    if doc.get("format") != FORMAT:
+        raise IntegrityError(f"{source}: bundle format {doc.get('format')!r} is not supported")
+    try:
+        name = check_name(str(doc["name"]))
+        version = Version.parse(str(doc["version"])).text
+        return name, version, check_digest(doc["id"])
+    except (KeyError, InvalidInput) as exc:
+        raise IntegrityError(f"{source}: malformed bundle header ({exc})") from None
+
+
+def _check_member(
+    member: tarfile.TarInfo, expected: dict[str, FileEntry], seen: set[str]
+) -> FileEntry | None:
+    """Refuse any entry that is unsafe, unknown, repeated, not a regular file or mis-sized.
+
+    Directory entries (which tools that repack a bundle add) carry no data: None.
+    """
+    safe_join(Path("/"), member.name.rstrip("/"))  # absolute, '..', control chars: InvalidInput
+    if member.isdir():
+        return None
+    if not member.isreg():
+        kind = "link" if member.issym() or member.islnk() else "device or special file"
+        raise InvalidInput(f"bundle entry {member.name!r} is a {kind}: only regular files allowed")
+    if member.name not in expected:
+        raise InvalidInput(f"bundle entry {member.name!r} is not named by the manifest: refused")
+    if member.name in seen:
+        raise InvalidInput(f"bundle entry {member.name!r} appears twice: refused")
+    f = expected[member.name]
+    if member.size != f.size:
+        raise IntegrityError(
+            f"bundle entry {member.name!r} has {member.size} bytes, the manifest says {f.size}"
+        )
+    return f
+
+
+def unpack(store: Store, path: Path, *, actor: str | None = None) -> UnpackResult:
+    """Register the version in bundle `path`, verified; a no-op when it is already there."""
+    if not path.is_file():
+        raise NotFound(f"{path}: no such bundle file")
+    added = size = 0
+    try:
+        tar = tarfile.open(path, "r|*")
+    except tarfile.TarError as exc:
+        raise InvalidInput(f"{path}: not a tar file ({exc})") from None
+    with tar:
+        try:
+            name, version, expect_id = _header(_read_doc(tar, HEADER), f"{path}:{HEADER}")
+            data = _read_doc(tar, MANIFEST)
+            if hash_bytes(data) != expect_id:
+                raise IntegrityError(f"{path}: {MANIFEST} is not the manifest {expect_id[:12]}")
+            mv = parse_manifest(data, name, version, f"{path}:{MANIFEST}")
+            expected, seen = _members(mv), set[str]()
+            while (member := tar.next()) is not None:  # not `for`: it would restart
+                f = _check_member(member, expected, seen)
+                if f is None:
+                    continue
+                seen.add(member.name)
+                src = tar.extractfile(member)
+                assert src is not None
+                if store.objects.has(f.sha256):  # still read and verify the bundle's bytes
+                    got, n = _hash_stream(src)
+                    check_received(got, f.sha256, f"bundle entry {member.name}", n, f.size)
+                else:
+                    what = f"bundle entry {member.name}"
+                    receive_object(store.objects, f.sha256, f.size, what, _copier(src))
+                    added += 1
+                size += f.size
+        except tarfile.TarError as exc:
+            raise IntegrityError(f"{path}: damaged tar ({exc})") from None
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise IntegrityError(f"{path}: bundle is incomplete, missing {', '.join(missing[:3])}")
+    with store.locked():
+        created = install_manifest(store, data, mv)
+        if created:
+            store.record(
+                actor or default_author(), "unpack", mv.name, version=mv.version, id=mv.id,
+                source=path.name,
+            )  # fmt: skip
+    return UnpackResult(mv.name, mv.version, mv.id, created, added, size)
+
+
+def _copier(src: IO[bytes]) -> Any:
+    return lambda fd: copy_and_hash(src, fd)  # type: ignore[arg-type]
+
+
+def _hash_stream(src: IO[bytes]) -> tuple[str, int]:
+    h, n = hashlib.sha256(), 0
+    while chunk := src.read(1 << 20):
+        h.update(chunk)
+        n += len(chunk)
+    return h.hexdigest(), n

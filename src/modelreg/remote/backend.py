@@ -1,0 +1,416 @@
+"""A remote's storage: an fsspec URL turned into a filesystem, with the few operations sync needs.
+
+Four kinds of backend, chosen by protocol:
+
+- `local` (`file://` and plain paths): plain POSIX calls. Writes go through a temp file,
+  fsync and rename (`fsutil.open_atomic`); compare-and-swap holds a `filelock` lock on
+  `locks/remote.lock` inside the remote directory.
+- `s3` (s3fs: AWS S3, MinIO and other S3-compatible stores): an object appears whole or not
+  at all (PUT and CompleteMultipartUpload are atomic). Compare-and-swap uses S3 conditional
+  writes, `If-None-Match: *` to create and `If-Match: <etag>` to replace, when the server
+  honours them; `probe_conditional` checks that once per remote.
+- `object` (gcsfs, adlfs and the other object stores): whole-object writes, but no
+  conditional write through fsspec's generic API: compare-and-swap is check-then-write.
+- `generic` (`memory://`, sftp, ...): a temp name then `mv`; compare-and-swap holds a lock
+  that is only process-wide (`memory://` lives in one process anyway).
+
+Every remote path is relative to the remote's root and checked like a store path before it
+is joined. fsspec and the drivers are imported here only, when a remote is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelreg.errors import InvalidInput, MregError
+from modelreg.fsutil import TMP_PREFIX, open_atomic, safe_join, tmp_name
+from modelreg.remote.config import RemoteSpec
+
+__all__ = ["Backend", "Entry", "MissingDriver", "RemoteError", "check_driver", "fs_options"]
+
+_OBJECT_STORES = frozenset({"gcs", "gs", "az", "abfs", "abfss", "adl", "oss", "r2", "b2"})
+_IGNORED_TOP = ("locks/", "tmp/")
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+# Transport checksums are redundant with mreg's end-to-end SHA-256 (every object is re-hashed
+# on receive) and cost a copy of every part; the user can turn them back on per remote.
+_S3_DEFAULTS = {
+    "config_kwargs.request_checksum_calculation": "when_required",
+    "config_kwargs.response_checksum_validation": "when_required",
+}
+
+
+class MissingDriver(InvalidInput):
+    """The fsspec driver for a remote's protocol is not installed."""
+
+
+class RemoteError(MregError):
+    """The remote could not be reached or refused an operation (network, permissions)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A file on the remote: its size and a token that changes whenever it is replaced."""
+
+    size: int
+    token: str
+
+
+def check_driver(protocol: str) -> None:
+    """Raise InvalidInput for an unknown protocol, MissingDriver naming the package to install."""
+    import fsspec
+    from fsspec.registry import known_implementations, registry
+
+    if protocol not in known_implementations and protocol not in registry:
+        raise InvalidInput(f"unknown remote protocol {protocol!r}:// (no fsspec driver has it)")
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError:
+        impl = known_implementations.get(protocol, {})
+        package = str(impl.get("class", "")).split(".")[0]
+        if package in ("", "fsspec"):
+            hint = impl.get("err", "a missing dependency")
+            raise MissingDriver(f"the {protocol}:// remote needs a driver: {hint}") from None
+        raise MissingDriver(
+            f"the {protocol}:// remote needs the fsspec driver {package!r}: pip install {package}"
+        ) from None
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise InvalidInput(f"option {key!r} conflicts with a scalar option")
+        node[last] = value
+    return out
+
+
+def fs_options(spec: RemoteSpec) -> dict[str, Any]:
+    """The keyword arguments for the fsspec driver: options minus `mreg.*`, nested by dots.
+
+    For s3: `region` becomes `client_kwargs.region_name` and `path_style=true` becomes
+    `config_kwargs.s3.addressing_style=path`; s3fs reads `endpoint_url` and `profile` itself.
+    """
+    flat = {k: v for k, v in spec.options.items() if not k.startswith("mreg.")}
+    if spec.protocol not in ("file", "local", "memory"):
+        # mreg keeps its own view of the remote (one listing per command): a driver's
+        # directory cache would only serve stale listings after our own writes.
+        flat = {"use_listings_cache": False, **flat}
+    if spec.protocol in ("s3", "s3a"):
+        flat = {**_S3_DEFAULTS, **flat}
+        if "region" in flat:
+            flat["client_kwargs.region_name"] = flat.pop("region")
+        if flat.pop("path_style", False) is True:
+            flat["config_kwargs.s3.addressing_style"] = "path"
+    return _nest(flat)
+
+
+def _check_rel(rel: str) -> str:
+    safe_join(Path("/"), rel)  # raises on absolute paths, '..', empty or control characters
+    return rel
+
+
+def is_precondition_failure(exc: BaseException) -> bool:
+    """True when an S3 call failed because a conditional write's condition did not hold."""
+    if isinstance(exc, FileExistsError):
+        return True
+    for err in (exc, exc.__cause__):
+        response = getattr(err, "response", None)
+        if isinstance(response, dict):
+            code = str(response.get("Error", {}).get("Code", ""))
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                return True
+    return False
+
+
+class Backend:
+    """One remote: `spec.url` opened with its driver; paths are relative to the URL."""
+
+    def __init__(self, spec: RemoteSpec) -> None:
+        self.spec = spec
+        self.protocol = spec.protocol
+        if self.protocol in ("file", "local"):
+            self.kind = "local"
+        elif self.protocol in ("s3", "s3a"):
+            self.kind = "s3"
+        elif self.protocol in _OBJECT_STORES:
+            self.kind = "object"
+        else:
+            self.kind = "generic"
+        check_driver(self.protocol)
+        import fsspec
+
+        try:
+            self.fs: Any = fsspec.filesystem(self.protocol, **fs_options(spec))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"remote {spec.name}: bad driver option: {exc}") from None
+        self.root: str = self.fs._strip_protocol(spec.url).rstrip("/")
+        self.local_root = Path(self.root) if self.kind == "local" else None
+        self.conditional = self.kind == "s3" and spec.mreg_option("conditional_writes", "auto") in (
+            "auto",
+            True,
+        )
+
+    # -- paths and errors -------------------------------------------------------------------
+
+    def path(self, rel: str) -> str:
+        """The driver path of a remote-relative path (checked before the join)."""
+        return f"{self.root}/{_check_rel(rel)}"
+
+    def _local(self, rel: str) -> Path:
+        assert self.local_root is not None
+        return safe_join(self.local_root, rel)
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Turn the driver's failures (network, credentials, permissions) into RemoteError."""
+        import_errors: tuple[type[BaseException], ...] = (OSError,)
+        if self.kind == "s3":
+            from botocore.exceptions import (  # type: ignore[import-untyped]
+                BotoCoreError,
+                ClientError,
+            )
+
+            import_errors = (OSError, BotoCoreError, ClientError)
+        try:
+            yield
+        except MregError:
+            raise
+        except import_errors as exc:
+            raise RemoteError(f"remote {self.spec.name} ({self.spec.url}): {exc}") from exc
+
+    @property
+    def guarantee(self) -> str:
+        """How compare-and-swap is enforced on this backend (documented in docs/remotes.md)."""
+        if self.kind == "s3":
+            return "s3-conditional-writes" if self.conditional else "check-then-write"
+        if self.kind == "local":
+            return "lock-file"
+        if self.kind == "generic":
+            return "process-lock"
+        return "check-then-write"
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def list(self, prefix: str = "") -> dict[str, Entry]:
+        """Every file under the root, or under `prefix/` (temp files, `locks/`, `tmp/` left out).
+
+        One recursive listing: one LIST request per 1,000 keys on S3.
+        """
+        if prefix:
+            _check_rel(prefix)
+        if self.local_root is not None:
+            return self._list_local(prefix)
+        top = f"{self.root}/{prefix}" if prefix else self.root
+        self.fs.invalidate_cache()
+        try:
+            found = self.fs.find(top, detail=True)
+        except FileNotFoundError:
+            return {}
+        out = {}
+        cut = len(self.root) + 1
+        for path, info in found.items():
+            rel = path[cut:]
+            if info.get("type") == "directory" or not path.startswith(self.root + "/"):
+                continue
+            if rel.startswith(_IGNORED_TOP) or rel.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+                continue
+            out[rel] = Entry(int(info.get("size") or 0), _token(info))
+        return out
+
+    def list_top(self) -> tuple[set[str], dict[str, Entry]]:
+        """The root's subdirectories and files, one non-recursive listing (one LIST on S3)."""
+        if self.local_root is not None:
+            try:
+                with os.scandir(self.local_root) as it:
+                    entries = list(it)
+            except FileNotFoundError:
+                return set(), {}
+            dirs = {e.name for e in entries if e.is_dir()}
+            files = {e.name: _stat_entry(e.stat()) for e in entries if e.is_file()}
+            return dirs, {k: v for k, v in files.items() if not k.startswith(TMP_PREFIX)}
+        self.fs.invalidate_cache()
+        try:
+            found = self.fs.ls(self.root, detail=True)
+        except FileNotFoundError:
+            return set(), {}
+        dirs, files = set(), {}
+        for info in found:
+            name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
+            if info.get("type") == "directory":
+                dirs.add(name)
+            elif not name.startswith(TMP_PREFIX):
+                files[name] = Entry(int(info.get("size") or 0), _token(info))
+        return dirs, files
+
+    def _list_local(self, prefix: str) -> dict[str, Entry]:
+        assert self.local_root is not None
+        out: dict[str, Entry] = {}
+        base = str(self.local_root)
+        for dirpath, dirnames, filenames in os.walk(os.path.join(base, prefix)):
+            if dirpath == base:
+                dirnames[:] = [d for d in dirnames if d + "/" not in _IGNORED_TOP]
+            prefix = dirpath[len(base) + 1 :]
+            for name in filenames:
+                if name.startswith(TMP_PREFIX):
+                    continue
+                rel = f"{prefix}/{name}" if prefix else name
+                try:
+                    out[rel] = _stat_entry(os.stat(os.path.join(dirpath, name)))
+                except FileNotFoundError:  # replaced or removed while listing
+                    continue
+        return out
+
+    def stat(self, rel: str) -> Entry | None:
+        """The entry of one file, or None when it does not exist."""
+        if self.local_root is not None:
+            try:
+                return _stat_entry(os.stat(self._local(rel)))
+            except FileNotFoundError:
+                return None
+        path = self.path(rel)
+        self.fs.invalidate_cache(path)
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            return None
+        return Entry(int(info.get("size") or 0), _token(info))
+
+    def read(self, rel: str) -> bytes | None:
+        """A whole (small) file, or None when it does not exist."""
+        try:
+            if self.local_root is not None:
+                return self._local(rel).read_bytes()
+            if self.kind == "s3":  # one GET (by default s3fs first asks for the size)
+                return bytes(self.fs.cat_file(self.path(rel), max_concurrency=1))
+            return bytes(self.fs.cat_file(self.path(rel)))
+        except FileNotFoundError:
+            return None
+
+    def read_range(self, rel: str, start: int, end: int) -> bytes:
+        """Bytes `[start, end)` of a file (one ranged GET on object stores)."""
+        if self.local_root is not None:
+            with open(self._local(rel), "rb") as fh:
+                fh.seek(start)
+                return fh.read(end - start)
+        return bytes(self.fs.cat_file(self.path(rel), start=start, end=end))
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(self, rel: str, data: bytes, *, mode: int = 0o644) -> str:
+        """Write a whole file so that readers never see it partial; return its new token."""
+        if self.local_root is not None:
+            dst = self._local(rel)
+            with open_atomic(dst, mode) as fh:
+                fh.write(data)
+            return _stat_entry(os.stat(dst)).token
+        if self.kind == "s3":
+            return self._s3_put(rel, data, {})
+        if self.kind == "object":
+            self.fs.pipe_file(self.path(rel), data)
+        else:
+            tmp = self.path(f"tmp/{tmp_name()}")
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, self.path(rel))
+        entry = self.stat(rel)
+        return entry.token if entry else ""
+
+    def write_if(self, rel: str, data: bytes, expected: Entry | None) -> str | None:
+        """Compare-and-swap: write only if the file is still `expected` (None: absent).
+
+        Returns the new token, or None when the file changed since `expected` was read.
+        """
+        if self.kind == "s3" and self.conditional:
+            cond = {"IfMatch": expected.token} if expected else {"IfNoneMatch": "*"}
+            try:
+                return self._s3_put(rel, data, cond)
+            except (OSError, FileNotFoundError) as exc:
+                if is_precondition_failure(exc) or (
+                    expected and isinstance(exc, FileNotFoundError)
+                ):
+                    return None
+                raise
+        with self._cas_lock():
+            current = self.stat(rel)
+            if (current.token if current else None) != (expected.token if expected else None):
+                return None
+            return self.write(rel, data)
+
+    @contextmanager
+    def _cas_lock(self) -> Iterator[None]:
+        if self.local_root is not None:
+            from modelreg.locking import hold
+
+            lockdir = self.local_root / "locks"
+            lockdir.mkdir(parents=True, exist_ok=True)
+            with hold(lockdir / "remote.lock"):
+                yield
+            return
+        if self.kind == "generic":
+            with _PROCESS_LOCKS_GUARD:
+                lock = _PROCESS_LOCKS.setdefault(f"{self.protocol}://{self.root}", threading.Lock())
+            with lock:
+                yield
+            return
+        yield  # check-then-write: no lock exists (see the module docstring)
+
+    def _s3_put(self, rel: str, data: bytes, cond: dict[str, str]) -> str:
+        bucket, key, _ = self.fs.split_path(self.path(rel))
+        out = self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **cond)
+        return str(out.get("ETag", ""))
+
+    def remove(self, rel: str) -> None:
+        """Delete one file if it exists (used for the conditional-write probe)."""
+        try:
+            if self.local_root is not None:
+                self._local(rel).unlink()
+            else:
+                self.fs.rm_file(self.path(rel))
+        except FileNotFoundError:
+            pass
+
+    def probe_conditional(self) -> bool:
+        """Check once that an S3 server refuses failed conditions (some compatibles ignore them).
+
+        Writes `locks/conditional-probe` three times; True when both a create over an existing
+        object and a replace with a wrong ETag were refused.
+        """
+        if self.kind != "s3":
+            return False
+        rel = "locks/conditional-probe"
+        self._s3_put(rel, b"probe", {})
+        refused = 0
+        for cond in ({"IfNoneMatch": "*"}, {"IfMatch": '"0000000000000000000000000000000f"'}):
+            try:
+                self._s3_put(rel, b"probe", cond)
+            except OSError as exc:
+                if not is_precondition_failure(exc):
+                    raise
+                refused += 1
+        self.conditional = refused == 2
+        return self.conditional
+
+
+def _stat_entry(st: os.stat_result) -> Entry:
+    # The inode changes on every rename-over, size and mtime on most rewrites.
+    return Entry(st.st_size, f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}")
+
+
+def _token(info: dict[str, Any]) -> str:
+    etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
+    if etag:
+        return str(etag)
+    stamp = info.get("mtime") or info.get("created") or info.get("LastModified") or ""
+    if hasattr(stamp, "timestamp"):  # drivers give a datetime from info(), a float from find()
+        stamp = stamp.timestamp()
+    return f"{info.get('size')}-{stamp}"

@@ -1,0 +1,134 @@
+"""The store layout as seen by sync: which paths are metadata, and which a command selects.
+
+A remote mirrors `.modelreg/` path for path (docs/store-format.md), so one classifier
+serves both sides. A path that does not parse as a store path with valid names is not
+metadata: it is never downloaded or joined to a local path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from modelreg.errors import InvalidInput, NotFound
+from modelreg.fsutil import TMP_PREFIX
+from modelreg.names import Version, check_alias, check_name, parse_ref
+
+__all__ = ["AUDIT", "REF_KINDS", "Meta", "Scope", "classify", "local_metadata"]
+
+AUDIT = "audit/log.jsonl"
+REF_KINDS = ("alias", "state", "release")
+"""The moving refs: compared three ways on sync (merge.py), never overwritten blindly."""
+Kind = Literal["manifest", "alias", "state", "release", "audit"]
+_RELEASE_SEG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=-]{0,127}")
+_SUBDIRS: dict[str, Kind] = {"versions": "manifest", "aliases": "alias", "state": "state"}
+
+
+@dataclass(frozen=True)
+class Meta:
+    """A metadata path: its kind, the model it belongs to and its key (version or alias)."""
+
+    rel: str
+    kind: Kind
+    model: str | None = None
+    key: str | None = None
+
+
+def classify(rel: str) -> Meta | None:
+    """The metadata a store-relative path holds, or None if it holds none (or is unsafe)."""
+    if rel == AUDIT:
+        return Meta(rel, "audit")
+    parts = rel.split("/")
+    if not rel.endswith(".yaml") or any(p.startswith(TMP_PREFIX) for p in parts):
+        return None
+    try:
+        if parts[0] == "models" and len(parts) in (4, 5) and parts[-2] in _SUBDIRS:
+            name, kind, stem = (
+                check_name("/".join(parts[1:-2])),
+                _SUBDIRS[parts[-2]],
+                parts[-1][:-5],
+            )
+            if kind == "alias":
+                return Meta(rel, kind, name, check_alias(stem))
+            if Version.parse(stem).text == stem:
+                return Meta(rel, kind, name, stem)
+        elif parts[0] == "releases" and len(parts) >= 2:
+            if all(_RELEASE_SEG.fullmatch(p) and not p.endswith(".") for p in parts[1:]):
+                return Meta(rel, "release", rel[len("releases/") : -len(".yaml")])
+    except InvalidInput:
+        return None
+    return None
+
+
+def local_metadata(root: Path) -> dict[str, Meta]:
+    """Every metadata file of a local store (manifests, refs, rollout manifests, audit log)."""
+    out: dict[str, Meta] = {}
+    for top in ("models", "releases"):
+        base = root / top
+        if not base.is_dir():
+            continue
+        for path in base.rglob("*.yaml"):
+            rel = path.relative_to(root).as_posix()
+            meta = classify(rel)
+            if meta is not None and path.is_file():
+                out[rel] = meta
+    if (root / AUDIT).is_file():
+        out[AUDIT] = Meta(AUDIT, "audit")
+    return out
+
+
+@dataclass
+class Scope:
+    """What `push`/`pull NAME[@REF]...` selects; empty specs select everything."""
+
+    specs: Sequence[str] = ()
+    models: set[str] = field(default_factory=set)
+    versions: set[tuple[str, str]] = field(default_factory=set)
+    aliases: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def everything(self) -> bool:
+        """True when no spec was given."""
+        return not self.specs
+
+    def resolve(
+        self,
+        versions_of: Callable[[str], Iterable[str]],
+        alias_target: Callable[[str, str], str | None],
+    ) -> Scope:
+        """Resolve each spec on the sending side: `latest` and aliases become versions."""
+        for spec in self.specs:
+            ref = parse_ref(spec)
+            known = sorted(Version(v) for v in versions_of(ref.name))
+            if not known:
+                raise NotFound(f"no model named {ref.name!r}")
+            if ref.kind == "latest" and "@" not in spec:
+                self.models.add(ref.name)
+            elif ref.kind == "latest":
+                self.versions.add((ref.name, known[-1].text))
+            elif ref.kind == "version":
+                if Version(ref.ref) not in known:
+                    raise NotFound(f"{ref.name}@{ref.ref}: no such version")
+                self.versions.add((ref.name, ref.ref))
+            else:
+                target = alias_target(ref.name, ref.ref)
+                if target is None:
+                    raise NotFound(f"{ref.name}@{ref.ref}: no such alias")
+                self.aliases.add((ref.name, ref.ref))
+                self.versions.add((ref.name, target))
+        return self
+
+    def selects(self, meta: Meta) -> bool:
+        """True when the metadata file is part of the selection (the audit log always is)."""
+        if self.everything or meta.kind == "audit":
+            return True
+        if meta.model in self.models:
+            return True
+        if meta.kind in ("manifest", "state"):
+            return (str(meta.model), str(meta.key)) in self.versions
+        if meta.kind == "alias":
+            return (str(meta.model), str(meta.key)) in self.aliases
+        return False

@@ -1,0 +1,262 @@
+"""`pull`: receive what the store lacks, verified, in the store's write order.
+
+Objects of the new versions are downloaded and re-hashed before they enter the store (a
+tampered or truncated one is rejected and reported, and so is every manifest that needs
+it), then manifests, refs and the audit trail are installed under the store lock. What
+cannot be merged is reported as a conflict and left as it is locally (see merge.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelreg import yamlio
+from modelreg.errors import Conflict, IntegrityError, MregError
+from modelreg.fsutil import atomic_write, safe_join
+from modelreg.hashing import hash_bytes
+from modelreg.lineage import default_author
+from modelreg.manifest import ModelVersion
+from modelreg.remote.ingest import install_manifest, manifest_objects, parse_manifest
+from modelreg.remote.layout import AUDIT, REF_KINDS, Meta, Scope, local_metadata
+from modelreg.remote.merge import (
+    compare_logs,
+    compare_ref,
+    head_bytes,
+    log_bytes,
+    parse_log,
+    rebase,
+)
+from modelreg.remote.session import Session, complete_lines, read_local
+from modelreg.remote.status import alias_target, versions_of
+from modelreg.remote.transfer import TransferProgress, wait_all
+from modelreg.store import Store
+
+__all__ = ["PullResult", "pull"]
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What a pull received, and what it could not take (conflicts, rejected objects)."""
+
+    remote: str
+    url: str
+    objects_received: int
+    bytes_received: int
+    manifests_received: tuple[str, ...]
+    refs_updated: tuple[str, ...]
+    refs_kept: tuple[str, ...]
+    audit_received: int
+    audit_rebased: int
+    conflicts: tuple[str, ...]
+    rejected: tuple[str, ...]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True when everything selected was received and merged."""
+        return not self.conflicts and not self.rejected
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of `mreg pull`."""
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "ok": self.ok,
+            "objects_received": self.objects_received,
+            "bytes_received": self.bytes_received,
+            "manifests_received": list(self.manifests_received),
+            "refs_updated": list(self.refs_updated),
+            "refs_kept": list(self.refs_kept),
+            "audit_received": self.audit_received,
+            "audit_rebased": self.audit_rebased,
+            "conflicts": list(self.conflicts),
+            "rejected": list(self.rejected),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def pull(
+    store: Store,
+    remote: str | None = None,
+    specs: Sequence[str] = (),
+    *,
+    theirs: bool = False,
+    jobs: int | None = None,
+    progress: TransferProgress | None = None,
+) -> PullResult:
+    """Receive what this store lacks (see the module docstring).
+
+    `theirs` resolves diverged refs by taking the remote's version (the local-only moves stay
+    recorded in the audit trail, which is rebased, so they are not lost).
+    """
+    t0 = time.monotonic()
+    s = Session.open(store, remote, jobs)
+    with s.backend.errors():
+        s.check_store(create=False)
+        return _pull(s, specs, theirs, progress, t0)
+
+
+def _pull(
+    s: Session,
+    specs: Sequence[str],
+    theirs: bool,
+    progress: TransferProgress | None,
+    t0: float,
+) -> PullResult:
+    store = s.store
+    remote = s.metadata()
+    scope = Scope(specs).resolve(versions_of(remote), lambda n, a: alias_target(s, n, a))
+    selected = {rel: m for rel, m in remote.items() if scope.selects(m)}
+    rdata = s.get(selected)
+    local = local_metadata(store.root)
+    conflicts: list[str] = []
+    rejected: list[str] = []
+    new: list[tuple[ModelVersion, bytes]] = []
+    for rel, m in selected.items():
+        if m.kind != "manifest" or rel not in rdata:
+            continue
+        try:
+            mv = parse_manifest(rdata[rel], str(m.model), str(m.key), f"{s.url}/{rel}")
+        except IntegrityError as exc:
+            rejected.append(str(exc))
+            continue
+        if rel not in local:
+            new.append((mv, rdata[rel]))
+        elif hash_bytes((store.root / rel).read_bytes()) != mv.id:
+            conflicts.append(f"{mv.name}@{mv.version} exists here with other content")
+    # objects of the new versions, verified on receive (no listing: a missing or short
+    # object shows when it is read)
+    todo = {
+        f.sha256: f.size
+        for mv, _ in new
+        for f in manifest_objects(mv)
+        if not store.objects.has(f.sha256)
+    }
+    if progress is not None:
+        progress.start(len(todo), sum(todo.values()))
+    with s.transfer(progress) as t:
+        received, bad = wait_all({t.submit(t.download, d, n): d for d, n in todo.items()})
+    rejected.extend(bad.values())
+    installed = []
+    for mv, data in new:
+        broken = [f for f in manifest_objects(mv) if f.sha256 in bad]
+        if broken:
+            what = f"object {broken[0].sha256[:12]} was rejected"
+            rejected.append(f"{mv.name}@{mv.version} not pulled: {what}")
+            continue
+        try:
+            if install_manifest(store, data, mv):
+                installed.append(f"{mv.name}@{mv.version}")
+        except Conflict as exc:
+            conflicts.append(str(exc))
+    if scope.everything:  # refs the remote does not have (any more): keep ours, push creates
+        for rel in [r for r in s.tracking.base if r != AUDIT and r not in s.listing]:
+            del s.tracking.base[rel]
+    updated, kept = _pull_refs(s, selected, rdata, theirs, conflicts, rejected)
+    audit_in, rebased = _pull_audit(s, rdata, rejected)
+    s.finish()
+    return PullResult(
+        s.spec.name, s.url, len(todo) - len(bad), received, tuple(sorted(installed)),
+        tuple(updated), tuple(kept), audit_in, rebased, tuple(conflicts), tuple(rejected),
+        time.monotonic() - t0,
+    )  # fmt: skip
+
+
+def _check_ref(store: Store, m: Meta, data: bytes, source: str) -> None:
+    """Refuse a received ref that is malformed or names a version this store does not have."""
+    from modelreg.refs import AliasRef
+
+    doc = yamlio.load(data, source, IntegrityError)
+    if not isinstance(doc, dict):
+        raise IntegrityError(f"{source}: not a mapping")
+    if m.kind == "release":
+        return
+    version = str(m.key)
+    if m.kind == "alias":
+        try:
+            ref = AliasRef.from_dict(doc)
+        except (KeyError, TypeError, ValueError, MregError) as exc:
+            raise IntegrityError(f"{source}: malformed alias ({exc})") from None
+        if ref.model != m.model or ref.alias != m.key:
+            raise IntegrityError(f"{source}: names {ref.model}@{ref.alias}, not its own path")
+        version = ref.version
+    elif doc.get("kind") != "VersionState":
+        raise IntegrityError(f"{source}: not a VersionState document")
+    path = store.manifest_path(str(m.model), version)
+    if not path.exists():
+        raise IntegrityError(f"{source}: names {m.model}@{version}, which this store does not have")
+    if m.kind == "alias" and hash_bytes(path.read_bytes()) != doc.get("id"):
+        raise IntegrityError(f"{source}: expects another manifest for {m.model}@{version}")
+
+
+def _pull_refs(
+    s: Session,
+    selected: dict[str, Meta],
+    rdata: dict[str, bytes],
+    theirs: bool,
+    conflicts: list[str],
+    rejected: list[str],
+) -> tuple[list[str], list[str]]:
+    store = s.store
+    updated, kept = [], []
+    for rel, m in sorted(selected.items()):
+        remote = rdata.get(rel)
+        if m.kind not in REF_KINDS or remote is None:
+            continue
+        mine = read_local(store.root, m)
+        state = compare_ref(m.kind, mine, remote, s.tracking.base.get(rel))
+        if state == "ahead":
+            kept.append(rel)
+        elif state == "behind" or (state == "diverged" and theirs):
+            try:
+                _check_ref(store, m, remote, f"{s.url}/{rel}")
+            except IntegrityError as exc:
+                rejected.append(str(exc))
+                continue
+            with store.locked():
+                if read_local(store.root, m) != mine:
+                    conflicts.append(f"{rel} changed here during the pull")
+                    continue
+                atomic_write(safe_join(store.root, rel), remote)
+                if state == "diverged":  # the trail says why the local move was undone
+                    store.record(
+                        default_author(), "pull-theirs", m.model, ref=rel, remote=s.spec.name,
+                        replaced=hash_bytes(mine or b""), taken=hash_bytes(remote),
+                    )  # fmt: skip
+            updated.append(rel)
+        elif state == "diverged":
+            conflicts.append(
+                f"{rel} changed both here and on the remote (mreg pull --theirs takes the remote's)"
+            )
+            continue
+        s.tracking.base[rel] = hash_bytes(remote)
+    return updated, kept
+
+
+def _pull_audit(s: Session, rdata: dict[str, bytes], rejected: list[str]) -> tuple[int, int]:
+    """Fast-forward the local audit log, or rebase its local-only entries onto the remote's."""
+    if AUDIT not in rdata:
+        return 0, 0
+    store = s.store
+    try:
+        theirs = parse_log(rdata[AUDIT], f"{s.url}/{AUDIT}")
+        with store.locked():
+            try:
+                raw = store.audit.path.read_bytes()
+            except FileNotFoundError:
+                raw = b""
+            mine = parse_log(complete_lines(raw), str(store.audit.path))
+            cmp = compare_logs(mine, theirs, s.tracking.audit_base())
+            if cmp.state in ("behind", "diverged"):
+                merged = rebase(mine, theirs, cmp.common)
+                atomic_write(store.audit.path, log_bytes(merged))
+                atomic_write(store.audit.head_path, head_bytes(merged))
+    except IntegrityError as exc:
+        rejected.append(str(exc))
+        return 0, 0
+    if theirs:
+        s.tracking.set_audit_base(len(theirs), theirs[-1].hash)
+    return cmp.remote_only, cmp.local_only if cmp.state == "diverged" else 0

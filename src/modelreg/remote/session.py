@@ -1,0 +1,185 @@
+"""One connection to a remote for one command: the listing, cached metadata reads, the checks.
+
+What sync knows about the remote comes from listings, never from one request per file: the
+root (one LIST), then `models/`, `releases/` and `audit/` (one LIST per 1,000 keys on S3),
+plus GETs of the metadata files whose token changed since they were last fetched. Objects
+are listed only when some are to be sent, and then only under the `objects/ab/` fan-out
+directories of the objects concerned (or all of `objects/` when they are many).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelreg import yamlio
+from modelreg.errors import IntegrityError, NotFound
+from modelreg.hashing import is_digest
+from modelreg.remote.backend import Backend, Entry
+from modelreg.remote.config import RemoteSpec
+from modelreg.remote.layout import AUDIT, Meta, classify
+from modelreg.remote.tracking import Tracking
+from modelreg.remote.transfer import DEFAULT_JOBS, DEFAULT_PART_MIB, Transfer, TransferProgress
+from modelreg.store import Store, StoreConfig
+
+__all__ = ["Session", "complete_lines", "read_local"]
+
+_FEW = 4
+"""Objects in up to this many fan-out directories are looked up there, not in all of objects/
+(one LIST each, against one per 1,000 objects of the remote for the whole listing)."""
+
+
+def complete_lines(data: bytes) -> bytes:
+    """An audit log without a torn last line (what readers consider its content)."""
+    return data[: data.rfind(b"\n") + 1]
+
+
+def read_local(root: Path, meta: Meta) -> bytes | None:
+    """The bytes of a local metadata file (the audit log: complete lines), or None."""
+    try:
+        data = (root / meta.rel).read_bytes()
+    except FileNotFoundError:
+        return None
+    return complete_lines(data) if meta.rel == AUDIT else data
+
+
+@dataclass
+class Session:
+    """A remote opened for one push, pull, fetch or status."""
+
+    store: Store
+    spec: RemoteSpec
+    backend: Backend
+    tracking: Tracking
+    listing: dict[str, Entry] = field(default_factory=dict)
+    jobs: int = DEFAULT_JOBS
+    part_size: int = DEFAULT_PART_MIB << 20
+    fetched: int = 0
+    fetched_bytes: int = 0
+    empty: bool = False
+
+    @classmethod
+    def open(cls, store: Store, remote: str | None, jobs: int | None = None) -> Session:
+        """Resolve the remote (name, default or only one), connect, and list it."""
+        spec = store.remotes.get(remote)
+        backend = Backend(spec)
+        tracking = Tracking.load(store.root / "remotes" / spec.name, spec.url)
+        n = jobs or int(spec.mreg_option("jobs", DEFAULT_JOBS))
+        part = int(spec.mreg_option("part_size_mib", DEFAULT_PART_MIB)) << 20
+        session = cls(store, spec, backend, tracking, jobs=max(1, n), part_size=part)
+        with backend.errors():
+            dirs, files = backend.list_top()
+            session.listing = {k: v for k, v in files.items() if k == "config.yaml"}
+            for top in ("models", "releases", "audit"):
+                if top in dirs:
+                    session.listing.update(backend.list(top))
+            session.empty = not (dirs or files)
+        return session
+
+    @property
+    def url(self) -> str:
+        """The remote's URL."""
+        return self.spec.url
+
+    def metadata(self) -> dict[str, Meta]:
+        """Every metadata file on the remote, classified (unknown paths are ignored)."""
+        out = {}
+        for rel in self.listing:
+            meta = classify(rel)
+            if meta is not None:
+                out[rel] = meta
+        return out
+
+    def objects(self, wanted: Iterable[str] | None = None) -> dict[str, int]:
+        """Objects on the remote (digest to size, from listings; not re-hashed).
+
+        With `wanted`, only those: a few are looked up in their fan-out directories, many in
+        one listing of `objects/`.
+        """
+        want = None if wanted is None else set(wanted)
+        if want is not None and not want:
+            return {}
+        prefixes = sorted({d[:2] for d in want or ()})
+        if want is not None and len(prefixes) <= _FEW:
+            with self.backend.errors(), ThreadPoolExecutor(self.jobs) as pool:
+                listings = pool.map(lambda p: self.backend.list(f"objects/{p}"), prefixes)
+                found = {k: v for one in listings for k, v in one.items()}
+        else:
+            with self.backend.errors():
+                found = self.backend.list("objects")
+        out = {}
+        for rel, entry in found.items():
+            parts = rel.split("/")
+            if len(parts) == 3 and is_digest(parts[2]) and parts[2].startswith(parts[1]):
+                if want is None or parts[2] in want:
+                    out[parts[2]] = entry.size
+        return out
+
+    def get(self, rels: Iterable[str]) -> dict[str, bytes]:
+        """The bytes of remote files, from the snapshot when unchanged, else GET in parallel."""
+        out: dict[str, bytes] = {}
+        todo = []
+        for rel in rels:
+            entry = self.listing.get(rel)
+            if entry is None:
+                continue
+            data = self.tracking.cached(rel, entry)
+            if data is None:
+                todo.append(rel)
+            else:
+                out[rel] = data
+        if todo:
+            with self.backend.errors(), ThreadPoolExecutor(self.jobs) as pool:
+                for rel, data in zip(todo, pool.map(self.backend.read, todo), strict=True):
+                    if data is None:  # removed since the listing
+                        continue
+                    self.fetched += 1
+                    self.fetched_bytes += len(data)
+                    self.tracking.remember(rel, self.listing[rel].token, data)
+                    out[rel] = data
+        return out
+
+    def check_store(self, *, create: bool) -> None:
+        """Check the remote's `config.yaml` (format 1); `create` writes one on an empty remote."""
+        if "config.yaml" in self.listing:
+            source = f"{self.url}/config.yaml"
+            data = self.get(["config.yaml"]).get("config.yaml", b"")
+            StoreConfig.from_dict(yamlio.load(data, source, IntegrityError), source)
+        elif create:
+            data = yamlio.dump(StoreConfig().to_dict())
+            with self.backend.errors():
+                token = self.backend.write_if("config.yaml", data, None)
+            if token is not None:  # (None: another push created it meanwhile)
+                self.listing["config.yaml"] = Entry(len(data), token)
+                self.tracking.remember("config.yaml", token, data)
+        elif not self.empty:
+            raise IntegrityError(f"{self.url} holds files but no config.yaml: not an mreg remote")
+        else:
+            raise NotFound(f"{self.url}: no mreg store there yet (push to it first)")
+
+    def settle_conditional(self) -> None:
+        """Decide, once per remote, whether the S3 server honours conditional writes."""
+        b = self.backend
+        if b.kind != "s3" or self.spec.mreg_option("conditional_writes", "auto") != "auto":
+            return
+        if self.tracking.conditional is None:
+            with b.errors():
+                self.tracking.conditional = b.probe_conditional()
+        b.conditional = bool(self.tracking.conditional)
+
+    def transfer(self, progress: TransferProgress | None) -> Transfer:
+        """The worker pools for this session's object transfers."""
+        return Transfer(
+            self.backend,
+            self.store.objects,
+            jobs=self.jobs,
+            part_size=self.part_size,
+            progress=progress,
+        )
+
+    def finish(self) -> None:
+        """Forget what the remote no longer has and save the tracking state."""
+        self.tracking.forget_missing(set(self.listing))
+        self.tracking.save()

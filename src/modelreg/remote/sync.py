@@ -1,0 +1,230 @@
+"""`push`: send exactly what the remote lacks, in the store's write order, verified.
+
+Push, after listing the remote's metadata (see session.py):
+
+1. decide everything before writing anything: a version whose manifest differs on the
+   remote, a ref changed on the remote since the last pull (see merge.py), or a remote audit
+   trail with entries not pulled yet refuses the whole push (Conflict; nothing is written);
+2. send the missing objects (parallel, bounded memory, hashed on the way out);
+3. create the missing manifests (conditional create), then replace the refs that moved
+   (compare-and-swap on the token read in step 1), then the audit log (the same).
+
+Objects before manifests before refs before the log, as locally: a reader of the remote
+that follows a ref always finds what it names. An interrupted push leaves only complete
+objects behind (and, on S3, an incomplete multipart upload that the bucket's lifecycle
+rule reaps), so running it again sends only what is still missing.
+
+`pull` (pull.py), `fetch` and `status` (status.py) are re-exported here: `modelreg.remote.sync`
+is the module the `Store` facades call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelreg.errors import Conflict, IntegrityError
+from modelreg.hashing import hash_bytes
+from modelreg.remote.backend import Entry
+from modelreg.remote.ingest import manifest_objects, parse_manifest
+from modelreg.remote.layout import AUDIT, REF_KINDS, Scope, local_metadata
+from modelreg.remote.merge import compare_logs, compare_ref, head_bytes, parse_log
+from modelreg.remote.pull import PullResult, pull
+from modelreg.remote.session import Session, read_local
+from modelreg.remote.status import FetchResult, StatusReport, fetch, status, versions_of
+from modelreg.remote.transfer import TransferProgress, wait_all
+from modelreg.store import Store
+
+__all__ = [
+    "FetchResult",
+    "PullResult",
+    "PushResult",
+    "StatusReport",
+    "fetch",
+    "pull",
+    "push",
+    "status",
+]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push sent."""
+
+    remote: str
+    url: str
+    objects_sent: int
+    bytes_sent: int
+    objects_present: int
+    manifests_sent: tuple[str, ...]
+    refs_sent: tuple[str, ...]
+    audit_entries_sent: int
+    remote_ahead: tuple[str, ...]
+    guarantee: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape of `mreg push`."""
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "objects_sent": self.objects_sent,
+            "bytes_sent": self.bytes_sent,
+            "objects_present": self.objects_present,
+            "manifests_sent": list(self.manifests_sent),
+            "refs_sent": list(self.refs_sent),
+            "audit_entries_sent": self.audit_entries_sent,
+            "remote_ahead": list(self.remote_ahead),
+            "guarantee": self.guarantee,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _local_alias_target(store: Store, name: str, alias: str) -> str | None:
+    from modelreg.refs import read_alias
+
+    ref = read_alias(store, name, alias)
+    return ref.version if ref else None
+
+
+# -- push ------------------------------------------------------------------------------------
+
+
+def push(
+    store: Store,
+    remote: str | None = None,
+    specs: Sequence[str] = (),
+    *,
+    jobs: int | None = None,
+    progress: TransferProgress | None = None,
+) -> PushResult:
+    """Send to the remote what it lacks (see the module docstring); Conflict if refused."""
+    t0 = time.monotonic()
+    s = Session.open(store, remote, jobs)
+    with s.backend.errors():
+        return _push(s, specs, progress, t0)
+
+
+def _push(
+    s: Session, specs: Sequence[str], progress: TransferProgress | None, t0: float
+) -> PushResult:
+    store = s.store
+    every = local_metadata(store.root)
+    scope = Scope(specs).resolve(versions_of(every), lambda n, a: _local_alias_target(store, n, a))
+    local = {rel: m for rel, m in every.items() if scope.selects(m)}
+    ldata = {rel: b for rel, m in local.items() if (b := read_local(store.root, m)) is not None}
+    rdata = s.get(rel for rel in ldata if rel in s.listing)
+    conflicts: list[str] = []
+    # 1. decide
+    # A manifest on the remote implies its objects are there (they are written first), so
+    # only the objects of the manifests to send are looked for.
+    manifests = []
+    needed: dict[str, int] = {}
+    for rel, m in local.items():
+        if m.kind != "manifest":
+            continue
+        if rel in s.listing:
+            if rdata.get(rel) != ldata[rel]:
+                conflicts.append(f"{m.model}@{m.key} exists on the remote with other content")
+            continue
+        mv = parse_manifest(ldata[rel], str(m.model), str(m.key), str(store.root / rel))
+        needed.update((f.sha256, f.size) for f in manifest_objects(mv))
+        manifests.append(rel)
+    refs, remote_ahead = [], []
+    for rel, m in local.items():
+        if m.kind not in REF_KINDS:
+            continue
+        state = compare_ref(m.kind, ldata[rel], rdata.get(rel), s.tracking.base.get(rel))
+        if state == "ahead":
+            refs.append(rel)
+        elif state == "behind":
+            remote_ahead.append(rel)
+        elif state == "diverged":
+            conflicts.append(f"{rel} changed on the remote since your last pull")
+        else:
+            s.tracking.base[rel] = hash_bytes(ldata[rel])
+    audit_sent = 0
+    if AUDIT in ldata:
+        mine = parse_log(ldata[AUDIT], str(store.audit.path))
+        theirs = parse_log(rdata.get(AUDIT, b""), f"{s.url}/{AUDIT}")
+        cmp = compare_logs(mine, theirs, s.tracking.audit_base())
+        if cmp.state == "diverged":
+            conflicts.append(f"the remote audit trail has {cmp.remote_only} entries not pulled")
+        elif cmp.state == "behind":
+            remote_ahead.append(AUDIT)
+        elif cmp.state == "ahead":
+            audit_sent = cmp.local_only
+        elif mine:
+            s.tracking.set_audit_base(len(mine), mine[-1].hash)
+    if conflicts:
+        s.finish()
+        more = f" (and {len(conflicts) - 3} more)" if len(conflicts) > 3 else ""
+        raise Conflict(
+            f"push to {s.spec.name} refused, nothing was written: {'; '.join(conflicts[:3])}"
+            f"{more}; run mreg pull, then push again"
+        )
+    # 2. objects
+    s.check_store(create=True)
+    s.settle_conditional()
+    present = s.objects(needed)
+    missing = {d: n for d, n in needed.items() if present.get(d) != n}
+    for d in missing:
+        if not store.objects.has(d):
+            raise IntegrityError(
+                f"object {d[:12]} is missing from the local store; run mreg verify"
+            )
+    if progress is not None:
+        progress.start(len(missing), sum(missing.values()))
+    with s.transfer(progress) as t:
+        sent, failed = wait_all({t.submit(t.upload, d, n): d for d, n in missing.items()})
+        if failed:
+            raise IntegrityError(f"push to {s.spec.name} stopped: {next(iter(failed.values()))}")
+        # 3. manifests, then refs, then the audit log
+        for fut in [t.submit(_create, s, rel, ldata[rel]) for rel in manifests]:
+            fut.result()
+    lost = [rel for rel in refs if not _swap(s, rel, ldata[rel])]
+    if AUDIT in ldata and audit_sent and not lost and not _swap(s, AUDIT, ldata[AUDIT]):
+        lost.append(AUDIT)
+    s.finish()
+    if lost:
+        raise Conflict(
+            f"the remote changed during the push ({', '.join(lost[:3])}); objects and manifests "
+            "were sent, those refs were not: run mreg pull, then push again"
+        )
+    return PushResult(
+        s.spec.name, s.url, len(missing), sent, len(needed) - len(missing),
+        tuple(sorted(f"{local[r].model}@{local[r].key}" for r in manifests)),
+        tuple(sorted(refs)), audit_sent, tuple(sorted(remote_ahead)), s.backend.guarantee,
+        time.monotonic() - t0,
+    )  # fmt: skip
+
+
+def _create(s: Session, rel: str, data: bytes) -> None:
+    """Create an immutable file on the remote; one that appeared meanwhile must be identical."""
+    token = s.backend.write_if(rel, data, None)
+    if token is None:
+        theirs = s.backend.read(rel)
+        if theirs != data:
+            raise Conflict(f"{rel} was created on the remote with other content during the push")
+        entry = s.backend.stat(rel)
+        token = entry.token if entry else ""
+    s.listing[rel] = Entry(len(data), token)
+    s.tracking.remember(rel, token, data)
+
+
+def _swap(s: Session, rel: str, data: bytes) -> bool:
+    """Replace a moving ref if the remote still holds what was read; False if it changed."""
+    token = s.backend.write_if(rel, data, s.listing.get(rel))
+    if token is None:
+        return False
+    s.listing[rel] = Entry(len(data), token)
+    s.tracking.remember(rel, token, data)
+    if rel == AUDIT:
+        entries = parse_log(data, rel)
+        s.tracking.set_audit_base(len(entries), entries[-1].hash if entries else "")
+        s.backend.write("audit/head.json", head_bytes(entries))  # derived: the log is the truth
+    else:
+        s.tracking.base[rel] = hash_bytes(data)
+    return True
