@@ -4,8 +4,9 @@
 trains a logistic-regression classifier in pure Python on a synthetic data set (two
 versions, the second trained longer), registers both with their params and metrics,
 promotes through a `production` gate, rolls back, then releases the second version again
-as a canary to a simulated stream of users through the serving `Router`, step by step, and
-returns the steps it took.
+as a canary to a simulated stream of users through the serving `Router`, step by step;
+finally a third version with three times the errors is released at 5% and `release watch`
+rolls it back automatically. It returns the steps it took.
 """
 
 from __future__ import annotations
@@ -181,6 +182,12 @@ def _run(workdir: Path) -> DemoReport:
 
     canary = run_canary_demo(store, "churn-classifier", "1.1.0", actor=author)
     for command, summary in canary.commands():
+        step(DemoStep(command, summary))
+    # A bad canary (3x the errors) is caught by `release watch` and rolled back automatically.
+    from modelreg.analysis.demo import run_analysis_demo
+
+    rollback = run_analysis_demo(store, "churn-classifier", workdir, actor=author)
+    for command, summary in rollback.commands():
         step(DemoStep(command, summary))
     prod = store.resolve("churn-classifier@production")
     report_v = store.verify()

@@ -14,7 +14,7 @@ from types import FrameType
 
 import typer
 
-from modelreg.cli import aliases, bundle, demo, read, register, release, remote, store
+from modelreg.cli import aliases, bundle, demo, read, register, release, remote, store, validate
 
 __all__ = ["app", "main"]
 
@@ -36,6 +36,7 @@ demo.install(app)
 release.install(app)
 remote.install(app)
 bundle.install(app)
+validate.install(app)
 
 
 class _Interrupted(BaseException):

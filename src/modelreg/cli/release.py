@@ -1,7 +1,8 @@
-"""`mreg release start|set|step|pause|resume|promote|abort|status|history` (issue 5).
+"""`mreg release start|set|step|pause|resume|promote|abort|status|history|analyze|watch`.
 
-Each command is one call of `modelreg.release.ops` with the same name (`set` is
-`ops.update`); this module only parses options and prints results.
+Issues 5 and 6. Each command is one call of `modelreg.release.ops` with the same name (`set` is
+`ops.update`), or of `modelreg.analysis` (`analyze`, `watch`); this module only parses
+options and prints results.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from modelreg.cli import export
 from modelreg.cli._common import JsonOpt, StoreOpt, open_store
 from modelreg.cli._output import Output
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from modelreg.analysis import Analysis, WatchEvent
     from modelreg.release.ops import ReleaseChange, ReleaseStatus
 
 __all__ = ["install", "release_app"]
@@ -24,7 +27,7 @@ __all__ = ["install", "release_app"]
 release_app = typer.Typer(
     name="release",
     help="Canary releases: send a share of traffic to a new version, step it up, promote or "
-    "abort. Refused transitions exit 1 with the reason.",
+    "abort, and let analysis judge it. Refused transitions exit 1 with the reason.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -158,6 +161,19 @@ def start(
             "--shadow", help="Start in shadow mode: the baseline answers, the canary mirrors."
         ),
     ] = False,
+    check: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--check",
+            help="Analysis check (repeatable): '[NAME:] METRIC OP LIMIT', e.g. 'error_rate <= "
+            "baseline + 0.5pt', 'latency.p99 <= 1.2x baseline', 'conversion >= baseline' "
+            "(docs/analysis.md). Default: error rate and p99 latency against the baseline.",
+        ),
+    ] = None,
+    checks_file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--checks-file", help="YAML/JSON checks and policy (added after --check)."),
+    ] = None,
     reason: ReasonOpt = "",
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -165,9 +181,15 @@ def start(
     """Start a canary release of a version against the baseline (default: production)."""
     from modelreg.release import ops
 
+    analysis: list[Any] = list(check or [])
+    if checks_file is not None:
+        from modelreg.analysis.checks import read_checks_file
+
+        analysis.extend(read_checks_file(checks_file))
     change = ops.start(
         open_store(store), name, canary, baseline=baseline, weight=weight, steps=steps,
         stick_by=stick_by, rules=_rules(rule, rules_file) or (), shadow=shadow, reason=reason,
+        analysis=analysis,
     )  # fmt: skip
     _show_change(change, as_json)
 
@@ -291,6 +313,138 @@ def history(name: NameArg, store: StoreOpt = None, as_json: JsonOpt = False) -> 
         c.print(t)
 
     Output(as_json).result([e.to_dict() for e in events], render)
+
+
+PrometheusOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--prometheus",
+        help="Read metrics from this Prometheus server (http://host:9090) instead of the store.",
+        show_default=False,
+    ),
+]
+
+
+def _source(prometheus: str | None) -> Any:
+    if prometheus is None:
+        return None
+    from modelreg.analysis import PrometheusSource
+
+    return PrometheusSource(prometheus)
+
+
+def _render_analysis(c: Console, a: Analysis) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    colour = {"pass": "green", "fail": "red", "inconclusive": "yellow", "skipped": "dim"}
+    c.print(
+        f"[bold]{a.model}[/] release {a.release} ({a.state}, canary {a.weight:g}%, {a.mode}): "
+        f"baseline {a.baseline} ({a.n_baseline:,} requests), canary {a.canary} "
+        f"({a.n_canary:,} requests)"
+    )
+    from modelreg.analysis.judge import format_value
+
+    t = Table(title=f"analysis: [{colour[a.verdict]}]{a.verdict}[/]")
+    for col in ("check", "baseline", "canary", "interval", "limit", "difference", "p", "verdict"):
+        t.add_column(col)
+    for r in a.results:
+
+        def fmt(x: float | None, r: Any = r) -> str:
+            return format_value(r.check, x)
+
+        interval = "-" if r.low is None else f"[{fmt(r.low)}, {fmt(r.high)}]"
+        diff = r.difference
+        if diff is None:
+            shown = "-"
+        elif r.check.kind == "quantile":
+            shown = f"x{diff:.3g}"
+        else:
+            shown = ("+" if diff >= 0 else "") + fmt(diff)
+        t.add_row(
+            escape(r.check.text()), fmt(r.baseline), fmt(r.canary), escape(interval),
+            fmt(r.limit), shown, "-" if r.p_value is None else f"{r.p_value:.2g}",
+            f"[{colour[r.verdict]}]{r.verdict}[/]",
+        )  # fmt: skip
+    c.print(t)
+    c.print(
+        f"intervals hold at {1 - a.policy.alpha / max(len(a.results), 1):.2%} confidence at "
+        "every look; p: always-valid p-value that the canary is within its limit"
+    )
+    for r in a.results:
+        if r.verdict in ("fail", "inconclusive"):
+            c.print(f"  {escape(r.check.label)}: {escape(r.reason)}")
+
+
+@release_app.command()
+def analyze(
+    name: NameArg,
+    prometheus: PrometheusOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Judge the canary against the baseline. Exit 0 pass, 1 fail, 3 inconclusive."""
+    from modelreg.analysis import analyze as run
+
+    result = run(open_store(store), name, source=_source(prometheus))
+    Output(as_json).result(result.to_dict(), lambda c: _render_analysis(c, result))
+    result.raise_for_verdict()
+
+
+@release_app.command()
+def watch(
+    name: NameArg,
+    interval: Annotated[
+        str, typer.Option("--interval", help="Time between analyses: 30s, 5m...")
+    ] = "30s",
+    max_duration: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--max-duration", help="Stop watching (release unchanged) after this: 2h..."),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Analyze and act once, then exit (cron, CI).")
+    ] = False,
+    no_promote: Annotated[
+        bool,
+        typer.Option("--no-promote", help="After the last step, stop for a manual promotion."),
+    ] = False,
+    prometheus: PrometheusOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Analyze repeatedly: abort on a failure, step up after passes, promote at the end.
+
+    Exits 1 when it rolled the release back, 0 otherwise.
+    """
+    from modelreg.analysis import CheckFailed
+    from modelreg.analysis import watch as run
+    from modelreg.analysis.watch import parse_duration
+
+    out = Output(as_json)
+
+    def progress(e: WatchEvent) -> None:
+        out.note(
+            f"{e.time} gen {e.generation} {e.weight:g}%: {e.verdict} -> {e.action}: {e.summary}"
+        )
+
+    report = run(
+        open_store(store), name, interval_s=parse_duration(interval),
+        max_duration_s=None if max_duration is None else parse_duration(max_duration),
+        once=once, promote=not no_promote, source=_source(prometheus), on_event=progress,
+    )  # fmt: skip
+
+    def render(c: Console) -> None:
+        c.print(
+            f"{report.model} release {report.release}: {report.outcome} after "
+            f"{len(report.events)} analyses (state {report.state})"
+        )
+
+    out.result(report.to_dict(), render)
+    if report.aborted:
+        raise CheckFailed(f"{name}: rolled back: {report.events[-1].summary}")
+
+
+export.install(release_app)
 
 
 def install(app: typer.Typer) -> None:

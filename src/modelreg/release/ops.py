@@ -298,11 +298,14 @@ def start(
     reason: str = "",
     seed: str | None = None,
     actor: str | None = None,
+    analysis: Sequence[Any] = (),
 ) -> ReleaseChange:
     """Start a release of `canary` against `baseline` (default: the `production` alias).
 
     The first weight is `weight`, else the plan's first step (`shadow` as the first step
     starts in shadow mode). A new random seed is drawn unless `seed` is given (tests).
+    `analysis` holds the canary-analysis checks and policy (texts or mappings, see
+    `modelreg.analysis.checks`); none means the default checks.
 
     Raises:
         TransitionRefused: a release is already progressing or paused, or the canary is
@@ -315,6 +318,10 @@ def start(
     rule_set = _rules(rules)
     check_attribute(stick_by)
     seed = new_seed() if seed is None else check_seed(seed)
+    if analysis:
+        from modelreg.analysis.checks import normalize  # lazy: only releases with checks
+
+        analysis = normalize(analysis)
     if weight is not None:
         w = parse_weight(weight)
         if shadow and w:
@@ -357,6 +364,7 @@ def start(
             shadow=shadow,
             rules=rule_set,
             steps=plan,
+            analysis=tuple(analysis),
         )
         details = {
             "baseline": base.version, "baseline_id": base.id, "canary": can.version,

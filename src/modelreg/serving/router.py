@@ -30,6 +30,7 @@ from modelreg.errors import IntegrityError, InvalidInput, MregError, NotFound
 from modelreg.release.bucketing import BUCKETS, FULL, Bucketer, threshold, unpack_u64
 from modelreg.release.rollout import ABORTED, LIVE, PROMOTED, Rollout, Side
 from modelreg.release.rules import USER_ID, compile_rule
+from modelreg.serving.metrics import FLUSH_INTERVAL_S, Metrics
 from modelreg.serving.reload import (
     ProductionRef,
     Source,
@@ -250,6 +251,8 @@ class Router:
         cache_dir: Path | None = None,
         materialize: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
         if not check_interval_ms >= 0:
             raise InvalidInput("check_interval_ms must be 0 or more")
@@ -279,6 +282,14 @@ class Router:
         self._decide = self._config.plan.decide
         self._fast = self._config.fast
         self._next_check = clock() + self._interval
+        # Recording for canary analysis (issue 6): see metrics.py and docs/analysis.md.
+        self.metrics = Metrics(
+            source, route=self.route, flush_interval_s=flush_interval_s, clock=clock, wall=wall
+        )
+        self.record = self.metrics.record
+        self.timer = self.metrics.timer
+        self.record_outcome = self.metrics.record_outcome
+        self.record_shadow = self.metrics.record_shadow
 
     @classmethod
     def open(
@@ -293,6 +304,8 @@ class Router:
         materialize: bool = True,
         background: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
     ) -> Router:
         """Open a router for model `name` in a local store.
 
@@ -309,6 +322,8 @@ class Router:
             materialize: Set False to skip materialising files (`Decision.path` is None).
             background: Run the checks in a daemon thread instead of inside `route`.
             clock: Monotonic clock in seconds (tests inject one).
+            wall: Epoch clock in seconds, stamped on recorded metrics (tests inject one).
+            flush_interval_s: Recorded metrics are flushed to the store at most this often.
 
         Raises:
             NotFound: no store, no such model, or nothing to route to (no release and no
@@ -324,9 +339,12 @@ class Router:
             cache_dir=None if cache_dir is None else Path(cache_dir),
             materialize=materialize,
             clock=clock,
+            wall=wall,
+            flush_interval_s=flush_interval_s,
         )
         if background:
             router._start_thread()
+            router.metrics.start_thread()
         return router
 
     # -- the hot path ---------------------------------------------------------------------------
@@ -587,8 +605,9 @@ class Router:
         )  # fmt: skip
 
     def close(self) -> None:
-        """Stop the background thread (if any) and release every loaded version."""
+        """Stop the background thread (if any), flush metrics, release every loaded version."""
         self._stop.set()
+        self.metrics.close()
         if self._thread is not None:
             self._thread.join()
         old = self._config

@@ -1,0 +1,407 @@
+"""Where the analysis gets its numbers: the store's metrics files, or Prometheus. Issue 6.
+
+Both providers return a `Sample`: the baseline's and the canary's totals over the release's
+live generations (or its shadow generations, while it is in shadow mode), binned
+distributions (latency, scores, shadow differences) and, from the store, the same totals
+per time window (`stratum_s`) for stratified comparisons.
+
+`StoreSource` merges `metrics/NAME/<release>/*.jsonl` (one file per process and segment,
+see `modelreg.serving.metrics`) and `compact()` folds sealed segments into one file of
+per-window totals. `PrometheusSource` asks Prometheus's HTTP API (`/api/v1/query`) for
+`increase(...)` of the series `modelreg.serving.prometheus` exposes, over the release's
+live window (totals, not stratified).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from modelreg.errors import IntegrityError, InvalidInput, MregError
+from modelreg.fsutil import atomic_write, tmp_name
+from modelreg.release.rollout import LIVE, Rollout
+from modelreg.serving.aggregate import LogHistogram, iter_lines
+from modelreg.serving.metrics import SEGMENT_S
+
+__all__ = [
+    "COMPACT_GRACE_S",
+    "PrometheusSource",
+    "Sample",
+    "Side",
+    "SourceError",
+    "StoreSource",
+    "compact",
+    "metrics_dir",
+]
+
+COMPACT_GRACE_S = 600
+"""A segment is compacted once its period ended and it was last written this long ago."""
+COMPACT_PREFIX = "compact-"
+
+
+class SourceError(MregError):
+    """The metrics could not be read (Prometheus unreachable, a query refused)."""
+
+
+Bins = list[tuple[float, float, int]]
+
+
+@dataclass
+class Side:
+    """One side's totals: requests, errors, outcomes, per-window totals, distributions."""
+
+    n: int = 0
+    errors: int = 0
+    out: dict[str, list[float]] = field(default_factory=dict)
+    """Outcome name -> [observations, sum, sum of squares]."""
+    strata: dict[int, list[Any]] = field(default_factory=dict)
+    """Window -> [requests, errors, {outcome: [observations, sum, sum of squares]}]."""
+    latency: Bins = field(default_factory=list)
+    scores: Bins = field(default_factory=list)
+    pairs: int = 0
+    unequal: int = 0
+    diffs: Bins = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What the checks judge: both sides over the same window."""
+
+    baseline: Side
+    canary: Side
+    mode: str
+    """`live`, or `shadow` (the canary's side holds its mirrored calls)."""
+    source: str
+    start: float | None = None
+    end: float | None = None
+
+
+def metrics_dir(root: Path, name: str, release: int) -> Path:
+    """`metrics/NAME/<release>/` under the store root (the name was checked by the caller)."""
+    *ns, last = name.split("/")
+    return root.joinpath("metrics", *ns, last, str(release))
+
+
+def _phases(rollout: Rollout) -> tuple[set[int], set[int]]:
+    """The release's live generations without shadow mode, and its shadow generations."""
+    live: set[int] = set()
+    shadow: set[int] = set()
+    for e in rollout.history:
+        if e.release == rollout.release and e.state in LIVE:
+            (shadow if e.shadow else live).add(e.generation)
+    return live, shadow
+
+
+def _side_of(doc: Mapping[str, Any], rollout: Rollout, gens: tuple[set[int], set[int]]) -> str:
+    """`baseline`, `canary` or '' (not part of the sample) for one metrics line."""
+    live, shadow = gens
+    gen, variant, mirrored = doc.get("gen"), doc.get("variant"), bool(doc.get("shadow"))
+    version = doc.get("version")
+    if rollout.shadow:
+        if gen not in shadow:
+            return ""
+        if variant == "baseline" and not mirrored and version == rollout.baseline.version:
+            return "baseline"
+        if variant == "canary" and mirrored and version == rollout.canary.version:
+            return "canary"
+        return ""
+    if gen not in live or mirrored:
+        return ""
+    if variant == "baseline" and version == rollout.baseline.version:
+        return "baseline"
+    if variant == "canary" and version == rollout.canary.version:
+        return "canary"
+    return ""
+
+
+class _Acc:
+    """Accumulates metrics lines into a `Side`."""
+
+    def __init__(self) -> None:
+        self.side = Side()
+        self.lat = LogHistogram()
+        self.scores = LogHistogram()
+        self.diffs = LogHistogram()
+
+    def add(self, doc: Mapping[str, Any], stratum: int) -> None:
+        s = self.side
+        n, err = int(doc.get("n", 0)), int(doc.get("err", 0))
+        s.n += n
+        s.errors += err
+        cell = s.strata.setdefault(stratum, [0, 0, {}])
+        cell[0] += n
+        cell[1] += err
+        for name, (c, total, sq) in (doc.get("out") or {}).items():
+            for target in (s.out, cell[2]):
+                o = target.setdefault(name, [0, 0.0, 0.0])
+                o[0] += c
+                o[1] += total
+                o[2] += sq
+        if "lat" in doc:
+            self.lat.merge(LogHistogram.from_dict(doc["lat"]))
+        if "score" in doc:
+            self.scores.merge(LogHistogram.from_dict(doc["score"]))
+        agree = doc.get("agree")
+        if agree:
+            s.pairs += int(agree.get("pairs", 0))
+            s.unequal += int(agree.get("ne", 0))
+            self.diffs.merge(LogHistogram.from_dict(agree.get("diff") or {}))
+
+    def done(self) -> Side:
+        self.side.latency = self.lat.bins()
+        self.side.scores = self.scores.bins()
+        self.side.diffs = self.diffs.bins()
+        if self.side.unequal:
+            self.side.diffs.append((math.inf, math.inf, self.side.unequal))
+        return self.side
+
+
+def _files(directory: Path) -> list[Path]:
+    """The files to read: every compacted file, and the segments none of them has absorbed."""
+    try:
+        names = sorted(p.name for p in directory.iterdir() if p.name.endswith(".jsonl"))
+    except FileNotFoundError:
+        return []
+    absorbed: set[str] = set()
+    for name in names:
+        if name.startswith(COMPACT_PREFIX):
+            for doc in iter_lines(directory / name):
+                absorbed.update(doc.get("compacted") or ())
+                break
+    return [directory / n for n in names if n not in absorbed]
+
+
+class StoreSource:
+    """Metrics from the store's append-only files (the embedded default)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, rollout: Rollout, stratum_s: int) -> Sample:
+        """Merge every process's lines of the release into a `Sample`.
+
+        Raises:
+            IntegrityError: a metrics file is unreadable or holds malformed lines.
+        """
+        directory = metrics_dir(self.root, rollout.model, rollout.release)
+        gens = _phases(rollout)
+        acc = {"baseline": _Acc(), "canary": _Acc()}
+        start, end = math.inf, -math.inf
+        for path in _files(directory):
+            try:
+                for doc in iter_lines(path):
+                    if "compacted" in doc:
+                        continue
+                    side = _side_of(doc, rollout, gens)
+                    if not side:
+                        continue
+                    t1 = float(doc.get("t1", 0.0))
+                    start, end = min(start, float(doc.get("t0", t1))), max(end, t1)
+                    acc[side].add(doc, int(t1 // stratum_s))
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                raise IntegrityError(f"{path}: malformed metrics line ({exc})") from None
+            except OSError as exc:
+                raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
+        return Sample(
+            acc["baseline"].done(), acc["canary"].done(),
+            "shadow" if rollout.shadow else "live", str(directory),
+            None if math.isinf(start) else start, None if math.isinf(end) else end,
+        )  # fmt: skip
+
+
+def _merge_line(into: dict[str, Any], doc: Mapping[str, Any]) -> None:
+    into["t0"] = min(into.get("t0", doc["t0"]), doc["t0"])
+    into["t1"] = max(into.get("t1", doc["t1"]), doc["t1"])
+    for k in ("n", "err", "lsum"):
+        if k in doc:
+            into[k] = into.get(k, 0) + doc[k]
+    for k in ("lat", "score"):
+        if k in doc:
+            h = LogHistogram.from_dict(into[k]) if k in into else LogHistogram()
+            h.merge(LogHistogram.from_dict(doc[k]))
+            into[k] = h.to_dict()
+    for name, vals in (doc.get("out") or {}).items():
+        o = into.setdefault("out", {}).setdefault(name, [0, 0.0, 0.0])
+        for i in range(3):
+            o[i] += vals[i]
+    if "agree" in doc:
+        a = into.setdefault("agree", {"pairs": 0, "ne": 0, "diff": {}})
+        a["pairs"] += doc["agree"]["pairs"]
+        a["ne"] += doc["agree"]["ne"]
+        h = LogHistogram.from_dict(a["diff"])
+        h.merge(LogHistogram.from_dict(doc["agree"].get("diff") or {}))
+        a["diff"] = h.to_dict()
+
+
+def compact(
+    root: Path, name: str, release: int, now: float, *, stratum_s: int = 60,
+    grace_s: float = COMPACT_GRACE_S,
+) -> int:  # fmt: skip
+    """Fold sealed segments (and earlier compacted files) into one file of per-window totals.
+
+    The caller holds the store lock, so only one compaction runs at a time. The new file is
+    written atomically and names every file it absorbed in its first line; readers skip
+    absorbed files, so deleting them afterwards (or a crash before that) never double counts.
+
+    Returns:
+        How many files were absorbed (0: nothing sealed yet).
+    """
+    directory = metrics_dir(root, name, release)
+    sealed: list[Path] = []
+    absorbed: set[str] = set()
+    for path in _files(directory):
+        if path.name.startswith(COMPACT_PREFIX):
+            sealed.append(path)
+            for doc in iter_lines(path):
+                absorbed.update(doc.get("compacted") or ())
+                break
+            continue
+        try:
+            segment = int(path.stem.rsplit("-", 1)[1])
+            mtime = path.stat().st_mtime
+        except (IndexError, ValueError, OSError):
+            continue
+        if (segment + 1) * SEGMENT_S + grace_s <= now and mtime + grace_s <= now:
+            sealed.append(path)
+    raw = [p for p in sealed if not p.name.startswith(COMPACT_PREFIX)]
+    if not raw:
+        return 0
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for path in sealed:
+        for doc in iter_lines(path):
+            if "compacted" in doc or "t1" not in doc:
+                continue
+            key = (int(doc["t1"] // stratum_s), doc.get("gen"), doc.get("variant"),
+                   doc.get("version"), doc.get("shadow"))  # fmt: skip
+            head = {k: doc.get(k) for k in ("v", "gen", "variant", "version", "id", "shadow")}
+            _merge_line(merged.setdefault(key, head), doc)
+    names = sorted(absorbed | {p.name for p in sealed})
+    lines = [json.dumps({"v": 1, "compacted": names}, separators=(",", ":"))]
+    lines += [json.dumps(merged[k], separators=(",", ":")) for k in sorted(merged, key=repr)]
+    first = min(int(p.stem.rsplit("-", 1)[1]) for p in raw)
+    target = directory / f"{COMPACT_PREFIX}{first}-{tmp_name()[-12:].strip('-')}.jsonl"
+    atomic_write(target, ("\n".join(lines) + "\n").encode())
+    for path in sealed:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    return len(sealed)
+
+
+# -- Prometheus -------------------------------------------------------------------------------
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def live_since(rollout: Rollout) -> float | None:
+    """Epoch seconds when the current phase (shadow or live) of the release began."""
+    live, shadow = _phases(rollout)
+    gens = shadow if rollout.shadow else live
+    times = [_epoch(e.time) for e in rollout.history if e.generation in gens and e.time]
+    return min(times) if times else None
+
+
+def _bins_from_buckets(buckets: Iterable[tuple[float, float]], scale: float = 1.0) -> Bins:
+    """Cumulative Prometheus buckets (le, count) as (low, high, count) bins."""
+    out: Bins = []
+    prev_le, prev_count = 0.0, 0.0
+    for le, count in sorted(buckets):
+        c = round(count - prev_count)
+        if c > 0:
+            low = prev_le * scale
+            out.append((low, low, c) if le == 0 else (low, le * scale, c))
+        prev_le, prev_count = le, max(count, prev_count)
+    return out
+
+
+class PrometheusSource:
+    """Metrics from a Prometheus server that scrapes the serving processes (scale-out)."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0, now: float | None = None) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise InvalidInput(f"{url}: a Prometheus URL starts with http:// or https://")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.now = now
+
+    def query(self, expr: str, at: float) -> list[dict[str, Any]]:
+        """Run an instant query; the result vector.
+
+        Raises:
+            SourceError: Prometheus is unreachable or refused the query.
+        """
+        qs = urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"})
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/query?{qs}", timeout=self.timeout) as r:
+                doc = json.loads(r.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise SourceError(f"Prometheus at {self.url}: {exc}") from None
+        if doc.get("status") != "success":
+            raise SourceError(f"Prometheus at {self.url} refused {expr!r}: {doc.get('error')}")
+        result: list[dict[str, Any]] = doc["data"]["result"]
+        return result
+
+    def read(self, rollout: Rollout, stratum_s: int) -> Sample:
+        """The release's totals over its live (or shadow) window, from `increase(...)`."""
+        import time
+
+        end = self.now if self.now is not None else time.time()
+        start = live_since(rollout) or end
+        rng = f"{max(math.ceil(end - start), 1)}s"
+        sel = f'{{model="{rollout.model}"}}'
+        variants = {("baseline", rollout.baseline.version): "baseline"}
+        variants[("shadow" if rollout.shadow else "canary", rollout.canary.version)] = "canary"
+        sides = {"baseline": Side(), "canary": Side()}
+        buckets: dict[tuple[str, str], list[tuple[float, float]]] = {}
+
+        def each(expr: str) -> Iterable[tuple[Side, dict[str, str], float]]:
+            for item in self.query(expr, end):
+                labels = item["metric"]
+                which = variants.get((labels.get("variant", ""), labels.get("version", "")))
+                if which is not None:
+                    yield sides[which], labels, float(item["value"][1])
+
+        def inc(series: str, by: str = "") -> str:
+            return f"sum by (variant, version{by}) (increase({series}{sel}[{rng}]))"
+
+        for side, _, v in each(inc("mreg_requests_total")):
+            side.n = round(v)
+        for side, _, v in each(inc("mreg_errors_total")):
+            side.errors = round(v)
+        for i, series in enumerate(("mreg_outcomes_total", "mreg_outcome_value_total",
+                                    "mreg_outcome_square_total")):  # fmt: skip
+            for side, labels, v in each(inc(series, ", metric")):
+                side.out.setdefault(labels["metric"], [0, 0.0, 0.0])[i] = round(v) if i == 0 else v
+        for hist in ("latency", "scores", "diffs"):
+            series = {"latency": "mreg_latency_seconds_bucket", "scores": "mreg_score_bucket",
+                      "diffs": "mreg_shadow_diff_bucket"}[hist]  # fmt: skip
+            buckets.clear()
+            for side, labels, v in each(inc(series, ", le")):
+                key = ("baseline" if side is sides["baseline"] else "canary", hist)
+                buckets.setdefault(key, []).append((float(labels["le"]), v))
+            for (which, _), items in buckets.items():
+                setattr(
+                    sides[which],
+                    hist,
+                    _bins_from_buckets(items, 1000.0 if hist == "latency" else 1.0),
+                )
+        for side, _, v in each(inc("mreg_shadow_pairs_total")):
+            side.pairs = round(v)
+        for side in sides.values():
+            side.strata = {0: [side.n, side.errors, {k: list(o) for k, o in side.out.items()}]}
+            inf = [b for b in side.diffs if math.isinf(b[1])]
+            side.unequal = sum(c for _, _, c in inf)
+        return Sample(sides["baseline"], sides["canary"], "shadow" if rollout.shadow else "live",
+                      self.url, start, end)  # fmt: skip

@@ -1,0 +1,178 @@
+"""`mreg release export` (issue 7): a model's routing as Kubernetes YAML for a mesh or gateway.
+
+One call of `modelreg.release.export.export` (or `watch` with `--watch`); this module parses
+options and prints: the documents on stdout (or to `--output`), what the format cannot
+express and other remarks on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from modelreg.cli._common import JsonOpt, StoreOpt, open_store
+from modelreg.cli._output import Output
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelreg.release.export import Export
+
+__all__ = ["install"]
+
+Text = Optional[str]  # noqa: UP045 (Typer needs Optional on Python 3.10)
+
+
+def _report(result: Export, as_json: bool) -> None:
+    """Losses always go to stderr (they are why the export fails); notes unless --json."""
+    label = "lost (--lossy)" if result.lossy else "cannot express"
+    for loss in result.losses:
+        sys.stderr.write(f"mreg: {label}: {loss}\n")
+    if not as_json:
+        for note in result.notes:
+            sys.stderr.write(f"mreg: note: {note}\n")
+
+
+def export(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="istio, gateway-api, smi, nginx, kserve or argo.",
+            show_default=False,
+        ),
+    ],
+    service: Annotated[
+        Text,
+        typer.Option("--service", help="The model's Kubernetes Service (default: the model name)."),
+    ] = None,
+    namespace: Annotated[
+        Text, typer.Option("--namespace", "-n", help="Namespace of the resources (default: none).")
+    ] = None,
+    port: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--port", min=1, max=65535, help="The Services' port (default 80 where needed)."
+        ),
+    ] = None,
+    host: Annotated[
+        Text, typer.Option("--host", help="External host name (Ingress, Gateway).")
+    ] = None,
+    gateway: Annotated[
+        Text,
+        typer.Option("--gateway", help="Attach to this Gateway (default: mesh traffic, GAMMA)."),
+    ] = None,
+    header: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--header",
+            help="ATTRIBUTE=HEADER: the request header carrying a rule attribute (repeatable; "
+            "default x-<attribute>, e.g. user_id=x-user-id; ATTRIBUTE= for none).",
+        ),
+    ] = None,
+    version_label: Annotated[
+        str, typer.Option("--version-label", help="Pod label holding the version (Istio, Argo).")
+    ] = "version",
+    storage_uri: Annotated[
+        Text,
+        typer.Option(
+            "--storage-uri",
+            help="kserve: where a version's files are, e.g. s3://bucket/{model}/{version}.",
+        ),
+    ] = None,
+    model_format: Annotated[
+        Text, typer.Option("--model-format", help="kserve: model format (sklearn, onnx...).")
+    ] = None,
+    image: Annotated[
+        str,
+        typer.Option("--image", help="argo: container image, with {service} {model} {version}."),
+    ] = "{service}:{version}",
+    lossy: Annotated[
+        bool,
+        typer.Option(
+            "--lossy", help="Export what the format can express; list the rest on stderr."
+        ),
+    ] = False,
+    output: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--output", "-o", help="Write the YAML to this file (atomically)."),
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep --output current: rewrite it on every change.")
+    ] = False,
+    interval: Annotated[
+        str, typer.Option("--interval", help="--watch: how often to check: 1s, 500ms, 1m...")
+    ] = "1s",
+    max_duration: Annotated[
+        Text, typer.Option("--max-duration", help="--watch: stop after this long (30s, 2h...).")
+    ] = None,
+    max_writes: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--max-writes", min=1, help="--watch: stop after writing the file N times."),
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print Kubernetes YAML that applies the release's weights and rules in a mesh or gateway.
+
+    Exits 1, exporting nothing, when the format cannot express part of the release (unless
+    --lossy).
+    """
+    from modelreg.errors import InvalidInput
+    from modelreg.release import export as ex
+
+    headers: dict[str, str] = {}
+    for h in header or []:
+        attr, sep, value = h.partition("=")
+        if not sep or not attr.strip():
+            raise InvalidInput(f"invalid --header {h!r}: expected ATTRIBUTE=HEADER")
+        headers[attr.strip()] = value
+    options = ex.ExportOptions(
+        service=service, namespace=namespace, port=port, host=host, gateway=gateway,
+        headers=headers, version_label=version_label, storage_uri=storage_uri,
+        model_format=model_format, image=image, lossy=lossy,
+    )  # fmt: skip
+    out = Output(as_json)
+    st = open_store(store)
+    if watch:
+        if output is None:
+            raise InvalidInput("--watch needs --output FILE")
+
+        def wrote(result: Export) -> None:
+            _report(result, as_json)
+            out.note(f"generation {result.generation}: wrote {output}")
+
+        report = ex.watch(
+            st, name, format, options, output, interval_s=ex.parse_duration(interval),
+            max_duration_s=None if max_duration is None else ex.parse_duration(max_duration),
+            max_writes=max_writes, on_write=wrote,
+        )  # fmt: skip
+        out.result(
+            report.to_dict(),
+            lambda c: c.print(f"{report.writes} write(s) in {report.checks} check(s)"),
+        )
+        return
+    result = ex.export(st, name, format, options)
+    _report(result, as_json)
+    result.raise_for_losses()
+    if output is not None:
+        changed = ex.write(result, output)
+
+        def render(c: Console) -> None:
+            c.print(f"{'wrote' if changed else 'unchanged'}: {output}")
+
+        out.result(result.to_dict(), render)
+    elif as_json:
+        out.result(result.to_dict(), lambda c: None)
+    else:
+        sys.stdout.write(result.yaml().decode("utf-8"))
+
+
+def install(release_app: typer.Typer) -> None:
+    """Add `export` to the `mreg release` command group."""
+    release_app.command()(export)
