@@ -7,37 +7,17 @@ lock timeout); 2 usage or invalid input (including names that do not exist, no s
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import pytest
 
 from modelreg import Store
 from modelreg.errors import InvalidInput
+from tests.cli.helpers import assert_one_line_error, make_writable, ok
 from tests.conftest import snapshot
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 root_skip = pytest.mark.skipif(IS_ROOT, reason="root reads files whatever their mode")
-
-
-def make_writable(path: Path) -> None:
-    """`chmod u+w`: store files are read-only, a test damaging one must unlock it first."""
-    path.chmod(path.stat().st_mode | stat.S_IWUSR)
-
-
-def ok(res):
-    assert res.returncode == 0, res
-    assert "Traceback" not in res.stderr, res
-    return res
-
-
-def assert_one_line_error(res, code: int) -> str:
-    assert res.returncode == code, res
-    assert "Traceback" not in res.stderr, res
-    lines = res.stderr.splitlines()
-    assert len(lines) == 1, res
-    assert lines[0].startswith("mreg: error: "), res
-    return lines[0]
 
 
 @pytest.fixture

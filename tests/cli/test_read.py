@@ -5,37 +5,17 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import stat
 from pathlib import Path
 
 import pytest
 
 from modelreg import Store
+from tests.cli.helpers import assert_one_line_error, make_writable, ok
 from tests.conftest import git, snapshot
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def make_writable(path: Path) -> None:
-    """`chmod u+w`: store files are read-only, a test damaging one must unlock it first."""
-    path.chmod(path.stat().st_mode | stat.S_IWUSR)
-
-
-def ok(res):
-    assert res.returncode == 0, res
-    assert "Traceback" not in res.stderr, res
-    return res
-
-
-def assert_one_line_error(res, code: int) -> str:
-    assert res.returncode == code, res
-    assert "Traceback" not in res.stderr, res
-    lines = res.stderr.splitlines()
-    assert len(lines) == 1, res
-    assert lines[0].startswith("mreg: error: "), res
-    return lines[0]
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -13,26 +13,12 @@ import pytest
 import yaml
 
 from modelreg import Store
+from tests.cli.helpers import assert_one_line_error, ok
 from tests.conftest import git, snapshot
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def ok(res):
-    assert res.returncode == 0, res
-    assert "Traceback" not in res.stderr, res
-    return res
-
-
-def assert_one_line_error(res, code: int) -> str:
-    assert res.returncode == code, res
-    assert "Traceback" not in res.stderr, res
-    lines = res.stderr.splitlines()
-    assert len(lines) == 1, res
-    assert lines[0].startswith("mreg: error: "), res
-    return lines[0]
 
 
 def write(path: Path, data: bytes | str) -> Path:
