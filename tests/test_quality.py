@@ -83,3 +83,21 @@ def test_every_command_and_parameter_has_help():
             if param.name != "help" and not (getattr(param, "help", None) or "").strip():
                 missing.append(f"{name} {param.name}")
     assert missing == []
+
+
+def test_command_table_matches_the_app():
+    """`mreg CMD` builds only CMD's module: the table must name the module of every command."""
+    import importlib
+
+    import typer
+    import typer.main
+
+    from modelreg.cli import COMMAND_MODULES, app
+
+    full = typer.main.get_command(app)
+    assert set(COMMAND_MODULES) == set(full.commands)  # type: ignore[attr-defined]
+    for name, module in COMMAND_MODULES.items():
+        one = typer.Typer()
+        one.callback()(lambda: None)
+        importlib.import_module(f"modelreg.cli.{module}").install(one)
+        assert name in typer.main.get_command(one).commands  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ traceback is shown only with `--traceback` or `MREG_DEBUG=1`.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -14,29 +15,65 @@ from types import FrameType
 
 import typer
 
-from modelreg.cli import aliases, bundle, demo, read, register, release, remote, store, validate
+__all__ = ["COMMAND_MODULES", "app", "build_app", "main"]
 
-__all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="mreg",
-    help="mreg: a model registry and canary-release tool. "
-    "Exit codes: 0 ok, 1 failure (conflict, failed gate or check), 2 usage or invalid input.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
+_MODULES = (
+    "store",
+    "register",
+    "read",
+    "aliases",
+    "demo",
+    "release",
+    "remote",
+    "bundle",
+    "validate",
 )
 
-store.install(app)
-register.install(app)
-read.install(app)
-aliases.install(app)
-demo.install(app)
-release.install(app)
-remote.install(app)
-bundle.install(app)
-validate.install(app)
+# Which module installs each top-level command. `mreg CMD ...` builds only that module's
+# commands: importing every command module and building every command costs ~40 ms per run
+# (see docs/benchmarks.md, start-up). tests/test_quality.py checks this table against the app.
+COMMAND_MODULES = {
+    "init": "store",
+    "register": "register",
+    **dict.fromkeys(("list", "show", "diff", "get", "log", "verify"), "read"),
+    **dict.fromkeys(("promote", "rollback", "history", "deprecate", "tag"), "aliases"),
+    "demo": "demo",
+    "release": "release",
+    **dict.fromkeys(("remote", "push", "pull", "fetch", "status"), "remote"),
+    **dict.fromkeys(("pack", "unpack"), "bundle"),
+    **dict.fromkeys(("validate", "schema", "check-large-models"), "validate"),
+}
+
+
+def build_app(modules: tuple[str, ...] = _MODULES) -> typer.Typer:
+    """The Typer app with the commands of `modules` (all of them by default)."""
+    app = typer.Typer(
+        name="mreg",
+        help="mreg: a model registry and canary-release tool. "
+        "Exit codes: 0 ok, 1 failure (conflict, failed gate or check), 2 usage or invalid input.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+    )
+    # A callback keeps the app a command group even when it holds a single command.
+    app.callback()(_group)
+    for name in modules:
+        importlib.import_module(f"modelreg.cli.{name}").install(app)
+    return app
+
+
+def _group() -> None:
+    """mreg: a model registry and canary-release tool."""
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `app`, the full app (for docs and tests), is built on first use only.
+    if name == "app":
+        full = build_app()
+        globals()["app"] = full
+        return full
+    raise AttributeError(f"module 'modelreg.cli' has no attribute {name!r}")
 
 
 class _Interrupted(BaseException):
@@ -58,8 +95,11 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--traceback")
         debug = True
     signal.signal(signal.SIGINT, _on_sigint)
+    command = args[0] if args and not args[0].startswith("-") else None
+    module = COMMAND_MODULES.get(command or "")
+    cli = build_app((module,)) if module else build_app()
     try:
-        app(args=args, prog_name="mreg")
+        cli(args=args, prog_name="mreg")
     except MregError as exc:
         if debug:
             raise
