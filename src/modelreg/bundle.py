@@ -30,7 +30,7 @@ from typing import IO, Any
 from modelreg import __version__, yamlio
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.fsutil import safe_join, tmp_name
-from modelreg.hashing import check_digest, copy_and_hash, hash_bytes
+from modelreg.hashing import check_digest, copy_and_hash, hash_bytes, hash_stream
 from modelreg.lineage import default_author
 from modelreg.manifest import FileEntry, ModelVersion
 from modelreg.names import Version, check_name
@@ -266,7 +266,7 @@ def unpack(store: Store, path: Path, *, actor: str | None = None) -> UnpackResul
                 src = tar.extractfile(member)
                 assert src is not None
                 if store.objects.has(f.sha256):  # still read and verify the bundle's bytes
-                    got, n = _hash_stream(src)
+                    got, n = hash_stream(src)
                     check_received(got, f.sha256, f"bundle entry {member.name}", n, f.size)
                 else:
                     what = f"bundle entry {member.name}"
@@ -290,11 +290,3 @@ def unpack(store: Store, path: Path, *, actor: str | None = None) -> UnpackResul
 
 def _copier(src: IO[bytes]) -> Any:
     return lambda fd: copy_and_hash(src, fd)  # type: ignore[arg-type]
-
-
-def _hash_stream(src: IO[bytes]) -> tuple[str, int]:
-    h, n = hashlib.sha256(), 0
-    while chunk := src.read(1 << 20):
-        h.update(chunk)
-        n += len(chunk)
-    return h.hexdigest(), n

@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from modelreg.errors import InvalidInput
 
@@ -27,6 +27,7 @@ __all__ = [
     "copy_and_hash",
     "hash_bytes",
     "hash_file",
+    "hash_stream",
     "is_digest",
     "short",
 ]
@@ -61,19 +62,24 @@ def hash_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def hash_file(path: Path, progress: Progress | None = None) -> tuple[str, int]:
-    """Hash a file in one bounded-memory pass; return (digest, size)."""
+def hash_stream(src: IO[bytes], progress: Progress | None = None) -> tuple[str, int]:
+    """Hash an open binary stream to its end in one bounded-memory pass; (digest, size)."""
     h = hashlib.sha256()
     buf = bytearray(CHUNK_SIZE)
     view = memoryview(buf)
     size = 0
-    with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-            size += n
-            if progress is not None:
-                progress(n)
+    while n := src.readinto(buf):  # type: ignore[attr-defined]
+        h.update(view[:n])
+        size += n
+        if progress is not None:
+            progress(n)
     return h.hexdigest(), size
+
+
+def hash_file(path: Path, progress: Progress | None = None) -> tuple[str, int]:
+    """Hash a file in one bounded-memory pass; return (digest, size)."""
+    with open(path, "rb", buffering=0) as fh:
+        return hash_stream(fh, progress)
 
 
 _FLUSH_BEHIND_BYTES = 8 * CHUNK_SIZE

@@ -16,9 +16,7 @@ Nothing here imports typer, rich, git, s3fs, filelock or semver.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import Any
 from modelreg import yamlio
 from modelreg.errors import IntegrityError, InvalidInput, StoreNotFound
 from modelreg.fsutil import fsync_dir, safe_join, tmp_name
+from modelreg.hashing import copy_and_hash, hash_bytes, hash_file, is_digest
 from modelreg.names import Version, check_name
 from modelreg.release.rollout import Rollout
 
@@ -47,8 +46,6 @@ RACY_NS = 2_000_000_000
 """Files modified less than this many nanoseconds before a check are re-read next time."""
 DIRNAME = ".modelreg"
 PRODUCTION = "production"
-_DIGEST_RE = re.compile(r"[0-9a-f]{64}")
-_CHUNK = 1 << 20
 
 Signature = tuple[Any, ...]
 
@@ -145,7 +142,7 @@ def parse_production(data: bytes, source: str) -> ProductionRef:
         if not isinstance(doc, dict) or doc.get("kind") != "Alias":
             raise ValueError("not an Alias document")
         digest = doc["id"]
-        if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+        if not is_digest(digest):
             raise ValueError(f"bad id {digest!r}")
         return ProductionRef(
             Version.parse(str(doc["version"])).text, digest, int(doc["generation"])
@@ -161,7 +158,7 @@ def version_files(root: Path, name: str, version: str, digest: str) -> tuple[Fil
     data = _read(path)
     if data is None:
         raise IntegrityError(f"{name}@{version}: no such version ({path})")
-    if hashlib.sha256(data).hexdigest() != digest:
+    if hash_bytes(data) != digest:
         raise IntegrityError(
             f"{path}: manifest is not {digest[:12]} as recorded (it was changed or replaced)"
         )
@@ -170,7 +167,7 @@ def version_files(root: Path, name: str, version: str, digest: str) -> tuple[Fil
         out = []
         for f in doc["files"]:
             sha, size, rel = f["sha256"], f["size"], str(f["path"])
-            if not isinstance(sha, str) or not _DIGEST_RE.fullmatch(sha):
+            if not is_digest(sha):
                 raise ValueError(f"bad digest for {rel!r}")
             if not isinstance(size, int) or size < 0:
                 raise ValueError(f"bad size for {rel!r}")
@@ -182,30 +179,25 @@ def version_files(root: Path, name: str, version: str, digest: str) -> tuple[Fil
 
 
 def _object(root: Path, digest: str) -> Path:
-    if not _DIGEST_RE.fullmatch(digest):  # pragma: no cover (checked by version_files)
+    if not is_digest(digest):  # pragma: no cover (checked by version_files)
         raise IntegrityError(f"bad digest {digest!r}")
     return root / "objects" / digest[:2] / digest
 
 
 def _copy_verified(src: Path, dst: Path, spec: FileSpec) -> None:
-    h = hashlib.sha256()
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        while chunk := fin.read(_CHUNK):
-            h.update(chunk)
-            fout.write(chunk)
-        fout.flush()
+    with open(src, "rb", buffering=0) as fin, open(dst, "wb") as fout:
+        got, _ = copy_and_hash(fin, fout.fileno())
         os.fsync(fout.fileno())
-    if h.hexdigest() != spec.sha256:
-        raise IntegrityError(f"object {spec.sha256[:12]} ({spec.path}) does not match its digest")
+    _check(got, spec)
     os.chmod(dst, 0o444)
 
 
 def _verify(path: Path, spec: FileSpec) -> None:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    if h.hexdigest() != spec.sha256:
+    _check(hash_file(path)[0], spec)
+
+
+def _check(got: str, spec: FileSpec) -> None:
+    if got != spec.sha256:
         raise IntegrityError(f"object {spec.sha256[:12]} ({spec.path}) does not match its digest")
 
 
