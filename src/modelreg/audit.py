@@ -25,7 +25,7 @@ from typing import Any
 from modelreg.errors import IntegrityError
 from modelreg.fsutil import atomic_write
 
-__all__ = ["GENESIS", "AuditEntry", "AuditLog"]
+__all__ = ["GENESIS", "AuditEntry", "AuditLog", "head_bytes"]
 
 GENESIS = "0" * 64
 _TAIL_BYTES = 1 << 16
@@ -60,6 +60,10 @@ class AuditEntry:
             "prev": self.prev,
         }
 
+    def line(self) -> bytes:
+        """The entry as stored: canonical JSON and a newline."""
+        return _canonical(self.to_dict()) + b"\n"
+
     def compute_hash(self) -> str:
         """SHA-256 of the canonical JSON body."""
         return hashlib.sha256(_canonical(self.body())).hexdigest()
@@ -83,6 +87,11 @@ class AuditEntry:
         )
 
 
+def head_bytes(last: AuditEntry | None) -> bytes:
+    """The `audit/head.json` of a log whose last entry is `last` (None: an empty log)."""
+    return _canonical({"seq": last.seq, "hash": last.hash} if last else {"seq": 0, "hash": GENESIS})
+
+
 class AuditLog:
     """The log file at `path`; `append` must be called under the store lock."""
 
@@ -101,11 +110,11 @@ class AuditLog:
             seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
             entry = AuditEntry(seq, time, actor, action, model, details, prev)
             entry = AuditEntry(**{**entry.body(), "hash": entry.compute_hash()})
-            os.write(fd, _canonical(entry.to_dict()) + b"\n")
+            os.write(fd, entry.line())
             os.fsync(fd)
         finally:
             os.close(fd)
-        atomic_write(self.head_path, _canonical({"seq": entry.seq, "hash": entry.hash}))
+        atomic_write(self.head_path, head_bytes(entry))
         return entry
 
     def _last_complete(self, fd: int) -> AuditEntry | None:

@@ -65,7 +65,7 @@ class ObjectStore:
                 os.fsync(fd)
                 os.close(fd)
                 fd = -1
-            self._commit(tmp, digest)
+            self.commit(tmp, digest)
         except BaseException:
             if fd >= 0:
                 os.close(fd)
@@ -86,13 +86,18 @@ class ObjectStore:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._commit(tmp, digest)
+            self.commit(tmp, digest)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         return digest
 
-    def _commit(self, tmp: Path, digest: str) -> None:
+    def commit(self, tmp: Path, digest: str) -> None:
+        """Move a fsynced temp file (in `tmp_dir`) whose content is `digest` into place.
+
+        The caller has verified the digest. If the object exists already, the temp file is
+        dropped and the object's mtime refreshed.
+        """
         dst = self.path(digest)
         if dst.exists():
             tmp.unlink()

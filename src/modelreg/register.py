@@ -37,7 +37,7 @@ from modelreg.manifest import (
 from modelreg.names import FIRST_BASE, Version, check_name
 from modelreg.store import Store
 
-__all__ = ["RegisterResult", "check_tag", "register"]
+__all__ = ["RegisterResult", "check_namespace", "check_tag", "register"]
 
 _TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=/-]{0,127}")
 _SPLIT_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
@@ -176,7 +176,7 @@ def _existing(store: Store, name: str, version: str) -> ModelVersion | None:
     return load_version(store, name, version) if path.exists() else None
 
 
-def _check_namespace(store: Store, name: str) -> None:
+def check_namespace(store: Store, name: str) -> None:
     """A name cannot be both a model and a namespace (as git refuses refs a and a/b)."""
     ns, sep, _ = name.partition("/")
     if sep and (store.models_dir / ns / "versions").exists():
@@ -214,7 +214,7 @@ def register(
         raise InvalidInput(f"invalid --bump {bump!r}: use major, minor or patch")
     if version is not None:
         Version.parse(version)
-    _check_namespace(store, name)
+    check_namespace(store, name)
     _check_text(message, "--message")
     tags = tuple(dict.fromkeys(check_tag(t) for t in tags))
     norm_params = _normalize_params(params or {})
@@ -265,7 +265,7 @@ def register(
 
     # 4. under the lock: settle the number, write the manifest, audit
     with store.locked():
-        _check_namespace(store, name)
+        check_namespace(store, name)
         ver = _target_version(store, name, version, bump)
         candidate = build(files, ver, req_entry)
         old = _existing(store, name, ver)

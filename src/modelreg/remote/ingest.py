@@ -59,7 +59,7 @@ def receive_object(
         finally:
             os.close(fd)
         check_received(got, digest, what, n, size)
-        objects._commit(tmp, digest)  # the ObjectStore's own rename into objects/ab/
+        objects.commit(tmp, digest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -90,7 +90,7 @@ def install_manifest(store: Store, data: bytes, mv: ModelVersion) -> bool:
     Raises IntegrityError if an object it names is missing, Conflict if the version exists
     with other content (nothing is overwritten) or the name clashes with a namespace.
     """
-    from modelreg.register import _check_namespace
+    from modelreg.register import check_namespace
 
     for f in manifest_objects(mv):
         if not store.objects.has(f.sha256):
@@ -106,6 +106,6 @@ def install_manifest(store: Store, data: bytes, mv: ModelVersion) -> bool:
                 f"{mv.name}@{mv.version} exists here with other content; a version manifest "
                 "is immutable, so it is not overwritten (register a new version instead)"
             )
-        _check_namespace(store, mv.name)
+        check_namespace(store, mv.name)
         atomic_write(path, data, mode=0o444)
     return True

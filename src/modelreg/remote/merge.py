@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from modelreg import yamlio
-from modelreg.audit import GENESIS, AuditEntry, _canonical
+from modelreg.audit import GENESIS, AuditEntry
+from modelreg.audit import head_bytes as audit_head_bytes
 from modelreg.errors import IntegrityError, MregError
 from modelreg.hashing import hash_bytes
 
@@ -119,13 +120,12 @@ def parse_log(data: bytes, source: str) -> list[AuditEntry]:
 
 def log_bytes(entries: Sequence[AuditEntry]) -> bytes:
     """The file bytes of a log holding `entries` (one canonical JSON line each)."""
-    return b"".join(_canonical(e.to_dict()) + b"\n" for e in entries)
+    return b"".join(e.line() for e in entries)
 
 
 def head_bytes(entries: Sequence[AuditEntry]) -> bytes:
     """The `audit/head.json` that goes with a log ending in `entries[-1]`."""
-    last = entries[-1] if entries else None
-    return _canonical({"seq": last.seq, "hash": last.hash} if last else {"seq": 0, "hash": GENESIS})
+    return audit_head_bytes(entries[-1] if entries else None)
 
 
 @dataclass(frozen=True)
