@@ -43,6 +43,33 @@ def test_cli_startup_imports_stay_light():
     assert out.stdout.strip().splitlines()[-1] == "LOADED:", out.stdout
 
 
+def _modules_after(argv: list[str], cwd: Path, watch: list[str]) -> list[str]:
+    """Run `mreg *argv` in-process (a fresh interpreter); which of `watch` it imported."""
+    code = (
+        "import sys\n"
+        f"sys.argv = ['mreg', *{argv!r}]\n"
+        "from modelreg.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        f"print('LOADED:' + ','.join(m for m in {watch!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return [m for m in out.stdout.strip().splitlines()[-1].removeprefix("LOADED:").split(",") if m]
+
+
+def test_read_and_register_import_only_what_they_use(tmp_path: Path):
+    """`show` reads no objects, audit log, remotes or conditions; `register` outside a git
+    work tree never imports gitpython (~35-70 ms each; see docs/benchmarks.md, start-up)."""
+    assert not any((d / ".git").exists() for d in (tmp_path, *tmp_path.parents))
+    (tmp_path / "model.bin").write_bytes(b"weights")
+    assert _modules_after(["init"], tmp_path, []) == []
+    reg = ["register", "m", "model.bin", "--version", "1.0.0"]
+    assert _modules_after(reg, tmp_path, ["git", "s3fs", "fsspec"]) == []
+    watch = ["git", "s3fs", "fsspec", "filelock", "modelreg.objects", "modelreg.audit",
+             "modelreg.conditions", "modelreg.remote.config"]  # fmt: skip
+    assert _modules_after(["show", "m@1.0.0"], tmp_path, watch) == []
+
+
 def test_library_import_is_light():
     code = "import modelreg, sys; print([m for m in ('typer','rich','git','s3fs') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -9,16 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelreg import yamlio
-from modelreg.conditions import Condition
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.hashing import hash_bytes
 from modelreg.manifest import ModelVersion
 from modelreg.names import Version, check_name, parse_ref
 from modelreg.refs import AliasRef, list_aliases, read_alias, read_state
 from modelreg.store import Store
+
+if TYPE_CHECKING:
+    from modelreg.conditions import Condition
 
 __all__ = [
     "Materialized",
@@ -234,6 +236,8 @@ def _sort_key(sort: str) -> Any:
         return lambda i: i.version.created
     if "." not in sort:
         raise InvalidInput(f"invalid --sort {sort!r}: use version, created or SPLIT.METRIC")
+    from modelreg.conditions import Condition
+
     cond = Condition(sort, "==", None)
 
     def key(i: VersionInfo) -> tuple[bool, int, Any]:
@@ -261,6 +265,8 @@ def versions(
     include_deprecated: bool = True,
 ) -> list[VersionInfo]:
     """Versions of `name` (or of every model) matching all filters, sorted."""
+    from modelreg.conditions import Condition
+
     conds = [c if isinstance(c, Condition) else Condition.parse(c) for c in where]
     key = _sort_key(sort)
     names = [check_name(name)] if name else model_names(store)

@@ -10,7 +10,6 @@ which `mreg fsck --repair` sweeps.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +31,7 @@ TMP_PREFIX = ".tmp-"
 
 def tmp_name(final_name: str = "") -> str:
     """A unique temp file name (pid + random) that `fsck --repair` recognises by its prefix."""
-    return f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}-{final_name}"[:200]
+    return f"{TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}-{final_name}"[:200]
 
 
 def fsync_dir(path: Path) -> None:

@@ -104,11 +104,16 @@ def code_lineage(path: Path | None, *, required: bool = False) -> CodeRef | None
     Returns None outside a git work tree, unless `required` (an explicit `--code DIR`), which
     raises InvalidInput instead. `dirty` means tracked files differ from the commit.
     """
-    import git  # lazy: gitpython costs ~70 ms to import
-
     where = (path or Path.cwd()).resolve()
     if required and not where.is_dir():
         raise NotFound(f"--code {path}: no such directory")
+    if not _inside_git_work_tree(where):
+        # Most registers outside a repository: answered without importing gitpython (~35 ms).
+        if required:
+            raise InvalidInput(f"--code {path}: not inside a git work tree")
+        return None
+    import git  # lazy: gitpython costs ~35-70 ms to import
+
     with _scrubbed_git_env():
         try:
             repo = git.Repo(where, search_parent_directories=True)
@@ -141,12 +146,18 @@ def code_lineage(path: Path | None, *, required: bool = False) -> CodeRef | None
             repo.close()
 
 
+def _inside_git_work_tree(where: Path) -> bool:
+    """True if `where` or a parent holds `.git` (a directory, or a file for worktrees)."""
+    return any((d / ".git").exists() for d in (where, *where.parents))
+
+
 def default_author() -> str:
     """Who is acting: `MREG_AUTHOR`, else git's user.name <user.email>, else the OS user."""
     env = os.environ.get("MREG_AUTHOR", "").strip()
     if env:
         return env
-    name, email = _git_config("user.name"), _git_config("user.email")
+    config = _git_user_config()
+    name, email = config.get("user.name"), config.get("user.email")
     if name:
         return f"{name} <{email}>" if email else name
     try:
@@ -155,12 +166,19 @@ def default_author() -> str:
         return "unknown"
 
 
-def _git_config(key: str) -> str | None:
+def _git_user_config() -> dict[str, str]:
+    """The `user.name` and `user.email` git has (those set), read with one `git config` run."""
     try:
         with _scrubbed_git_env():
             out = subprocess.run(
-                ["git", "config", "--get", key], capture_output=True, text=True, timeout=5
-            )
+                ["git", "config", "--get-regexp", r"^user\.(name|email)$"],
+                capture_output=True, text=True, timeout=5,
+            )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+        return {}
+    found: dict[str, str] = {}
+    for line in out.stdout.splitlines() if out.returncode == 0 else ():
+        key, _, value = line.partition(" ")
+        if value.strip():
+            found[key.lower()] = value.strip()  # the last value wins, as with `git config --get`
+    return found

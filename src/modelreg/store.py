@@ -24,23 +24,24 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg import yamlio
-from modelreg.audit import AuditEntry, AuditLog
 from modelreg.errors import IntegrityError, InvalidInput, StoreNotFound
 from modelreg.fsutil import atomic_write, fsync_dir
 from modelreg.names import check_alias, check_name
-from modelreg.objects import ObjectStore
 
 if TYPE_CHECKING:
     from modelreg.aliases import AliasChange, AliasEvent, Deprecation, TagChange
+    from modelreg.audit import AuditEntry, AuditLog
     from modelreg.bundle import PackResult, UnpackResult
     from modelreg.catalog import Materialized, ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
     from modelreg.locking import StoreLock
     from modelreg.manifest import ModelVersion
+    from modelreg.objects import ObjectStore
     from modelreg.register import ProgressStart, RegisterResult
     from modelreg.remote.config import RemoteRegistry, RemoteSpec
     from modelreg.remote.sync import FetchResult, PullResult, PushResult, StatusReport
@@ -90,8 +91,6 @@ class StoreConfig:
     @classmethod
     def from_dict(cls, doc: Any, source: str) -> StoreConfig:
         """Parse and check a config document; raise IntegrityError if it is unusable."""
-        from modelreg.conditions import Condition
-
         if not isinstance(doc, dict) or doc.get("kind") != "StoreConfig":
             raise IntegrityError(f"{source}: not an mreg store config (kind StoreConfig)")
         fmt = doc.get("format")
@@ -103,6 +102,8 @@ class StoreConfig:
         if not isinstance(gates, dict):
             raise IntegrityError(f"{source}: gates must map alias names to condition lists")
         parsed: dict[str, tuple[str, ...]] = {}
+        if gates:
+            from modelreg.conditions import Condition
         for alias, conds in gates.items():
             try:
                 check_alias(str(alias))
@@ -111,6 +112,8 @@ class StoreConfig:
                 parsed[str(alias)] = tuple(str(Condition.parse(str(c))) for c in conds)
             except InvalidInput as exc:
                 raise IntegrityError(f"{source}: gates.{alias}: {exc}") from None
+        if "remotes" not in doc and "default_remote" not in doc:
+            return cls(format=FORMAT, gates=parsed)  # remote.config not imported: ~3 ms less
         from modelreg.remote.config import parse_remotes
 
         remotes, default = parse_remotes(doc, source)
@@ -124,9 +127,22 @@ class Store:
         self.root = root
         self.config = config
         self.clock = clock
-        self.objects = ObjectStore(root / "objects", root / "tmp")
-        self.audit = AuditLog(root / "audit" / "log.jsonl")
         self._lock: StoreLock | None = None
+
+    # Built on first use: read-only commands such as `mreg show` never import them.
+    @cached_property
+    def objects(self) -> ObjectStore:
+        """The content-addressed objects (`objects/ab/<sha256>`)."""
+        from modelreg import objects as objects_module
+
+        return objects_module.ObjectStore(self.root / "objects", self.root / "tmp")
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        """The hash-chained audit log (`audit/log.jsonl` and `audit/head.json`)."""
+        from modelreg import audit as audit_module
+
+        return audit_module.AuditLog(self.root / "audit" / "log.jsonl")
 
     # -- opening ---------------------------------------------------------------------------
 
