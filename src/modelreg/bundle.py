@@ -12,8 +12,9 @@ pass (memory stays bounded whatever the size, and `.tar.gz` works as well as `.t
 Nothing in a bundle is trusted: every member name is checked before use, and a member that
 is not a regular file (links, devices, FIFOs), is not named by the manifest, appears twice,
 or has another size than the manifest says is refused before any byte is read; every file
-is hashed as it is written to the store's `tmp/` and enters `objects/` only if it matches
-its digest. Unpacking the same bundle again is a no-op; a bundle of a version that exists
+is hashed as it is written to the store's `tmp/`, and the files enter `objects/` only once
+every entry matched its digest: a refused bundle leaves the store as it was. Unpacking
+the same bundle again is a no-op; a bundle of a version that exists
 with other content is a Conflict. `--format oci` writes an OCI image layout (oci.py).
 """
 
@@ -39,7 +40,7 @@ from modelreg.remote.ingest import (
     install_manifest,
     manifest_objects,
     parse_manifest,
-    receive_object,
+    stage_object,
 )
 from modelreg.store import Store
 
@@ -245,39 +246,49 @@ def unpack(store: Store, path: Path, *, actor: str | None = None) -> UnpackResul
     """Register the version in bundle `path`, verified; a no-op when it is already there."""
     if not path.is_file():
         raise NotFound(f"{path}: no such bundle file")
-    added = size = 0
+    size = 0
+    staged: dict[str, Path] = {}  # digest -> verified temp file, committed only at the end
     try:
         tar = tarfile.open(path, "r|*")
     except tarfile.TarError as exc:
         raise InvalidInput(f"{path}: not a tar file ({exc})") from None
-    with tar:
-        try:
-            name, version, expect_id = _header(_read_doc(tar, HEADER), f"{path}:{HEADER}")
-            data = _read_doc(tar, MANIFEST)
-            if hash_bytes(data) != expect_id:
-                raise IntegrityError(f"{path}: {MANIFEST} is not the manifest {expect_id[:12]}")
-            mv = parse_manifest(data, name, version, f"{path}:{MANIFEST}")
-            expected, seen = _members(mv), set[str]()
-            while (member := tar.next()) is not None:  # not `for`: it would restart
-                f = _check_member(member, expected, seen)
-                if f is None:
-                    continue
-                seen.add(member.name)
-                src = tar.extractfile(member)
-                assert src is not None
-                if store.objects.has(f.sha256):  # still read and verify the bundle's bytes
-                    got, n = hash_stream(src)
-                    check_received(got, f.sha256, f"bundle entry {member.name}", n, f.size)
-                else:
+    try:
+        with tar:
+            try:
+                name, version, expect_id = _header(_read_doc(tar, HEADER), f"{path}:{HEADER}")
+                data = _read_doc(tar, MANIFEST)
+                if hash_bytes(data) != expect_id:
+                    raise IntegrityError(f"{path}: {MANIFEST} is not the manifest {expect_id[:12]}")
+                mv = parse_manifest(data, name, version, f"{path}:{MANIFEST}")
+                expected, seen = _members(mv), set[str]()
+                while (member := tar.next()) is not None:  # not `for`: it would restart
+                    f = _check_member(member, expected, seen)
+                    if f is None:
+                        continue
+                    seen.add(member.name)
+                    src = tar.extractfile(member)
+                    assert src is not None
                     what = f"bundle entry {member.name}"
-                    receive_object(store.objects, f.sha256, f.size, what, _copier(src))
-                    added += 1
-                size += f.size
-        except tarfile.TarError as exc:
-            raise IntegrityError(f"{path}: damaged tar ({exc})") from None
-    missing = sorted(set(expected) - seen)
-    if missing:
-        raise IntegrityError(f"{path}: bundle is incomplete, missing {', '.join(missing[:3])}")
+                    if store.objects.has(f.sha256) or f.sha256 in staged:
+                        got, n = hash_stream(src)  # still read and verify the bundle's bytes
+                        check_received(got, f.sha256, what, n, f.size)
+                    else:
+                        staged[f.sha256], _ = stage_object(
+                            store.objects, f.sha256, f.size, what, _copier(src)
+                        )
+                    size += f.size
+            except tarfile.TarError as exc:
+                raise IntegrityError(f"{path}: damaged tar ({exc})") from None
+        missing = sorted(set(expected) - seen)
+        if missing:
+            raise IntegrityError(f"{path}: bundle is incomplete, missing {', '.join(missing[:3])}")
+        added = 0
+        for digest in list(staged):  # every entry verified: now the objects enter the store
+            store.objects.commit(staged.pop(digest), digest)
+            added += 1
+    finally:
+        for tmp in staged.values():  # a refused bundle leaves nothing behind
+            tmp.unlink(missing_ok=True)
     with store.locked():
         created = install_manifest(store, data, mv)
         if created:

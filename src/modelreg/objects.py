@@ -76,8 +76,7 @@ class ObjectStore:
     def put_bytes(self, data: bytes) -> str:
         """Store small in-memory content; return its digest."""
         digest = hash_bytes(data)
-        if self.has(digest):
-            self._touch(digest)
+        if self.freshen(digest):
             return digest
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp_dir / tmp_name()
@@ -99,20 +98,29 @@ class ObjectStore:
         dropped and the object's mtime refreshed.
         """
         dst = self.path(digest)
-        if dst.exists():
+        if self.freshen(digest):
             tmp.unlink()
-            self._touch(digest)
             return
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, 0o444)
         os.replace(tmp, dst)
         fsync_dir(dst.parent)
 
-    def _touch(self, digest: str) -> None:
+    def freshen(self, digest: str) -> bool:
+        """Refresh the object's mtime; True if it exists (then it need not be written).
+
+        The mtime is set *before* the caller relies on the object, in one call that fails if
+        the object is gone: `gc` moves a candidate aside and re-checks its mtime before it
+        deletes it, so an object freshened here is either kept by gc or, if gc moved it
+        first, reported absent here and written again by the caller (issue 8).
+        """
         try:
             os.utime(self.path(digest))
+        except FileNotFoundError:
+            return False
         except PermissionError:  # pragma: no cover (read-only mounts: mtime stays)
-            pass
+            return self.has(digest)
+        return True
 
     def open(self, digest: str) -> BinaryIO:
         """Open an object for reading (not verified; use `copy_out` or `verify`)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from modelreg import yamlio
 from modelreg.errors import IntegrityError, InvalidInput
-from modelreg.fsutil import atomic_write
+from modelreg.fsutil import TMP_PREFIX, atomic_write
 from modelreg.hashing import is_digest
 from modelreg.names import Version, check_alias
 from modelreg.store import Store
@@ -144,7 +144,13 @@ def list_aliases(store: Store, name: str) -> list[AliasRef]:
     d = store.model_dir(name) / "aliases"
     if not d.is_dir():
         return []
-    names = sorted(p.name[:-5] for p in d.iterdir() if p.name.endswith(".yaml"))
+    # A `.tmp-*` file is a write in progress or one a crash cut short (fsck --repair sweeps
+    # it), never an alias: reading it would fail on its name (issue 8, crash suite).
+    names = sorted(
+        p.name[:-5]
+        for p in d.iterdir()
+        if p.name.endswith(".yaml") and not p.name.startswith(TMP_PREFIX)
+    )
     refs = [read_alias(store, name, a) for a in names]
     return [r for r in refs if r is not None]
 

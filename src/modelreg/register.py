@@ -23,7 +23,7 @@ from typing import Any
 
 from modelreg import __version__, yamlio
 from modelreg.errors import Conflict, InvalidInput, NotFound
-from modelreg.fsutil import atomic_write
+from modelreg.fsutil import atomic_write, safe_join
 from modelreg.hashing import Progress, hash_bytes, hash_file
 from modelreg.lineage import code_lineage, data_lineage, default_author, walk_files
 from modelreg.manifest import (
@@ -130,6 +130,7 @@ def _collect(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, Path]]:
         if entries is None:
             raise InvalidInput(f"{given}: not a regular file or directory")
         for rel, src in entries:
+            _check_path(rel, src)
             if rel in found:
                 raise InvalidInput(f"two inputs map to the same path {rel!r} in the version")
             try:
@@ -141,6 +142,23 @@ def _collect(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, Path]]:
     if not found:
         raise InvalidInput("nothing to register: the given directories hold no files")
     return sorted(found.items())
+
+
+def _check_path(rel: str, src: Path) -> None:
+    """Refuse a file name no store could hold or give back (issue 8), before any object is written.
+
+    The path inside the version must be UTF-8 (manifests are UTF-8 text) and pass the same
+    `safe_join` check that `mreg get`, bundles and routers apply when they materialise it:
+    no control characters (a newline in a file name), no backslashes.
+    """
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{str(src)!r}: the file name is not valid UTF-8") from None
+    try:
+        safe_join(Path("/"), rel)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{str(src)!r}: cannot be registered: {exc}") from None
 
 
 def _requirements(path: str | os.PathLike[str]) -> tuple[Path, tuple[str, ...]]:

@@ -35,11 +35,14 @@ def load(data: bytes, source: str = "<input>", error: type[MregError] = InvalidI
     except UnicodeDecodeError as exc:
         raise error(f"{source}: not valid UTF-8 (byte {exc.start})") from None
     try:
+        _check_events(text, source, error)
         doc = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         raise error(f"{where}: {exc.problem or exc.context}") from None
+    except yaml.reader.ReaderError as exc:  # its str() spans two lines; errors are one line
+        raise error(f"{source}: character {exc.position + 1}: {exc.reason}") from None
     except yaml.YAMLError as exc:
         raise error(f"{source}: {exc}") from None
     _check_shape(doc, source, error)
@@ -67,6 +70,8 @@ def loads_data(data: bytes, source: str) -> Any:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"{source}: invalid JSON ({exc})") from None
+        except RecursionError:  # json's C scanner stops deep nesting with RecursionError
+            raise InvalidInput(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
         _check_shape(doc, source, InvalidInput)
         return doc
     return load(data, source)
@@ -78,6 +83,39 @@ def dump(doc: Any) -> bytes:
         doc, Dumper=_Dumper, sort_keys=True, allow_unicode=True, default_flow_style=False, width=100
     )
     return text.encode("utf-8")
+
+
+_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _check_events(text: str, source: str, error: type[MregError]) -> None:
+    """Refuse deep nesting and aliases on the parser's event stream, before composing.
+
+    libyaml's composer recurses once per nesting level in C: a document of a few hundred
+    KB of `[` overflows the C stack and kills the process (SIGSEGV), which no `except`
+    can catch (issue 8). The event parser is iterative, so counting levels here is safe,
+    and costs about a quarter of the load itself.
+    """
+    loader = _Loader(text)
+    depth = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, _OPEN):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+                    raise error(f"{where}: nested deeper than {MAX_DEPTH} levels")
+            elif isinstance(event, _CLOSE):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent):
+                mark = event.start_mark
+                where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+                raise error(f"{where}: YAML anchors and aliases are not allowed")
+    finally:
+        loader.dispose()
 
 
 def _check_shape(doc: Any, source: str, error: type[MregError]) -> None:

@@ -155,6 +155,34 @@ def test_many_processes_share_a_store_and_nothing_is_lost(model):
     assert sample.baseline.errors + sample.canary.errors == 1200
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_a_forked_worker_never_flushes_its_parents_counts(model, background):
+    """gunicorn --preload: the parent recorded 100 requests, forks, the worker records 7."""
+    started(model)
+    r = Router.open("m", store=model.root, materialize=False, flush_interval_s=3600)
+    if background:
+        r.metrics.start_thread()
+    for i in range(100):
+        r.record(r.route(user_id=f"parent-{i}"), latency_ms=5)
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            for i in range(7):
+                r.record(r.route(user_id=f"child-{i}"), latency_ms=5)
+            r.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    r.close()
+    files = list(metrics_dir(model.root, "m", 1).glob("*.jsonl"))
+    assert len(files) == 2  # one file per process
+    per_file = sorted(sum(x["n"] for x in iter_lines(f)) for f in files)
+    assert per_file == [7, 100]
+
+
 def test_torn_lines_are_ignored_and_compaction_never_double_counts(model):
     started(model)
     clock = Clock(1_800_000_000.0)

@@ -6,7 +6,7 @@ import pytest
 
 from modelreg import Conflict, IntegrityError, Store
 from modelreg.remote import Remote
-from modelreg.remote.backend import Backend
+from modelreg.remote.backend import Backend, Entry
 
 from .conftest import Target, blob, register
 
@@ -162,6 +162,27 @@ class TestRemoteContract:
         assert final.verify().ok, final.verify().problems
         history = [e.version for e in final.history("fraud", "production")]
         assert history == ["1.0.0", "2.0.0", "3.0.0"]
+
+    def test_a_lost_swap_to_identical_bytes_is_no_conflict(
+        self, target: Target, make_store, tmp_path
+    ):
+        """Two pushes of one store race for a ref: the loser finds its own bytes and is done."""
+        from modelreg.remote.session import Session
+        from modelreg.remote.sync import _swap
+
+        a = make_store("a", {"m.onnx": b"v1"}, promote="production")
+        target.add(a)
+        a.push()
+        rel = "models/fraud/aliases/production.yaml"
+        data = (a.root / rel).read_bytes()
+        s = Session.open(a, None)
+        stale = Entry(s.listing[rel].size, "stale-token")
+        s.listing[rel] = stale
+        assert _swap(s, rel, data)  # the remote holds `data`: the swap counts as done
+        assert s.listing[rel].token != "stale-token"
+        s.listing[rel] = stale
+        assert not _swap(s, rel, data + b"# other\n")  # other bytes: a real conflict
+        assert s.backend.read(rel) == data
 
     def test_same_version_other_content_is_a_conflict(self, target: Target, make_store, tmp_path):
         a = make_store("a", {"m.onnx": b"alice's weights"})

@@ -27,6 +27,8 @@ _MODULES = (
     "remote",
     "bundle",
     "validate",
+    "maintenance",
+    "ui",
 )
 
 # Which module installs each top-level command. `mreg CMD ...` builds only that module's
@@ -42,6 +44,8 @@ COMMAND_MODULES = {
     **dict.fromkeys(("remote", "push", "pull", "fetch", "status"), "remote"),
     **dict.fromkeys(("pack", "unpack"), "bundle"),
     **dict.fromkeys(("validate", "schema", "check-large-models"), "validate"),
+    **dict.fromkeys(("fsck", "gc"), "maintenance"),
+    **dict.fromkeys(("ui", "report"), "ui"),
 }
 
 

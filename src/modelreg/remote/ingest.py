@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from modelreg import yamlio
 from modelreg.errors import Conflict, IntegrityError
@@ -25,6 +26,7 @@ __all__ = [
     "manifest_objects",
     "parse_manifest",
     "receive_object",
+    "stage_object",
 ]
 
 
@@ -34,7 +36,11 @@ def check_received(
     """Raise IntegrityError unless bytes that hash to `got` may be stored as `digest`."""
     if got == digest:
         return
-    short = f" ({n} of {size} bytes: truncated)" if n is not None and n != size else ""
+    short = ""
+    if n is not None and size is not None and n < size:
+        short = f" ({n} of {size} bytes: truncated)"
+    elif n is not None and size is not None and n > size:
+        short = f" ({n} bytes where {size} were expected)"
     raise IntegrityError(
         f"{what} {digest[:12]} is corrupt: its content hashes to {got[:12]}{short}; rejected"
     )
@@ -49,6 +55,23 @@ def receive_object(
     it hashed (digest, size). On a mismatch the temp file is deleted and IntegrityError
     names `what` and says whether the bytes were short (truncated) or other (tampered).
     """
+    tmp, n = stage_object(objects, digest, size, what, write)
+    try:
+        objects.commit(tmp, digest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
+
+
+def stage_object(
+    objects: ObjectStore, digest: str, size: int, what: str, write: Callable[[int], tuple[str, int]]
+) -> tuple[Path, int]:
+    """Like `receive_object`, but leave the verified bytes in `tmp/`: (temp path, size).
+
+    The caller commits it (`objects.commit`) or deletes it; a bundle commits its objects only
+    once every entry is verified, so a refused bundle adds nothing to the store (issue 8).
+    """
     objects.tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = objects.tmp_dir / tmp_name()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -59,11 +82,10 @@ def receive_object(
         finally:
             os.close(fd)
         check_received(got, digest, what, n, size)
-        objects.commit(tmp, digest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return n
+    return tmp, n
 
 
 def parse_manifest(data: bytes, name: str, version: str, source: str) -> ModelVersion:

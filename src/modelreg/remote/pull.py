@@ -252,6 +252,8 @@ def _pull_audit(s: Session, rdata: dict[str, bytes], rejected: list[str]) -> tup
             cmp = compare_logs(mine, theirs, s.tracking.audit_base())
             if cmp.state in ("behind", "diverged"):
                 merged = rebase(mine, theirs, cmp.common)
+                if cmp.state == "diverged":  # the head must name an entry both logs hold,
+                    atomic_write(store.audit.head_path, head_bytes(mine[: cmp.common]))  # (#8)
                 atomic_write(store.audit.path, log_bytes(merged))
                 atomic_write(store.audit.head_path, head_bytes(merged))
     except IntegrityError as exc:

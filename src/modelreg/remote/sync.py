@@ -215,10 +215,17 @@ def _create(s: Session, rel: str, data: bytes) -> None:
 
 
 def _swap(s: Session, rel: str, data: bytes) -> bool:
-    """Replace a moving ref if the remote still holds what was read; False if it changed."""
+    """Replace a moving ref if the remote still holds what was read; False if it changed.
+
+    A lost race is no conflict when the winner wrote exactly these bytes (two pushes of one
+    store at once): the remote already holds what this push would write.
+    """
     token = s.backend.write_if(rel, data, s.listing.get(rel))
     if token is None:
-        return False
+        if s.backend.read(rel) != data:
+            return False
+        entry = s.backend.stat(rel)
+        token = entry.token if entry else ""
     s.listing[rel] = Entry(len(data), token)
     s.tracking.remember(rel, token, data)
     if rel == AUDIT:

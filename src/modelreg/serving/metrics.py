@@ -56,7 +56,7 @@ from modelreg.serving.aggregate import (
 from modelreg.serving.reload import Source, parse_rollout
 
 if TYPE_CHECKING:
-    from modelreg.serving.router import Decision
+    from modelreg.serving.router import Decision, RouterStats
 
 __all__ = ["FLUSH_INTERVAL_S", "SEGMENT_S", "Metrics", "Timer"]
 
@@ -119,6 +119,16 @@ def _flush_all() -> None:  # pragma: no cover (runs at interpreter exit; tested 
         m.close()
 
 
+def _after_fork_in_child() -> None:
+    for m in list(_LIVE):
+        m._forked()
+
+
+# A pre-forking server (gunicorn --preload, uWSGI) forks workers from a process that may have
+# recorded requests: each worker must not flush the parent's unflushed counts a second time.
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Metrics:
     """The recorder of one model's serving process (normally `router.metrics`).
 
@@ -128,6 +138,8 @@ class Metrics:
         flush_interval_s: Flush at most this often (0: on every call, for tests).
         clock: Monotonic seconds, for scheduling flushes (tests inject one).
         wall: Epoch seconds, stamped on the flushed lines (tests inject one).
+        health: The router's `stats` (its configuration checks and their failures), exposed
+            to Prometheus beside the request series.
     """
 
     def __init__(
@@ -138,9 +150,11 @@ class Metrics:
         flush_interval_s: float = FLUSH_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        health: Callable[[], RouterStats] | None = None,
     ) -> None:
         self._source = source
         self._route = route
+        self.health = health
         self._interval = flush_interval_s
         self._clock, self._wall = clock, wall
         self._by_decision: dict[int, Group] = {}
@@ -161,6 +175,24 @@ class Metrics:
         self._next = clock() + flush_interval_s
         self._exposed: Any = None
         _LIVE.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child: the parent flushes what it recorded, so count from zero here.
+
+        Locks are new (another thread of the parent may have held one at the fork); the
+        parent's flush thread did not survive the fork, so recording threads flush instead.
+        """
+        self._flush_lock = threading.Lock()
+        self._slow_lock = threading.Lock()
+        for g in self._groups.values():
+            g.lock = threading.Lock()
+            g.flushed = g.snapshot()
+        self._since = self._wall()
+        self._pid = -1  # a file of its own at the next flush
+        self.flushes = self.lines = self.errors = 0
+        if self._thread is not None:
+            self._thread, self._stop = None, threading.Event()
+            self._next = self._clock() + self._interval
 
     def start_thread(self) -> None:
         """Flush from a daemon thread from now on, instead of from the recording threads."""
@@ -357,7 +389,7 @@ class Metrics:
         if missing:
             raw = self._source.read()[0]
             if raw is not None:
-                r = parse_rollout(raw, str(self._source.rollout_path), self._source.name)
+                r = parse_rollout(raw, self._source.rollout_where, self._source.name)
                 for e in r.history:
                     self._releases[e.generation] = e.release
         return {g: self._releases[g] for g in generations if g in self._releases}
@@ -457,7 +489,11 @@ class Metrics:
         `mreg_errors_total`, `mreg_latency_seconds` (histogram), `mreg_outcome_count`,
         `mreg_outcome_sum`, `mreg_outcome_sumsq`, `mreg_score` (histogram),
         `mreg_shadow_pairs_total`, `mreg_shadow_diff` (histogram), labelled `model`,
-        `version`, `variant` (`baseline`, `canary`, or `shadow` for mirrored canary calls).
+        `version`, `variant` (`baseline`, `canary`, or `shadow` for mirrored canary calls);
+        and the router's health, labelled `model`: `mreg_config_checks_total`,
+        `mreg_config_reloads_total`, `mreg_config_reload_failures_total`,
+        `mreg_config_generation` and `mreg_config_failing` (1 while the last good
+        configuration is kept because the latest check failed).
         """
         from modelreg.serving.prometheus import serve
 

@@ -16,6 +16,11 @@ nothing more with Prometheus on. Every series has the labels `model`, `version` 
 | `mreg_shadow_pairs_total` | counter | shadow comparisons |
 | `mreg_shadow_diff` | histogram | absolute differences of shadow answers (+Inf: unequal) |
 
+and, labelled `model` only, the router's configuration checks (issue 8):
+`mreg_config_checks_total`, `mreg_config_reloads_total`, `mreg_config_reload_failures_total`
+(counters), `mreg_config_generation` and `mreg_config_failing` (gauges; 1 while the latest
+check failed and the last good configuration is served).
+
 `modelreg.analysis.sources.PrometheusSource` reads these back through Prometheus's HTTP API.
 """
 
@@ -25,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from modelreg.serving.aggregate import LogHistogram, accumulate
@@ -112,6 +117,34 @@ class MetricsCollector(Collector):
                 counts = cumulative(t["diff"], DIFF_BUCKETS)
                 diff.add_metric(labels, _buckets(counts, DIFF_BUCKETS, t["pairs"]), 0.0)
         yield from (req, err, lat, cnt, val, sq, score, pairs, diff)
+        yield from self._health()
+
+    def _health(self) -> Iterator[Metric]:
+        """The router's configuration checks: how many, how many failed, what is in force."""
+        health = self._metrics.health
+        if health is None:
+            return
+        st = health()
+        labels = [self._model]
+        families: list[tuple[type[Any], str, str, float]] = [
+            (CounterMetricFamily, "mreg_config_checks", "Configuration checks run.", st.checks),
+            (CounterMetricFamily, "mreg_config_reloads", "Configurations installed.", st.reloads),
+            (
+                CounterMetricFamily, "mreg_config_reload_failures",
+                "Checks that failed (the last good configuration was kept).", st.errors,
+            ),
+            (GaugeMetricFamily, "mreg_config_generation", "Rollout generation in force.",
+             st.generation),
+            (
+                GaugeMetricFamily, "mreg_config_failing",
+                "1 while the latest check failed and the last good configuration is served.",
+                1.0 if st.failing else 0.0,
+            ),
+        ]  # fmt: skip
+        for kind, name, doc, value in families:
+            family = kind(name, doc, labels=["model"])
+            family.add_metric(labels, value)
+            yield family
 
 
 def _copy(acc: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,10 @@ __all__ = [
     "materialize",
     "parse_production",
     "parse_rollout",
+    "parse_version_files",
     "store_root",
     "version_files",
+    "version_rel",
 ]
 
 RACY_NS = 2_000_000_000
@@ -53,8 +56,8 @@ Signature = tuple[Any, ...]
 def store_root(store: str | os.PathLike[str]) -> Path:
     """The `.modelreg` directory for `store` (that directory, or the one holding it)."""
     text = os.fspath(store)
-    if "://" in text:
-        raise InvalidInput(f"{text}: remote stores are not supported by the router yet")
+    if "://" in text:  # pragma: no cover (Router.open sends URLs to serving.remote)
+        raise InvalidInput(f"{text}: a remote store is opened by modelreg.serving.remote")
     p = Path(text).absolute()
     root = p if p.name == DIRNAME and (p / "config.yaml").is_file() else p / DIRNAME
     if not (root / "config.yaml").is_file():
@@ -91,11 +94,28 @@ def _stat(path: Path) -> tuple[int, ...] | None:
 
 
 def _read(path: Path) -> bytes | None:
+    """The bytes of a watched file, None when it is missing.
+
+    Raises IntegrityError when it cannot be read (permissions, I/O error) or is not a regular
+    file: opened without blocking, so a FIFO put in its place cannot hang the router (issue 8).
+    """
     try:
-        with open(path, "rb") as fh:
-            return fh.read(yamlio.MAX_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IntegrityError(f"{path}: not a regular file")
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            return fh.read(yamlio.MAX_BYTES + 1)
+    except OSError as exc:
+        raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 class Source:
@@ -119,8 +139,42 @@ class Source:
         return any(s is not None and len(s) == 5 and now - s[3] < RACY_NS for s in sig)
 
     def read(self) -> tuple[bytes | None, bytes | None]:
-        """The bytes of the rollout manifest and of the production alias (None: missing)."""
+        """The bytes of the rollout manifest and of the production alias (None: missing).
+
+        Raises IntegrityError if either exists but cannot be read.
+        """
         return _read(self.rollout_path), _read(self.alias_path)
+
+    def read_production(self) -> bytes | None:
+        """The bytes of the production alias alone (None: missing)."""
+        return _read(self.alias_path)
+
+    @property
+    def rollout_where(self) -> str:
+        """The rollout manifest's location, for messages."""
+        return str(self.rollout_path)
+
+    @property
+    def alias_where(self) -> str:
+        """The production alias's location, for messages."""
+        return str(self.alias_path)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where versions are materialised unless the router is given another directory."""
+        return self.root / "cache" / "versions"
+
+    def has_rollout(self) -> bool:
+        """True when something (readable or not) is at the rollout manifest's path."""
+        return os.path.lexists(self.rollout_path)
+
+    def files(self, name: str, version: str, digest: str) -> tuple[FileSpec, ...]:
+        """The files of a version whose manifest must hash to `digest`."""
+        return version_files(self.root, name, version, digest)
+
+    def prepare(self, cache_dir: Path, digest: str, files: tuple[FileSpec, ...]) -> Path:
+        """The directory holding the version's files, materialised once (see `materialize`)."""
+        return materialize(self.root, cache_dir, digest, files)
 
 
 def parse_rollout(data: bytes, source: str, name: str) -> Rollout:
@@ -151,18 +205,28 @@ def parse_production(data: bytes, source: str) -> ProductionRef:
         raise IntegrityError(f"{source}: malformed alias file ({exc})") from None
 
 
+def version_rel(name: str, version: str) -> str:
+    """A version manifest's path relative to the store root (name and version checked first)."""
+    return f"models/{check_name(name)}/versions/{Version.parse(version).text}.yaml"
+
+
 def version_files(root: Path, name: str, version: str, digest: str) -> tuple[FileSpec, ...]:
     """The files of a version, from its manifest, whose SHA-256 must be `digest`."""
-    *ns, last = check_name(name).split("/")
-    path = root.joinpath("models", *ns, last, "versions", f"{Version.parse(version).text}.yaml")
-    data = _read(path)
+    path = root.joinpath(*version_rel(name, version).split("/"))
+    return parse_version_files(_read(path), str(path), name, version, digest)
+
+
+def parse_version_files(
+    data: bytes | None, path: str, name: str, version: str, digest: str
+) -> tuple[FileSpec, ...]:
+    """The files listed by version manifest bytes (None: missing) that must hash to `digest`."""
     if data is None:
         raise IntegrityError(f"{name}@{version}: no such version ({path})")
     if hash_bytes(data) != digest:
         raise IntegrityError(
             f"{path}: manifest is not {digest[:12]} as recorded (it was changed or replaced)"
         )
-    doc = yamlio.load(data, str(path), IntegrityError)
+    doc = yamlio.load(data, path, IntegrityError)
     try:
         out = []
         for f in doc["files"]:

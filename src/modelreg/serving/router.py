@@ -34,11 +34,9 @@ from modelreg.serving.metrics import FLUSH_INTERVAL_S, Metrics
 from modelreg.serving.reload import (
     ProductionRef,
     Source,
-    materialize,
     parse_production,
     parse_rollout,
     store_root,
-    version_files,
 )
 
 __all__ = ["Decision", "Router", "RouterStats", "Target"]
@@ -115,7 +113,11 @@ class Decision:
 
 @dataclass(frozen=True)
 class RouterStats:
-    """Counters and the configuration in force (for metrics and health checks)."""
+    """Counters and the configuration in force (for metrics and health checks).
+
+    `errors` counts failed checks (each also logged once per distinct error on the
+    `modelreg.serving` logger); Prometheus exposes them as `mreg_config_reload_failures_total`.
+    """
 
     checks: int
     reloads: int
@@ -124,6 +126,8 @@ class RouterStats:
     state: str
     generation: int
     versions: tuple[str, ...]
+    failing: bool = False
+    """True while the latest check failed: the last good configuration is still in force."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -135,6 +139,7 @@ class RouterStats:
             "state": self.state,
             "generation": self.generation,
             "versions": list(self.versions),
+            "failing": self.failing,
         }
 
 
@@ -261,7 +266,7 @@ class Router:
         self._interval = check_interval_ms / 1000.0
         self._loader = loader
         self._on_release = on_release
-        self._cache_dir = cache_dir if cache_dir is not None else source.root / "cache" / "versions"
+        self._cache_dir = cache_dir if cache_dir is not None else source.cache_dir
         self._materialize = materialize
         self._clock = clock
         self._rand = random.Random(os.urandom(16)).random
@@ -274,6 +279,7 @@ class Router:
         self._attempted: tuple[bytes | None, bytes | None] | None = None
         self._checks = self._reloads = self._errors = 0
         self._last_error: str | None = None
+        self._failing = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._next_check = math.inf
@@ -284,8 +290,9 @@ class Router:
         self._next_check = clock() + self._interval
         # Recording for canary analysis (issue 6): see metrics.py and docs/analysis.md.
         self.metrics = Metrics(
-            source, route=self.route, flush_interval_s=flush_interval_s, clock=clock, wall=wall
-        )
+            source, route=self.route, flush_interval_s=flush_interval_s, clock=clock, wall=wall,
+            health=self.stats,
+        )  # fmt: skip
         self.record = self.metrics.record
         self.timer = self.metrics.timer
         self.record_outcome = self.metrics.record_outcome
@@ -306,31 +313,49 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         flush_interval_s: float = FLUSH_INTERVAL_S,
+        options: Mapping[str, Any] | None = None,
     ) -> Router:
-        """Open a router for model `name` in a local store.
+        """Open a router for model `name` in a local store, or on a remote one.
 
         Args:
             name: The model.
-            store: The `.modelreg` directory or the directory holding it.
+            store: The `.modelreg` directory or the directory holding it; or a remote's URL
+                (`s3://bucket/registry`, `file:///mnt/registry`...), read through a local
+                cache (see `modelreg.serving.remote`; prefer `background=True` there, so
+                that no request waits for the network).
             check_interval_ms: The cheap change check runs at most this often (0: every call).
             loader: Called once per version with its `Target` to load the artifact; the
                 result is cached for `model_for` and dropped once the version is no longer
                 routed to. A loader that raises keeps the last good configuration.
             on_release: Called with `(target, model)` when a loaded version is dropped.
             cache_dir: Where versions' files are materialised (default
-                `<store>/cache/versions`).
+                `<store>/cache/versions`). For a remote store: the local cache (objects and
+                versions), default `$MREG_CACHE_DIR`, else `$XDG_CACHE_HOME/mreg`.
             materialize: Set False to skip materialising files (`Decision.path` is None).
             background: Run the checks in a daemon thread instead of inside `route`.
             clock: Monotonic clock in seconds (tests inject one).
             wall: Epoch clock in seconds, stamped on recorded metrics (tests inject one).
-            flush_interval_s: Recorded metrics are flushed to the store at most this often.
+            flush_interval_s: Recorded metrics are flushed to the store at most this often
+                (for a remote store: under the local cache).
+            options: Driver options of a remote store (`endpoint_url`, `region`...), as
+                `mreg remote add --option`; never credentials.
 
         Raises:
             NotFound: no store, no such model, or nothing to route to (no release and no
                 `production` alias).
             IntegrityError: the store's files for this model are unusable.
+            RemoteError: the remote store cannot be reached.
         """
-        source = Source(store_root(store), name)
+        source: Source
+        if "://" in os.fspath(store):
+            from modelreg.serving.remote import RemoteSource
+
+            source = RemoteSource(os.fspath(store), name, options, cache_dir)
+            cache_dir = None  # the remote source materialises under its own cache
+        elif options:
+            raise InvalidInput("options are for a remote store URL")
+        else:
+            source = Source(store_root(store), name)
         router = cls(
             source,
             check_interval_ms=check_interval_ms,
@@ -404,10 +429,12 @@ class Router:
         with self._check_lock:
             self._next_check = self._clock() + self._interval
             try:
-                return self._check()
+                changed = self._check()
             except Exception as exc:  # the reload loop: count and report, then re-raise
                 self._failed(exc)
                 raise
+            self._failing = False
+            return changed
 
     def _tick(self) -> None:
         if not self._check_lock.acquire(blocking=False):
@@ -415,6 +442,7 @@ class Router:
         try:
             self._next_check = self._clock() + self._interval
             self._check()
+            self._failing = False
         except Exception as exc:  # serving must never break: keep the last good config
             self._failed(exc)
         finally:
@@ -423,6 +451,7 @@ class Router:
     def _failed(self, exc: BaseException) -> None:
         """Count a failed reload; log it unless it repeats the last error; retry next check."""
         self._errors += 1
+        self._failing = True
         self._sig = self._attempted = None  # retry at the next check: the cause may be transient
         msg = str(exc) if isinstance(exc, MregError) else f"{type(exc).__name__}: {exc}"
         if msg != self._last_error:
@@ -450,20 +479,23 @@ class Router:
 
     def _initial(self) -> _Config:
         self._sig = self._source.signature()
-        data = self._source.read()
         self._racy = Source.is_racy(self._sig)
-        self._attempted = data
+        self._attempted = None
         try:
+            data = self._source.read()
+            self._attempted = data
             config = self._build(data, False)
         except MregError as exc:
-            if data[0] is None:
+            if not self._source.has_rollout():
                 raise
-            # A damaged rollout manifest at start-up: serve production if it can, and report.
+            # A damaged or unreadable rollout manifest at start-up: serve production if it
+            # can, and report.
             try:
-                config = self._build((None, data[1]), False)
+                config = self._build((None, self._source.read_production()), False)
             except MregError:
                 raise exc from None
             self._errors += 1
+            self._failing = True
             self._last_error = str(exc)
             log.warning("mreg router %s: serving production: %s", self.name, exc)
         self._reloads += 1
@@ -474,10 +506,10 @@ class Router:
         if known is not None and known.version == version:
             return known
         try:
-            files = version_files(self._source.root, name, version, digest)
+            files = self._source.files(name, version, digest)
             path = None
             if self._materialize:
-                path = materialize(self._source.root, self._cache_dir, digest, files)
+                path = self._source.prepare(self._cache_dir, digest, files)
         except OSError as exc:  # unreadable store, read-only cache directory, disk full...
             raise IntegrityError(f"{name}@{version}: cannot prepare its files ({exc})") from None
         return Target(version, digest, path, tuple(f.path for f in files))
@@ -487,13 +519,13 @@ class Router:
         src = self._source
         rollout = None
         if raw_rollout is not None:
-            rollout = parse_rollout(raw_rollout, str(src.rollout_path), self.name)
+            rollout = parse_rollout(raw_rollout, src.rollout_where, self.name)
         elif had_rollout:
-            raise IntegrityError(f"{src.rollout_path}: the rollout manifest is missing")
+            raise IntegrityError(f"{src.rollout_where}: the rollout manifest is missing")
         prod: ProductionRef | MregError | None = None
         if raw_alias is not None:
             try:
-                prod = parse_production(raw_alias, str(src.alias_path))
+                prod = parse_production(raw_alias, src.alias_where)
             except MregError as exc:  # only an error if the alias is needed (no live release)
                 prod = exc
         return self._compile(rollout, prod)
@@ -601,7 +633,7 @@ class Router:
         c = self._config
         return RouterStats(
             self._checks, self._reloads, self._errors, self._last_error, c.state, c.generation,
-            tuple(sorted(t.version for t in c.targets.values())),
+            tuple(sorted(t.version for t in c.targets.values())), self._failing,
         )  # fmt: skip
 
     def close(self) -> None:

@@ -1,0 +1,123 @@
+"""`mreg ui` (a read-only web view) and `mreg report` (the same pages as one HTML file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from modelreg.cli._common import JsonOpt, StoreOpt, open_store
+from modelreg.cli._output import Output
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from modelreg.ui.views import View
+
+__all__ = ["install"]
+
+RemoteOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--remote",
+        help="Read a remote store instead (any fsspec URL, e.g. s3://bucket/registry), read-only.",
+    ),
+]
+
+
+def _view(store: Path | None, remote: str | None) -> View:
+    from modelreg.errors import InvalidInput
+    from modelreg.ui.views import LocalView, RemoteView
+
+    if remote and store:
+        raise InvalidInput("use either --store or --remote, not both")
+    if remote:
+        from modelreg.remote import Remote
+
+        return RemoteView(Remote(remote))
+    return LocalView(open_store(store))
+
+
+def ui(
+    host: Annotated[
+        str,
+        typer.Option("--host", help="Address to listen on (default: this machine only)."),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="Port to listen on (0: any free port).", min=0)
+    ] = 8765,
+    store: StoreOpt = None,
+    remote: RemoteOpt = None,
+) -> None:
+    """Serve a read-only web view of the store (or a remote): models, cards, diffs, releases."""
+    from modelreg.ui import require_extra
+
+    require_extra()
+    from modelreg.ui.app import bind, serve
+
+    view = _view(store, remote)
+    sock = bind(host, port)
+    actual = sock.getsockname()[1]
+    where = f"[{host}]" if ":" in host else host
+    scope = (
+        "this machine only; pass --host 0.0.0.0 to listen on every interface"
+        if host in ("127.0.0.1", "localhost", "::1")
+        else f"every client that can reach {host}: the view has no authentication"
+    )
+
+    def ready() -> None:
+        typer.echo(f"mreg ui: serving {view.label} read-only at http://{where}:{actual}/")
+        typer.echo(f"mreg ui: listening on {host} ({scope}); Ctrl-C stops")
+
+    serve(view, sock, ready)
+
+
+def report(
+    ref: Annotated[
+        str, typer.Argument(help="NAME[@REF]: the model, and the version to show (default latest).")
+    ],
+    html: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--html", help="Write the report as one self-contained HTML file here."),
+    ] = None,
+    release: Annotated[
+        bool, typer.Option("--release", help="Report the model's release instead of a version.")
+    ] = False,
+    png: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--png", help="Write the release's charts as one PNG image here."),
+    ] = None,
+    store: StoreOpt = None,
+    remote: RemoteOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the web view's pages as one HTML file (CI artifacts, PR comments), or PNG charts."""
+    from modelreg.ui import require_extra
+
+    require_extra("jinja2")
+    from modelreg.ui.app import now_iso
+    from modelreg.ui.report import write_report
+
+    result = write_report(
+        _view(store, remote), ref, html=html, png=png, release=release, generated=now_iso()
+    )
+
+    def render(c: Console) -> None:
+        from rich.markup import escape
+
+        what = f"release of {result.model}" if release else f"{result.model}@{result.version}"
+        if result.html:
+            c.print(
+                f"wrote {escape(str(result.html))} ({escape(what)}, {result.html_bytes:,} bytes)"
+            )
+        if result.png:
+            c.print(f"wrote {escape(str(result.png))} (release charts, {result.png_bytes:,} bytes)")
+
+    Output(as_json).result(result.to_dict(), render)
+
+
+def install(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    app.command()(ui)
+    app.command()(report)

@@ -1,0 +1,239 @@
+"""What each page shows, as plain data for the templates. Reads a `View`; never writes.
+
+One function per page: `models_page`, `model_page`, `version_page`, `diff_page`,
+`audit_page`, `release_page`. An unknown model, version or ref raises `NotFound`, which
+the server turns into a 404 page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modelreg.catalog import flatten
+from modelreg.errors import InvalidInput, NotFound
+from modelreg.manifest import ModelVersion
+from modelreg.names import parse_ref
+from modelreg.release.bucketing import FULL, format_weight
+from modelreg.ui.release import Memo, release_charts
+from modelreg.ui.views import View
+
+__all__ = [
+    "MAX_VERSIONS_LISTED",
+    "audit_page",
+    "diff_page",
+    "model_page",
+    "models_page",
+    "release_page",
+    "resolve",
+    "version_page",
+]
+
+MAX_VERSIONS_LISTED = 12
+"""The model list shows this many of a model's newest versions (the model page: all)."""
+
+
+@dataclass(frozen=True)
+class ReleaseSummary:
+    """A release at a glance (model list, model page)."""
+
+    state: str
+    release: int
+    baseline: str
+    canary: str
+    weight: str
+    shadow: bool
+
+
+def _summary(view: View, name: str) -> ReleaseSummary | None:
+    r = view.rollout(name)
+    if r is None:
+        return None
+    return ReleaseSummary(
+        r.state, r.release, r.baseline.version, r.canary.version,
+        f"{format_weight(r.canary_share)}%", r.shadow,
+    )  # fmt: skip
+
+
+def models_page(view: View) -> dict[str, Any]:
+    """Every model: versions, latest, aliases, release state."""
+    rows = []
+    for name in view.model_names():
+        versions = view.version_names(name)
+        latest = view.manifest(name, versions[-1]) if versions else None
+        rows.append(
+            {
+                "name": name,
+                "count": len(versions),
+                "versions": versions[::-1][:MAX_VERSIONS_LISTED],
+                "latest": latest,
+                "aliases": {a.alias: a.version for a in view.aliases(name)},
+                "release": _summary(view, name),
+            }
+        )
+    return {"models": rows, "source": view.label}
+
+
+def resolve(view: View, spec: str) -> ModelVersion:
+    """The version `NAME[@REF]` names (version, alias or latest); NotFound otherwise."""
+    try:
+        ref = parse_ref(spec.strip())
+    except InvalidInput as exc:
+        raise NotFound(str(exc)) from None
+    versions = view.require_model(ref.name)
+    if ref.kind == "latest":
+        return view.manifest(ref.name, versions[-1])
+    if ref.kind == "version":
+        return view.require_version(ref.name, ref.ref)
+    for a in view.aliases(ref.name):
+        if a.alias == ref.ref:
+            return view.require_version(ref.name, a.version)
+    raise NotFound(f"{spec}: no such alias")
+
+
+def model_page(view: View, name: str) -> dict[str, Any]:
+    """A model: every version, its aliases with their history as a timeline, its release."""
+    versions = view.require_model(name)
+    aliases = view.aliases(name)
+    here: dict[str, list[str]] = {}
+    for a in aliases:
+        here.setdefault(a.version, []).append(a.alias)
+    rows = []
+    for v in reversed(versions):
+        mv = view.manifest(name, v)
+        tags, deprecated = view.state(name, v)
+        rows.append(
+            {
+                "mv": mv,
+                "aliases": here.get(v, []),
+                "tags": mv.tags if tags is None else tags,
+                "deprecated": deprecated,
+            }
+        )
+    timeline = sorted(
+        (e for a in aliases for e in a.history), key=lambda e: (e.time, e.alias, e.generation)
+    )
+    return {
+        "name": name,
+        "rows": rows,
+        "aliases": aliases,
+        "timeline": timeline[::-1],
+        "release": _summary(view, name),
+    }
+
+
+def version_page(view: View, name: str, version: str) -> dict[str, Any]:
+    """A version's identity card."""
+    mv = view.require_version(name, version)
+    tags, deprecated = view.state(name, version)
+    splits = sorted(mv.metrics)
+    metric_names = sorted({k for s in mv.metrics.values() for k in s})
+    return {
+        "mv": mv,
+        "tags": mv.tags if tags is None else tags,
+        "deprecated": deprecated,
+        "aliases": [a.alias for a in view.aliases(name) if a.version == version],
+        "params": flatten(mv.params),
+        "splits": splits,
+        "metric_names": metric_names,
+        "others": [v for v in reversed(view.version_names(name)) if v != version],
+        "models": view.model_names(),
+    }
+
+
+def _side_by_side(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"key": k, "a": a.get(k), "b": b.get(k), "changed": a.get(k) != b.get(k)}
+        for k in sorted(a.keys() | b.keys())
+    ]
+
+
+def diff_page(view: View, spec_a: str, spec_b: str) -> dict[str, Any]:
+    """Two versions side by side: params, metrics, files, data and code lineage."""
+    a, b = resolve(view, spec_a), resolve(view, spec_b)
+
+    def files(mv: ModelVersion) -> dict[str, Any]:
+        return {f.path: f"{f.sha256[:12]} ({f.size:,} B)" for f in mv.files}
+
+    def data(mv: ModelVersion) -> dict[str, Any]:
+        return {d.uri: (d.sha256[:12] if d.sha256 else "(uri)") for d in mv.data}
+
+    def code(mv: ModelVersion) -> dict[str, Any]:
+        return mv.code.to_dict() if mv.code else {}
+
+    def deps(mv: ModelVersion) -> dict[str, Any]:
+        if mv.dependencies is None:
+            return {}
+        d = mv.dependencies
+        out: dict[str, Any] = {"python": d.python, "mreg": d.mreg}
+        out.update({f"package {p}": "listed" for p in d.packages})
+        return out
+
+    def header(mv: ModelVersion) -> dict[str, Any]:
+        return {"id": mv.short_id, "created": mv.created, "author": mv.author,
+                "message": mv.message}  # fmt: skip
+
+    sections = [
+        ("identity", _side_by_side(header(a), header(b))),
+        ("params", _side_by_side(flatten(a.params), flatten(b.params))),
+        ("metrics", _side_by_side(flatten(a.metrics), flatten(b.metrics))),
+        ("files", _side_by_side(files(a), files(b))),
+        ("data lineage", _side_by_side(data(a), data(b))),
+        ("code lineage", _side_by_side(code(a), code(b))),
+        ("dependencies", _side_by_side(deps(a), deps(b))),
+    ]
+    changed = sum(1 for _, rows in sections[1:] for r in rows if r["changed"])
+    return {"a": a, "b": b, "sections": sections, "changed": changed}
+
+
+def audit_page(view: View, model: str | None = None) -> dict[str, Any]:
+    """The audit trail (newest first), optionally one model's, and its chain verification."""
+    if model:
+        view.require_model(model)
+    report = view.audit()
+    entries = [e for e in report.entries if not model or e.model == model]
+    return {
+        "entries": entries[::-1],
+        "problems": report.problems,
+        "ok": report.ok,
+        "total": len(report.entries),
+        "model": model,
+    }
+
+
+def release_page(view: View, name: str, now: float, memo: Memo | None = None) -> dict[str, Any]:
+    """A model's release: state, weights and plan, rules in order, analysis, charts.
+
+    `memo` keeps per-file aggregates of the metrics between calls (the server passes one).
+    """
+    view.require_model(name)
+    r = view.rollout(name)
+    if r is None:
+        return {"name": name, "rollout": None, "token": view.release_token(name)}
+    from modelreg.analysis.checks import plan_of
+    from modelreg.analysis.judge import format_value
+
+    judgments = view.judgments(name, r.release)
+    charts = release_charts(r, view.metric_files(name, r.release), judgments, now, memo)
+    checks, policy = plan_of(r.analysis)
+    last = judgments[-1] if judgments else None
+    return {
+        "name": name,
+        "rollout": r,
+        "share": format_weight(r.canary_share),
+        "baseline_share": format_weight(FULL - r.canary_share),
+        "plan": [s if isinstance(s, str) else f"{format_weight(s)}%" for s in r.steps],
+        "done": {s if isinstance(s, str) else f"{format_weight(s)}%" for s in r.steps_done()},
+        "next": None if (n := r.next_step()) is None else f"{format_weight(n)}%",
+        "routing": r.routing_order(),
+        "rules": list(enumerate(r.rules, 1)),
+        "checks": checks,
+        "policy": policy,
+        "history": [e for e in r.history if e.release == r.release][::-1],
+        "earlier": sorted({e.release for e in r.history if e.release != r.release}),
+        "charts": charts,
+        "last": last,
+        "analyses": len(judgments),
+        "token": view.release_token(name),
+        "fmt": format_value,
+    }
