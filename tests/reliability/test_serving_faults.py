@@ -103,7 +103,7 @@ def _restore(path: Path, valid: bytes) -> None:
 @pytest.mark.parametrize("fault", FAULTS)
 def test_rollout_manifest_faults_keep_the_last_good_configuration(model, fault, caplog, tmp_path):
     if fault == "unreadable" and os.geteuid() == 0:
-        pytest.skip("root reads files whatever their mode ('a directory' covers EISDIR)")
+        pytest.skip("root reads any file: see test_an_unreadable_rollout_manifest_keeps_...")
     ops.start(model, "m", "1.1.0", weight=30, seed=SEED)
     router = Router.open("m", store=model.root, check_interval_ms=0)
     before = routes(router)
@@ -130,6 +130,57 @@ def test_rollout_manifest_faults_keep_the_last_good_configuration(model, fault, 
     ops.update(model, "m", weight=100)
     assert {v for v, _, _ in routes(router)} == {"canary"}
     assert not router.stats().failing and router.stats().generation == 2
+
+
+UNPRIVILEGED = """
+import ctypes, json, os, sys
+from modelreg.serving import Router
+r = Router.open("m", store=sys.argv[1], check_interval_ms=0, materialize=False)
+users = [f"u-{i}" for i in range(300)]
+routes = lambda: [(d.variant, d.version, d.generation) for d in map(r.route, users)]
+before = routes()
+path = sys.argv[2]
+os.chmod(path, 0)
+os.utime(path, (1, 1))  # a new mtime: the next check reads the file again
+# Root reads any file: a new user namespace maps this process to an unprivileged user, for
+# whom files owned by the (unmapped) root are subject to their mode bits.
+if os.geteuid() == 0 and ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:
+    print(json.dumps({"skip": os.strerror(ctypes.get_errno())}))
+    sys.exit(0)
+try:
+    open(path, "rb")
+    print(json.dumps({"skip": "the manifest is still readable"}))
+    sys.exit(0)
+except PermissionError:
+    pass
+after = routes()
+st = r.stats()
+print(json.dumps({"same": after == before, "variants": sorted({v for v, _, _ in before}),
+                  "failing": st.failing, "errors": st.errors, "last_error": st.last_error}))
+"""
+
+
+def test_an_unreadable_rollout_manifest_keeps_the_last_good_configuration(model):
+    """chmod 000 for real, also when the suite runs as root (CI): see UNPRIVILEGED."""
+    import json
+    import subprocess
+    import sys
+
+    ops.start(model, "m", "1.1.0", weight=30, seed=SEED)
+    path = ops.release_path(model, "m")
+    out = subprocess.run(
+        [sys.executable, "-c", UNPRIVILEGED, str(model.root), str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    path.chmod(0o644)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    if "skip" in got:
+        pytest.skip(f"cannot make a file unreadable here: {got['skip']}")
+    assert got["same"] and got["variants"] == ["baseline", "canary"]
+    assert got["failing"] and got["errors"] >= 300
+    assert str(path) in got["last_error"] and "ermission" in got["last_error"]
+    assert "keeping the configuration of generation 1" in out.stderr  # the router's warning
 
 
 @pytest.mark.parametrize("fault", ["manifest deleted", "manifest changed", "object deleted"])
