@@ -1,5 +1,6 @@
 """The project's own checks run inside the suite, so a lint or type error fails CI."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,28 @@ def test_every_command_and_parameter_has_help():
             if param.name != "help" and not (getattr(param, "help", None) or "").strip():
                 missing.append(f"{name} {param.name}")
     assert missing == []
+
+
+def test_top_level_help_lists_the_real_commands():
+    """`mreg --help` is built from modelreg.cli._index, not from the commands: it must match."""
+    from modelreg.cli import build_app
+    from modelreg.cli._index import SUMMARY, summary_of
+
+    assert SUMMARY == summary_of(build_app()), "run: python -m modelreg.cli._index --write"
+    full = "from modelreg.cli import build_app; build_app()(args={args!r}, prog_name='mreg')"
+    for columns in ("50", "80", "200"):
+        env = {**os.environ, "COLUMNS": columns}
+        for args in ([], ["--help"]):
+            fast = subprocess.run(
+                [sys.executable, "-m", "modelreg", *args], capture_output=True, text=True, env=env
+            )
+            real = subprocess.run(
+                [sys.executable, "-c", full.format(args=args)], capture_output=True, text=True,
+                env=env,
+            )  # fmt: skip
+            assert (fast.returncode, fast.stdout, fast.stderr) == (
+                real.returncode, real.stdout, real.stderr,
+            ), (columns, args)  # fmt: skip
 
 
 def test_command_table_matches_the_app():

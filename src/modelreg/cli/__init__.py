@@ -51,6 +51,13 @@ COMMAND_MODULES = {
 
 def build_app(modules: tuple[str, ...] = _MODULES) -> typer.Typer:
     """The Typer app with the commands of `modules` (all of them by default)."""
+    app = _new_app()
+    for name in modules:
+        importlib.import_module(f"modelreg.cli.{name}").install(app)
+    return app
+
+
+def _new_app() -> typer.Typer:
     app = typer.Typer(
         name="mreg",
         help="mreg: a model registry and canary-release tool. "
@@ -62,8 +69,6 @@ def build_app(modules: tuple[str, ...] = _MODULES) -> typer.Typer:
     )
     # A callback keeps the app a command group even when it holds a single command.
     app.callback()(_group)
-    for name in modules:
-        importlib.import_module(f"modelreg.cli.{name}").install(app)
     return app
 
 
@@ -101,7 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, _on_sigint)
     command = args[0] if args and not args[0].startswith("-") else None
     module = COMMAND_MODULES.get(command or "")
-    cli = build_app((module,)) if module else build_app()
+    if args in ([], ["--help"]):  # the listing only: see modelreg.cli._index
+        from modelreg.cli._index import index_app
+
+        cli = index_app(_new_app())
+    else:
+        cli = build_app((module,)) if module else build_app()
     try:
         cli(args=args, prog_name="mreg")
     except MregError as exc:

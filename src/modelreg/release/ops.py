@@ -167,14 +167,7 @@ def read_rollout(store: Store, name: str) -> Rollout | None:
     path = release_path(store, name)
     if not path.exists():
         return None
-    doc = yamlio.load_file(path, IntegrityError)
-    try:
-        rollout = Rollout.from_dict(doc)
-    except InvalidInput as exc:
-        raise IntegrityError(f"{path}: {exc}") from None
-    if rollout.model != name:
-        raise IntegrityError(f"{path}: manifest is for {rollout.model!r}, not {name!r}")
-    return rollout
+    return Rollout.stored(yamlio.load_file(path, IntegrityError), str(path), name)
 
 
 def write_rollout(store: Store, rollout: Rollout) -> None:

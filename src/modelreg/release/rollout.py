@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from modelreg.errors import InvalidInput, TransitionRefused
+from modelreg.errors import IntegrityError, InvalidInput, TransitionRefused
 from modelreg.hashing import is_digest
 from modelreg.names import Version, check_name
 from modelreg.release.bucketing import FULL, check_seed, format_weight, parse_weight
@@ -351,6 +351,22 @@ class Rollout:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise InvalidInput(f"malformed rollout manifest: {detail}") from None
+
+    @classmethod
+    def stored(cls, doc: Any, where: str, name: str) -> Rollout:
+        """A manifest read from a store: checked, and for model `name`.
+
+        Raises:
+            IntegrityError: `where` (the file or URL it came from) holds no valid rollout
+                manifest of `name` (the message says why).
+        """
+        try:
+            rollout = cls.from_dict(doc)
+        except InvalidInput as exc:
+            raise IntegrityError(f"{where}: {exc}") from None
+        if rollout.model != name:
+            raise IntegrityError(f"{where}: manifest is for {rollout.model!r}, not {name!r}")
+        return rollout
 
 
 def _from_dict(doc: Any) -> Rollout:

@@ -179,14 +179,7 @@ class Source:
 
 def parse_rollout(data: bytes, source: str, name: str) -> Rollout:
     """Parse and validate rollout manifest bytes (raise IntegrityError saying why)."""
-    doc = yamlio.load(data, source, IntegrityError)
-    try:
-        rollout = Rollout.from_dict(doc)
-    except InvalidInput as exc:
-        raise IntegrityError(f"{source}: {exc}") from None
-    if rollout.model != name:
-        raise IntegrityError(f"{source}: manifest is for {rollout.model!r}, not {name!r}")
-    return rollout
+    return Rollout.stored(yamlio.load(data, source, IntegrityError), source, name)
 
 
 def parse_production(data: bytes, source: str) -> ProductionRef:

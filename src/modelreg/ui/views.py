@@ -169,16 +169,6 @@ def _merge_files(parsed: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict
     return {name: parsed[name] for name in sorted(parsed) if name not in absorbed}
 
 
-def _rollout_from(doc: Any, where: str, name: str) -> Rollout:
-    try:
-        rollout = Rollout.from_dict(doc)
-    except InvalidInput as exc:
-        raise IntegrityError(f"{where}: {exc}") from None
-    if rollout.model != name:
-        raise IntegrityError(f"{where}: manifest is for {rollout.model!r}, not {name!r}")
-    return rollout
-
-
 def _release_rel(name: str, top: str, release: int | None, suffix: str) -> str:
     *ns, last = check_name(name).split("/")
     parts = [top, *ns, last] + ([str(int(release))] if release is not None else [])
@@ -423,7 +413,7 @@ class RemoteView(View):
         data = self._read(rel)
         if data is None:
             return None
-        return _rollout_from(yamlio.load(data, rel, IntegrityError), f"{self.label}/{rel}", name)
+        return Rollout.stored(yamlio.load(data, rel, IntegrityError), f"{self.label}/{rel}", name)
 
     def audit(self) -> AuditReport:
         """The remote's audit trail, verified with the same code as a local one."""
