@@ -13,12 +13,13 @@ if TYPE_CHECKING:
 __all__ = ["Output", "error", "human_size"]
 
 
-def human_size(n: int) -> str:
-    """Bytes as people read them: 512 B, 1.5 KiB, 3.2 GiB."""
+def human_size(n: int, *, grouped: bool = False) -> str:
+    """Bytes as people read them: 512 B, 1.5 KiB, 3.2 GiB (`grouped`: 1,010.0 KiB)."""
     size = float(n)
+    sep = "," if grouped else ""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return f"{size:{sep}.0f} {unit}" if unit == "B" else f"{size:{sep}.1f} {unit}"
         size /= 1024
     return f"{n} B"  # pragma: no cover (unreachable)
 

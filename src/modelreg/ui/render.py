@@ -140,14 +140,9 @@ def _env() -> Any:
 
 
 def _bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover (unreachable)
+    from modelreg.cli._output import human_size
+
+    return "-" if n is None else human_size(n, grouped=True)
 
 
 def compile_templates() -> None:
