@@ -15,9 +15,11 @@ from types import FrameType
 
 import typer
 
-__all__ = ["COMMAND_MODULES", "app", "build_app", "main"]
+from modelreg.cli._index import SUMMARY, index_app
 
-_MODULES = (
+__all__ = ["COMMAND_MODULES", "MODULES", "app", "build_app", "main"]
+
+MODULES = (
     "store",
     "register",
     "read",
@@ -33,23 +35,12 @@ _MODULES = (
 
 # Which module installs each top-level command. `mreg CMD ...` builds only that module's
 # commands: importing every command module and building every command costs ~40 ms per run
-# (see docs/benchmarks.md, start-up). tests/test_quality.py checks this table against the app.
-COMMAND_MODULES = {
-    "init": "store",
-    "register": "register",
-    **dict.fromkeys(("list", "show", "diff", "get", "log", "verify"), "read"),
-    **dict.fromkeys(("promote", "rollback", "history", "deprecate", "tag"), "aliases"),
-    "demo": "demo",
-    "release": "release",
-    **dict.fromkeys(("remote", "push", "pull", "fetch", "status"), "remote"),
-    **dict.fromkeys(("pack", "unpack"), "bundle"),
-    **dict.fromkeys(("validate", "schema", "check-large-models"), "validate"),
-    **dict.fromkeys(("fsck", "gc"), "maintenance"),
-    **dict.fromkeys(("ui", "report"), "ui"),
-}
+# (see docs/benchmarks.md, start-up). The table is generated (modelreg.cli._index) and
+# tests/test_quality.py checks it against the app.
+COMMAND_MODULES = {name: module for name, module, _, _ in SUMMARY}
 
 
-def build_app(modules: tuple[str, ...] = _MODULES) -> typer.Typer:
+def build_app(modules: tuple[str, ...] = MODULES) -> typer.Typer:
     """The Typer app with the commands of `modules` (all of them by default)."""
     app = _new_app()
     for name in modules:
@@ -107,8 +98,6 @@ def main(argv: list[str] | None = None) -> None:
     command = args[0] if args and not args[0].startswith("-") else None
     module = COMMAND_MODULES.get(command or "")
     if args in ([], ["--help"]):  # the listing only: see modelreg.cli._index
-        from modelreg.cli._index import index_app
-
         cli = index_app(_new_app())
     else:
         cli = build_app((module,)) if module else build_app()

@@ -1,134 +1,182 @@
-"""`mreg --help` without building every command.
+"""The table of mreg's commands: which module installs each, and `mreg --help` from it.
 
-The top-level help lists each command with the first sentence of its help. Building the
+`mreg CMD ...` builds only CMD's module (`COMMAND_MODULES` in modelreg.cli, derived from
+`SUMMARY`). The top-level help lists each command with the first sentence of its help. Building the
 real commands for it means importing every command module and letting Typer inspect ~50
 signatures (~40 ms, see docs/benchmarks.md, start-up); this module builds the same listing
 from `SUMMARY` instead, with parameterless stand-ins. tests/test_quality.py checks that the
 two helps are identical at several terminal widths; after changing a command's help or
-adding one, regenerate the table with `python -m modelreg.cli._index --write`.
+adding one, regenerate the table with `python docs/gen_cli_index.py`.
 """
 
 from __future__ import annotations
 
-import re
-import sys
-import textwrap
-from pathlib import Path
+from typing import Any
 
 import typer
 
-__all__ = ["SUMMARY", "index_app", "summary_of"]
+__all__ = ["SUMMARY", "index_app", "summary_of", "write_summary"]
 
-# (name, the first paragraph of its help, whether it is a group), in the listing's order.
-# -- generated: python -m modelreg.cli._index --write --
-SUMMARY: tuple[tuple[str, str, bool], ...] = (
-    ("init", "Create a store (.modelreg/) in DIRECTORY; running it again is a no-op.", False),
-    ("register", "Register files or directories as a new version of model NAME.", False),
+# (name, the command module installing it, the first paragraph of its help, whether it is a
+# group), in the listing's order.
+# -- generated: python docs/gen_cli_index.py --
+SUMMARY: tuple[tuple[str, str, str, bool], ...] = (
+    (
+        "init",
+        "store",
+        "Create a store (.modelreg/) in DIRECTORY; running it again is a no-op.",
+        False,
+    ),
+    (
+        "register",
+        "register",
+        "Register files or directories as a new version of model NAME.",
+        False,
+    ),
     (
         "list",
+        "read",
         "List models, or the versions of NAME; with filters, search versions of every model.",
         False,
     ),
     (
         "show",
+        "read",
         "Show a version's identity card: who, when, data, code, metrics, files, aliases.",
         False,
     ),
-    ("diff", "Compare two versions: params, metrics, files, data and code.", False),
+    ("diff", "read", "Compare two versions: params, metrics, files, data and code.", False),
     (
         "get",
+        "read",
         "Write a version's files into a directory, verifying every byte against its digest.",
         False,
     ),
-    ("log", "Show the audit trail: who changed what, when, and why.", False),
+    ("log", "read", "Show the audit trail: who changed what, when, and why.", False),
     (
         "verify",
+        "read",
         "Check the audit chain, manifests, aliases and every object's digest (exit 1 if bad).",
         False,
     ),
     (
         "promote",
+        "aliases",
         "Point an alias at a version, if the version passes the alias's promotion gates.",
         False,
     ),
     (
         "rollback",
+        "aliases",
         "Move an alias back to the version it pointed at before (or to --to VERSION).",
         False,
     ),
-    ("history", "Show every promotion and rollback of a model's aliases.", False),
-    ("deprecate", "Deprecate a version: its files stay, but it can no longer be promoted.", False),
-    ("tag", "Add or remove tags of a version (audited; the manifest itself never changes).", False),
+    ("history", "aliases", "Show every promotion and rollback of a model's aliases.", False),
     (
+        "deprecate",
+        "aliases",
+        "Deprecate a version: its files stay, but it can no longer be promoted.",
+        False,
+    ),
+    (
+        "tag",
+        "aliases",
+        "Add or remove tags of a version (audited; the manifest itself never changes).",
+        False,
+    ),
+    (
+        "demo",
         "demo",
         "Run the embedded demo: train, register two versions, promote, roll back (no server).",
         False,
     ),
-    ("push", "Send what the remote lacks: objects, manifests, refs and the audit trail.", False),
+    (
+        "push",
+        "remote",
+        "Send what the remote lacks: objects, manifests, refs and the audit trail.",
+        False,
+    ),
     (
         "pull",
+        "remote",
         "Receive what this store lacks; every object is re-hashed before it is stored.",
         False,
     ),
     (
         "fetch",
+        "remote",
         "Download the remote's metadata only (manifests, refs, audit trail), not its objects.",
         False,
     ),
-    ("status", "Show what differs between the store and a remote (use --remote).", False),
+    ("status", "remote", "Show what differs between the store and a remote (use --remote).", False),
     (
         "pack",
+        "bundle",
         "Write a version (manifest, files, requirements) as one bundle or an OCI layout.",
         False,
     ),
     (
         "unpack",
+        "bundle",
         "Register the version in a bundle, verifying every file (a no-op if already there).",
         False,
     ),
     (
+        "validate",
         "validate",
         "Check mreg documents (YAML syntax, schema, meaning): a line per problem, exit 1 if any.",
         False,
     ),
     (
         "schema",
+        "validate",
         "Print the JSON Schema of a document kind (the one validate uses), or list the kinds.",
         False,
     ),
     (
         "check-large-models",
+        "validate",
         "Refuse model files over a size limit: register them with mreg instead of committing them.",
         False,
     ),
     (
         "fsck",
+        "maintenance",
         "Check every manifest, object, alias, rollout and the audit chain; exit 1 on errors.",
         False,
     ),
     (
         "gc",
+        "maintenance",
         "Remove objects no manifest names, older than a grace period (here, or on --remote).",
         False,
     ),
     (
+        "ui",
         "ui",
         "Serve a read-only web view of the store (or a remote): models, cards, diffs, releases.",
         False,
     ),
     (
         "report",
+        "ui",
         "Write the web view's pages as one HTML file (CI artifacts, PR comments), or PNG charts.",
         False,
     ),
     (
+        "release",
         "release",
         "Canary releases: send a share of traffic to a new version, step it up,"
         " promote or abort, and let analysis judge it. Refused transitions exit"
         " 1 with the reason.",
         True,
     ),
-    ("remote", "Configure remotes: where push, pull and fetch send and read the store.", True),
+    (
+        "remote",
+        "remote",
+        "Configure remotes: where push, pull and fetch send and read the store.",
+        True,
+    ),
 )
 # -- end generated --
 
@@ -139,7 +187,7 @@ def _stand_in() -> None:
 
 def index_app(app: typer.Typer) -> typer.Typer:
     """`app` (a new, empty mreg app) given every command's name and summary, to list them."""
-    for name, text, group in SUMMARY:
+    for name, _, text, group in SUMMARY:
         if group:
             app.add_typer(typer.Typer(), name=name, help=text)
         else:
@@ -147,27 +195,38 @@ def index_app(app: typer.Typer) -> typer.Typer:
     return app
 
 
-def summary_of(app: typer.Typer) -> tuple[tuple[str, str, bool], ...]:
-    """What `SUMMARY` must hold for the full `app`."""
+def summary_of(modules: tuple[str, ...]) -> tuple[tuple[str, str, str, bool], ...]:
+    """What `SUMMARY` must hold for the app built from the command `modules`."""
     from typer.core import TyperGroup
 
-    group = typer.main.get_command(app)
-    assert isinstance(group, TyperGroup)
-    rows = []
-    for name in group.list_commands(typer.Context(group)):
-        cmd = group.commands[name]
-        rows.append((name, (cmd.help or "").split("\n\n")[0].strip(), isinstance(cmd, TyperGroup)))
-    return tuple(rows)
-
-
-def _write() -> None:
     from modelreg.cli import build_app
 
-    lines = ["SUMMARY: tuple[tuple[str, str, bool], ...] = ("]
-    for name, text, group in summary_of(build_app()):
+    def commands(app: typer.Typer) -> dict[str, Any]:
+        group = typer.main.get_command(app)
+        assert isinstance(group, TyperGroup)
+        return {n: group.commands[n] for n in group.list_commands(typer.Context(group))}
+
+    module_of = {n: m for m in modules for n in commands(build_app((m,)))}
+    return tuple(
+        (name, module_of[name], (cmd.help or "").split("\n\n")[0].strip(),
+         isinstance(cmd, TyperGroup))
+        for name, cmd in commands(build_app(modules)).items()
+    )  # fmt: skip
+
+
+def write_summary() -> str:
+    """Regenerate `SUMMARY` in this file from the real app; return what was written."""
+    import re
+    import textwrap
+    from pathlib import Path
+
+    from modelreg.cli import MODULES
+
+    lines = ["SUMMARY: tuple[tuple[str, str, str, bool], ...] = ("]
+    for name, module, text, group in summary_of(MODULES):
         # long texts as implicit concatenations of short literals: lines stay under 100
         parts = textwrap.wrap(text, 70, drop_whitespace=False, break_on_hyphens=False) or [""]
-        lines.append(f"    ({name!r}, {' '.join(repr(x) for x in parts)}, {group}),")
+        lines.append(f"    ({name!r}, {module!r}, {' '.join(repr(x) for x in parts)}, {group}),")
     lines.append(")")
     path = Path(__file__)
     text = re.sub(
@@ -177,10 +236,4 @@ def _write() -> None:
         flags=re.S,
     )
     path.write_text(text)
-    print(f"wrote {path} ({len(lines) - 2} commands); run ruff format on it")
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python -m modelreg.cli._index --write")
-    _write()
+    return f"wrote {path} ({len(lines) - 2} commands); run ruff format on it"
