@@ -64,7 +64,7 @@ class AliasChange:
     def to_dict(self) -> dict[str, Any]:
         """The `--json` shape of `mreg promote` and `mreg rollback`."""
         return {
-            "model": self.model,
+            "name": self.model,
             "alias": self.alias,
             "version": self.version,
             "id": self.id,
@@ -91,7 +91,7 @@ class Deprecation:
     def to_dict(self) -> dict[str, Any]:
         """The `--json` shape of `mreg deprecate`."""
         return {
-            "model": self.model,
+            "name": self.model,
             "version": self.version,
             "reason": self.reason,
             "changed": self.changed,
@@ -117,7 +117,7 @@ class TagChange:
     def to_dict(self) -> dict[str, Any]:
         """The `--json` shape of `mreg tag`."""
         return {
-            "model": self.model,
+            "name": self.model,
             "version": self.version,
             "tags": list(self.tags),
             "added": list(self.added),
@@ -223,6 +223,20 @@ def _stack(ref: AliasRef) -> list[str]:
     return stack
 
 
+def _nothing_left(name: str, alias: str, current: AliasRef) -> str:
+    """Why a plain rollback has nowhere to go, with the versions the alias has held."""
+    seen: list[str] = []
+    for e in current.history:
+        if e.version not in seen:
+            seen.append(e.version)
+    if len(seen) == 1:
+        return f"nothing to roll back to: {name}@{alias} has only pointed at {current.version}"
+    return (
+        f"nothing to roll back to: {name}@{alias} is back at {current.version}, the bottom of "
+        f"its rollback stack (it has pointed at {', '.join(seen)}); use --to VERSION"
+    )
+
+
 def rollback(
     store: Store,
     name: str,
@@ -255,13 +269,14 @@ def rollback(
         else:
             stack = _stack(current)
             if len(stack) < 2:
-                raise Conflict(
-                    f"nothing to roll back to: {name}@{alias} has only pointed at {current.version}"
-                )
+                raise Conflict(_nothing_left(name, alias, current))
             target = stack[-2]
-        if target == current.version:
-            raise Conflict(f"{name}@{alias} already points at {target}")
         mv = load_version(store, name, target)
+        if target == current.version:
+            # already there: a no-op that exits 0, as `promote` does (idempotent CI re-runs)
+            return AliasChange(
+                name, alias, target, mv.id, current.version, current.generation, "rollback", False
+            )
         if force and not reason.strip():
             raise InvalidInput("--force needs --reason: a forced rollback must say why")
         if not force:

@@ -69,9 +69,10 @@ def parse_metrics(
     out: dict[str, dict[str, Any]] = {}
     for split, values in (base or {}).items():
         if not isinstance(values, dict):
+            example = f"{split}: {values}" if isinstance(values, (int, float)) else "f1: 0.9"
             raise InvalidInput(
-                f"--metrics-file: split {split!r} must map metric names to numbers, "
-                f"e.g. {split}: {{f1: 0.9}}"
+                f"--metrics-file: {split!r} is not a split mapping metric names to numbers: "
+                f"group metrics by split, e.g. 'test: {{{example}}}'"
             )
         out[str(split)] = dict(values)
     for arg in args:

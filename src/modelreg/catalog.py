@@ -6,8 +6,8 @@ file read is either the old or the new whole document.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.hashing import hash_bytes
 from modelreg.manifest import ModelVersion
 from modelreg.names import Version, check_name, parse_ref
-from modelreg.refs import AliasRef, list_aliases, read_alias, read_state
+from modelreg.refs import AliasEvent, AliasRef, list_aliases, read_alias, read_state
 from modelreg.store import Store
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ __all__ = [
     "load_version",
     "model_names",
     "models",
+    "require_model",
     "resolve",
     "version_list",
     "versions",
@@ -48,6 +49,8 @@ class VersionInfo:
     aliases: tuple[str, ...]
     tags: tuple[str, ...]
     deprecated: dict[str, str] | None
+    # the move that put each of `aliases` here: who, when, why (issue 13)
+    alias_moves: tuple[AliasEvent, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` shape of `mreg show` (and each row of `mreg list NAME`)."""
@@ -58,9 +61,15 @@ class VersionInfo:
             **doc,
             "tags": list(self.tags),
             "aliases": list(self.aliases),
+            "alias_moves": {e.alias: _move_dict(e) for e in self.alias_moves},
             "deprecated": self.deprecated,
             "size": self.version.size,
         }
+
+
+def _move_dict(e: AliasEvent) -> dict[str, Any]:
+    keys = ("action", "actor", "time", "generation", "reason", "forced")
+    return {k: getattr(e, k) for k in keys}
 
 
 @dataclass(frozen=True)
@@ -95,11 +104,18 @@ class VersionDiff:
     files: dict[str, tuple[Any, Any]]
     data: dict[str, tuple[Any, Any]]
     code: dict[str, tuple[Any, Any]]
+    dependencies: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    identity: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    SECTIONS = ("identity", "params", "metrics", "files", "data", "code", "dependencies")
 
     @property
     def identical(self) -> bool:
-        """True when no section differs."""
-        return not (self.params or self.metrics or self.files or self.data or self.code)
+        """True when no section of content differs (identity: author, message, date aside)."""
+        return not (
+            self.params or self.metrics or self.files or self.data or self.code
+            or self.dependencies
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` shape of `mreg diff`."""
@@ -115,6 +131,8 @@ class VersionDiff:
             "files": section(self.files),
             "data": section(self.data),
             "code": section(self.code),
+            "dependencies": section(self.dependencies),
+            "identity": section(self.identity),
         }
 
 
@@ -165,7 +183,8 @@ def load_version(store: Store, name: str, version: str) -> ModelVersion:
     return mv
 
 
-def _require_model(store: Store, name: str) -> list[Version]:
+def require_model(store: Store, name: str) -> list[Version]:
+    """The versions of `name`; NotFound (exit 2) when there is no such model."""
     vs = version_list(store, name)
     if not vs:
         raise NotFound(f"no model named {name!r}")
@@ -175,7 +194,7 @@ def _require_model(store: Store, name: str) -> list[Version]:
 def resolve(store: Store, spec: str) -> ModelVersion:
     """The version named by `NAME[@REF]`: a version, an alias, or `latest` (the default)."""
     ref = parse_ref(spec)
-    vs = _require_model(store, ref.name)
+    vs = require_model(store, ref.name)
     if ref.kind == "latest":
         return load_version(store, ref.name, max(vs).text)
     if ref.kind == "version":
@@ -196,11 +215,13 @@ def resolve(store: Store, spec: str) -> ModelVersion:
 
 def _info(mv: ModelVersion, aliases: list[AliasRef], store: Store) -> VersionInfo:
     state = read_state(store, mv.name, mv.version)
+    here = [a for a in aliases if a.version == mv.version]
     return VersionInfo(
         version=mv,
-        aliases=tuple(a.alias for a in aliases if a.version == mv.version),
+        aliases=tuple(a.alias for a in here),
         tags=state.tags if state.tags is not None else mv.tags,
         deprecated=state.deprecated,
+        alias_moves=tuple(a.history[-1] for a in here if a.history),
     )
 
 
@@ -229,28 +250,27 @@ def models(store: Store) -> list[ModelSummary]:
     return out
 
 
-def _sort_key(sort: str) -> Any:
+def _sort_key(sort: str) -> tuple[Any, Callable[[VersionInfo], bool]]:
+    """The sort key for `sort`, and which rows have a value to sort by."""
     if sort == "version":
-        return lambda i: Version(i.version.version)
+        return (lambda i: Version(i.version.version)), (lambda i: True)
     if sort == "created":
-        return lambda i: i.version.created
+        return (lambda i: i.version.created), (lambda i: True)
     if "." not in sort:
         raise InvalidInput(f"invalid --sort {sort!r}: use version, created or SPLIT.METRIC")
     from modelreg.conditions import Condition
 
-    cond = Condition(sort, "==", None)
+    key_field = sort.removeprefix("metrics.") if sort.count(".") == 2 else sort
+    cond = Condition(key_field, "==", None)
 
-    def key(i: VersionInfo) -> tuple[bool, int, Any]:
-        # versions lacking the field sort first (ascending) / last (descending); numbers
-        # before other values, which compare as text, so mixed types never fail
+    def key(i: VersionInfo) -> tuple[int, Any]:
+        # numbers before other values, which compare as text, so mixed types never fail
         v = cond.lookup(i.version)
-        if v is None:
-            return (False, 0, 0)
         if isinstance(v, (int, float)):
-            return (True, 0, v)
-        return (True, 1, str(v))
+            return (0, v)
+        return (1, str(v))
 
-    return key
+    return key, (lambda i: cond.lookup(i.version) is not None)
 
 
 def versions(
@@ -265,13 +285,15 @@ def versions(
     include_deprecated: bool = True,
 ) -> list[VersionInfo]:
     """Versions of `name` (or of every model) matching all filters, sorted."""
-    from modelreg.conditions import Condition
+    from modelreg.conditions import Condition, parse_filter
 
-    conds = [c if isinstance(c, Condition) else Condition.parse(c) for c in where]
-    key = _sort_key(sort)
+    conds = [
+        cond for c in where for cond in ((c,) if isinstance(c, Condition) else parse_filter(c))
+    ]
+    key, has_value = _sort_key(sort)
     names = [check_name(name)] if name else model_names(store)
     if name:
-        _require_model(store, name)
+        require_model(store, name)
     rows: list[VersionInfo] = []
     for n in names:
         aliases = list_aliases(store, n)
@@ -281,12 +303,15 @@ def versions(
                 continue
             if any(t not in i.tags for t in tags):
                 continue
-            if not all(c.holds(i.version) for c in conds):
+            if not all(c.holds(i.version, i.tags) for c in conds):
                 continue
             if i.deprecated and not include_deprecated:
                 continue
             rows.append(i)
-    return sorted(rows, key=key, reverse=descending)
+    # Versions without the field come last in either direction, in version order (issue 13).
+    present = [r for r in rows if has_value(r)]
+    missing = [r for r in rows if not has_value(r)]
+    return sorted(present, key=key, reverse=descending) + missing
 
 
 def _dict_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -320,7 +345,29 @@ def diff(store: Store, spec_a: str, spec_b: str) -> VersionDiff:
             {d.uri: d.sha256 or "(uri)" for d in b.data},
         ),
         code=_dict_diff(code_a, code_b),
+        dependencies=_dict_diff(_dependencies(a), _dependencies(b)),
+        identity=_dict_diff(_identity(a), _identity(b)),
     )
+
+
+def _identity(mv: ModelVersion) -> dict[str, Any]:
+    return {"author": mv.author, "message": mv.message, "created": mv.created}
+
+
+def _dependencies(mv: ModelVersion) -> dict[str, Any]:
+    """Python, mreg, the requirements file and each package by name (`numpy`: `numpy==2.1`)."""
+    import re
+
+    d = mv.dependencies
+    if d is None:
+        return {}
+    out: dict[str, Any] = {"python": d.python, "mreg": d.mreg}
+    if d.requirements is not None:
+        out["requirements"] = d.requirements.sha256
+    for line in d.packages:
+        name = re.split(r"[\s<>=!~;\[@(]", line, maxsplit=1)[0] or line
+        out[f"package {name.lower()}"] = line
+    return out
 
 
 @dataclass(frozen=True)

@@ -109,9 +109,16 @@ class StoreConfig:
                 check_alias(str(alias))
                 if not isinstance(conds, list):
                     raise InvalidInput("expected a list of conditions")
-                parsed[str(alias)] = tuple(str(Condition.parse(str(c))) for c in conds)
+                checked = []
+                for i, c in enumerate(conds):
+                    try:
+                        checked.append(str(Condition.parse(str(c))))
+                    except InvalidInput as exc:
+                        raise InvalidInput(f"[{i}]: {exc}") from None
+                parsed[str(alias)] = tuple(checked)
             except InvalidInput as exc:
-                raise IntegrityError(f"{source}: gates.{alias}: {exc}") from None
+                sep = "" if str(exc).startswith("[") else ": "
+                raise IntegrityError(f"{source}: gates.{alias}{sep}{exc}") from None
         if "remotes" not in doc and "default_remote" not in doc:
             return cls(format=FORMAT, gates=parsed)  # remote.config not imported: ~3 ms less
         from modelreg.remote.config import parse_remotes
@@ -392,6 +399,11 @@ class Store:
     def log(self, name: str | None = None, limit: int | None = None) -> list[AuditEntry]:
         """Audit entries, newest last, optionally for one model and the last `limit`."""
         entries = [e for e in self.audit.entries() if name is None or e.model == name]
+        if name is not None and not entries:
+            # an unknown model is invalid input everywhere, as in `history` (issue 13)
+            from modelreg.catalog import require_model
+
+            require_model(self, name)
         return entries[-limit:] if limit else entries
 
     def verify(self, *, objects: bool = True) -> VerifyReport:

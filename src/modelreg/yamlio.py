@@ -35,7 +35,11 @@ def load(data: bytes, source: str = "<input>", error: type[MregError] = InvalidI
     except UnicodeDecodeError as exc:
         raise error(f"{source}: not valid UTF-8 (byte {exc.start})") from None
     try:
-        _check_events(text, source, error)
+        try:
+            _check_events(text, source, error, _Loader)
+        except yaml.MarkedYAMLError as exc:
+            _classify(text, exc, source, error)
+            raise
         doc = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -89,7 +93,25 @@ _OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
 
-def _check_events(text: str, source: str, error: type[MregError]) -> None:
+def _classify(text: str, exc: yaml.MarkedYAMLError, source: str, error: type[MregError]) -> None:
+    """Give our own message when the C parser refused a document that is too deep.
+
+    libyaml (since PyYAML 6.0.4) has a nesting limit of its own, and its scanner reads ahead,
+    so a deep document can fail inside libyaml, in libyaml's words, before our event count
+    reaches `MAX_DEPTH` (issue 13). The pure-Python parser has no such limit and is
+    iterative: re-reading the text up to where libyaml stopped tells whether our limit was
+    crossed first, so the message is the same whichever layer refuses the input. Only
+    failing documents pay for this.
+    """
+    mark = exc.problem_mark or exc.context_mark
+    end = mark.index + 1 if mark is not None and mark.index >= 0 else len(text)
+    try:
+        _check_events(text[:end], source, error, yaml.SafeLoader)
+    except yaml.YAMLError:
+        return  # the prefix is not YAML on its own: keep libyaml's verdict
+
+
+def _check_events(text: str, source: str, error: type[MregError], loader_class: Any) -> None:
     """Refuse deep nesting and aliases on the parser's event stream, before composing.
 
     libyaml's composer recurses once per nesting level in C: a document of a few hundred
@@ -97,7 +119,7 @@ def _check_events(text: str, source: str, error: type[MregError]) -> None:
     can catch (issue 8). The event parser is iterative, so counting levels here is safe,
     and costs about a quarter of the load itself.
     """
-    loader = _Loader(text)
+    loader = loader_class(text)
     depth = 0
     try:
         while loader.check_event():

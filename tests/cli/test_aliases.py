@@ -44,6 +44,9 @@ def test_promote_then_rollbacks_walk_back_like_a_stack(three, run_mreg):
     before = snapshot(three.root)
     line = assert_one_line_error(run_mreg("rollback", "m"), 1)
     assert "nothing to roll back" in line
+    # it says where the alias has been, not "only pointed at 1.0.0" (issue 13)
+    assert "1.0.0, 2.0.0, 3.0.0" in line and "--to" in line
+    assert "only pointed" not in line
     assert snapshot(three.root) == before
 
     events = ok(run_mreg("history", "m", "--alias", "production", "--json")).json()
@@ -70,15 +73,14 @@ def test_rollback_to_a_named_version_and_other_aliases(three, run_mreg):
     assert production(three) == "2.0.0"
 
     before = snapshot(three.root)
-    # already there: exit 1; a version that does not exist: exit 2
-    assert "already points at 2.0.0" in assert_one_line_error(
-        run_mreg("rollback", "m", "--to", "2.0.0"), 1
-    )
+    # already there: a no-op with exit 0, like promote (idempotent CI re-runs, issue 13)
+    again = ok(run_mreg("rollback", "m", "--to", "2.0.0", "--json")).json()
+    assert (again["version"], again["changed"], again["generation"]) == ("2.0.0", False, 3)
+    assert "already points at 2.0.0" in ok(run_mreg("rollback", "m", "--to", "2.0.0")).stdout
     assert "no such version" in assert_one_line_error(run_mreg("rollback", "m", "--to", "9.9.9"), 2)
     # staging has a single promotion: nothing to roll back to
-    assert "nothing to roll back" in assert_one_line_error(
-        run_mreg("rollback", "m", "--alias", "staging"), 1
-    )
+    line = assert_one_line_error(run_mreg("rollback", "m", "--alias", "staging"), 1)
+    assert "nothing to roll back" in line and "only pointed at 3.0.0" in line
     # an alias that was never set
     assert "no such alias" in assert_one_line_error(
         run_mreg("rollback", "m", "--alias", "canary"), 2
@@ -177,7 +179,7 @@ def test_deprecate_forbids_promotion_and_is_audited(three, run_mreg):
     three.promote("m@2.0.0", "production")
     out = ok(run_mreg("deprecate", "m@1.0.0", "--reason", "trained on leaked data", "--json"))
     assert out.json() == {
-        "model": "m",
+        "name": "m",
         "version": "1.0.0",
         "reason": "trained on leaked data",
         "changed": True,

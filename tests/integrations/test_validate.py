@@ -120,7 +120,8 @@ V1 = "models/fraud/versions/1.0.0.yaml"
         (V1, "  test:\n    f1: 0.9\n", "  test:\n    f1: .nan\n", "metric test.f1 is not a finite number"),
         (V1, "- format: onnx\n  path: model.onnx", "- format: onnx\n  path: ../model.onnx", "files[0].path: unsafe path '../model.onnx'"),
         ("config.yaml", "gates: {}", "gates:\n  Prod: []", "config.yaml: gates: invalid key 'Prod': expected a name"),
-        ("config.yaml", "gates: {}", "gates:\n  production:\n  - test.f1 >> 0.9", "gates.production[0]: 'test.f1 > > 0.9' can never hold"),
+        ("config.yaml", "gates: {}", "gates:\n  production:\n  - test.f1 >> 0.9", "gates.production[0]: invalid condition 'test.f1 >> 0.9': expected a value, found '>' (column 10)"),
+        ("config.yaml", "gates: {}", "gates:\n  production:\n  - test.f1 >= abc", "gates.production[0]: invalid condition 'test.f1 >= abc': >= compares numbers, and 'abc' is not one (column 12)"),
         ("config.yaml", "gates: {}", "gates: {}\nremotes:\n  o:\n    url: s3://b\n    options: {secret: x}", "refusing to store the secret option 'secret'"),
     ],
 )  # fmt: skip

@@ -12,8 +12,10 @@ import os
 import signal
 import sys
 from types import FrameType
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from modelreg.cli._index import SUMMARY, index_app
 
@@ -45,7 +47,37 @@ def build_app(modules: tuple[str, ...] = MODULES) -> typer.Typer:
     app = _new_app()
     for name in modules:
         importlib.import_module(f"modelreg.cli.{name}").install(app)
+    _plain_usage(app)
     return app
+
+
+class _Command(TyperCommand):
+    """A command whose usage line names arguments as people read them: `NAME [PATHS]...`.
+
+    Typer 0.28 writes a required argument as `{name}` in the usage line (`mreg show [OPTIONS]
+    {ref}`, issue 13); this gives click's own convention back, the metavar or the upper-cased
+    name, in brackets when optional, with `...` when it takes several.
+    """
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                piece = param.metavar or (param.name or "").upper()
+                if param.nargs != 1:
+                    piece += "..."
+                pieces.append(piece if param.required else f"[{piece}]")
+        return pieces
+
+
+def _plain_usage(app: typer.Typer) -> None:
+    """Give every command of `app` (and of its groups) the usage line of `_Command`."""
+    for info in app.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = _Command
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_usage(group.typer_instance)
 
 
 def _new_app() -> typer.Typer:
@@ -63,7 +95,25 @@ def _new_app() -> typer.Typer:
     return app
 
 
-def _group() -> None:
+def _show_version(value: bool) -> None:
+    if value:
+        from modelreg import __version__
+
+        sys.stdout.write(f"mreg {__version__}\n")
+        raise typer.Exit()
+
+
+def _group(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print mreg's version and exit.",
+            callback=_show_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
     """mreg: a model registry and canary-release tool."""
 
 
@@ -97,23 +147,49 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, _on_sigint)
     command = args[0] if args and not args[0].startswith("-") else None
     module = COMMAND_MODULES.get(command or "")
+    if args == ["--version"]:  # answered before any command is built
+        from modelreg import __version__
+
+        sys.stdout.write(f"mreg {__version__}\n")
+        return
     if args in ([], ["--help"]):  # the listing only: see modelreg.cli._index
         cli = index_app(_new_app())
     else:
         cli = build_app((module,)) if module else build_app()
+    # With --json, failures are JSON too: one object on stderr (docs/cli.md, issue 13). The
+    # parser's own usage errors are caught for that only; otherwise Typer prints them.
+    as_json = "--json" in args
     try:
-        cli(args=args, prog_name="mreg")
+        if not as_json:
+            cli(args=args, prog_name="mreg")
+            return
+        rv = cli(args=args, prog_name="mreg", standalone_mode=False)
     except MregError as exc:
         if debug:
             raise
-        error(str(exc))
+        error(str(exc), as_json=as_json, kind=type(exc).__name__, exit_code=exc.exit_code)
         sys.exit(exc.exit_code)
     except _Interrupted:
-        sys.stderr.write("mreg: interrupted\n")
+        if as_json:
+            error("interrupted", as_json=True, kind="Interrupted", exit_code=130)
+        else:
+            sys.stderr.write("mreg: interrupted\n")
         sys.exit(130)
     except Exception as exc:  # the funnel: anything unexpected is a bug, reported as such
+        if as_json and _is_usage_error(exc):
+            code = int(getattr(exc, "exit_code", 2))
+            error(exc.format_message(), as_json=True, kind="UsageError", exit_code=code)  # type: ignore[attr-defined]
+            sys.exit(code)
         if debug:
             raise
-        error(f"internal error: {type(exc).__name__}: {exc}")
-        sys.stderr.write("mreg: this is a bug; please report it, rerun with --traceback\n")
+        hint = "this is a bug; please report it, rerun with --traceback"
+        error(f"internal error: {type(exc).__name__}: {exc}", hint, as_json=as_json,
+              kind="InternalError", exit_code=70)  # fmt: skip
         sys.exit(70)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """An error of the argument parser (Typer's click): it knows its exit code and message."""
+    return any(c.__name__ == "ClickException" for c in type(exc).__mro__)

@@ -28,6 +28,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _metric(value: Any) -> str:
+    """A metric for a table: four significant digits (0.9885), full precision in --json."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            return str(value)
+        if abs(value) >= 1000:
+            return f"{value:,.1f}"
+        return f"{value:.4g}"
+    return _fmt(value)
+
+
 def render_card(c: Console, info: VersionInfo) -> None:
     """The identity card of a version: who, when, data, code, metrics, files, aliases."""
     from rich import box
@@ -46,6 +57,13 @@ def render_card(c: Console, info: VersionInfo) -> None:
     if mv.message:
         head.add_row("message", escape(mv.message))
     head.add_row("aliases", ", ".join(info.aliases) or "-")
+    for e in info.alias_moves:  # who moved each alias here, and when (issue 13)
+        why = f": {e.reason}" if e.reason else ""
+        forced = " (forced)" if e.forced else ""
+        head.add_row(
+            "", escape(f"{e.alias}: {e.action}{forced} by {e.actor} at {e.time}, "
+                       f"generation {e.generation}{why}")
+        )  # fmt: skip
     head.add_row("tags", escape(", ".join(info.tags)) or "-")
     if info.deprecated:
         head.add_row(
@@ -83,7 +101,7 @@ def render_card(c: Console, info: VersionInfo) -> None:
         for s in splits:
             metrics.add_column(escape(s), justify="right")
         for n in names:
-            metrics.add_row(escape(n), *(_fmt(mv.metrics[s].get(n)) for s in splits))
+            metrics.add_row(escape(n), *(_metric(mv.metrics[s].get(n)) for s in splits))
         parts.append(metrics)
     files = Table(title="files", box=box.SIMPLE, title_justify="left")
     files.add_column("path")
@@ -125,7 +143,8 @@ def render_versions(c: Console, rows: list[VersionInfo], metric_cols: list[str])
         t.add_column(col)
     for i in rows:
         mv = i.version
-        version = f"[strike]{mv.version}[/]" if i.deprecated else mv.version
+        # struck through on a terminal, and said in words for pipes and logs (issue 13)
+        version = f"[strike]{mv.version}[/] [red](deprecated)[/]" if i.deprecated else mv.version
         t.add_row(
             mv.name,
             version,
@@ -134,7 +153,7 @@ def render_versions(c: Console, rows: list[VersionInfo], metric_cols: list[str])
             escape(", ".join(i.tags)) or "-",
             mv.created,
             escape(mv.author),
-            *(_fmt(mv.metric(m)) for m in metric_cols),
+            *(_metric(mv.metric(m)) for m in metric_cols),
         )
     c.print(t)
 
@@ -146,9 +165,11 @@ def render_diff(c: Console, d: VersionDiff) -> None:
 
     a, b = f"{d.a.name}@{d.a.version}", f"{d.b.name}@{d.b.version}"
     if d.identical:
-        c.print(f"{a} and {b} do not differ in params, metrics, files, data or code.")
+        c.print(f"{a} and {b} do not differ in params, metrics, files, data, code or dependencies.")
+        for k, (va, vb) in d.identity.items():
+            c.print(f"  {k}: {escape(_fmt(va))} -> {escape(_fmt(vb))}")
         return
-    for section in ("params", "metrics", "files", "data", "code"):
+    for section in d.SECTIONS:
         rows = getattr(d, section)
         if not rows:
             continue
@@ -157,7 +178,7 @@ def render_diff(c: Console, d: VersionDiff) -> None:
         t.add_column(a)
         t.add_column(b)
         for k, (va, vb) in rows.items():
-            short = section == "files"
+            short = section == "files" or k == "requirements"
             fa = _fmt(va)[:12] if short and va else _fmt(va)
             fb = _fmt(vb)[:12] if short and vb else _fmt(vb)
             t.add_row(escape(k), escape(fa), escape(fb))

@@ -62,9 +62,24 @@ class Output:
             _console(stderr=True).print(text)
 
 
-def error(message: str, hint: str | None = None) -> None:
-    """Print one error line (and an optional hint line) on stderr, no traceback."""
+def error(
+    message: str,
+    hint: str | None = None,
+    *,
+    as_json: bool = False,
+    kind: str = "Error",
+    exit_code: int = 1,
+) -> None:
+    """Print one error line (and an optional hint line) on stderr, no traceback.
+
+    With `as_json`, the error is one JSON object on one line of stderr instead:
+    `{"error": {"message", "type", "exit_code", "hint"}}` (docs/cli.md).
+    """
     line = message.splitlines()[0] if message else "unknown error"
+    if as_json:
+        doc = {"error": {"message": line, "type": kind, "exit_code": exit_code, "hint": hint}}
+        sys.stderr.write(json.dumps(doc) + "\n")
+        return
     sys.stderr.write(f"mreg: error: {line}\n")
     if hint:
         sys.stderr.write(f"mreg: {hint}\n")

@@ -32,7 +32,10 @@ def list_(
     where: Annotated[
         Optional[list[str]],  # noqa: UP045
         typer.Option(
-            "--where", "-w", help="Condition such as 'test.f1 >= 0.9' or 'params.lr < 0.1'."
+            "--where",
+            "-w",
+            help="Filter such as 'test.f1 >= 0.9 and params.lr < 0.1' or 'tags.candidate' "
+            "(MLflow's metrics./params./tags. prefixes work; repeatable: all must hold).",
         ),
     ] = None,
     sort: Annotated[
@@ -51,12 +54,16 @@ def list_(
         models = s.models()
         out.result([m.to_dict() for m in models], lambda c: render_models(c, models))
         return
+    from modelreg.conditions import parse_filter
+
+    conditions = [c for w in where or [] for c in parse_filter(w)]
     rows = s.versions(
-        name, tags=tag or [], alias=alias, where=where or [], sort=sort, descending=desc
+        name, tags=tag or [], alias=alias, where=conditions, sort=sort, descending=desc
     )
-    metric_cols = [w.split()[0] for w in where or [] if not w.startswith("params.")]
-    if "." in sort and sort not in metric_cols:
-        metric_cols.append(sort)
+    metric_cols = [c.field for c in conditions if not c.field.startswith(("params.", "tags."))]
+    sort_col = sort.removeprefix("metrics.") if sort.count(".") == 2 else sort
+    if "." in sort_col and sort_col not in metric_cols:
+        metric_cols.append(sort_col)
     out.result([r.to_dict() for r in rows], lambda c: render_versions(c, rows, metric_cols))
 
 
