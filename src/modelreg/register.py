@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelreg import __version__, yamlio
 from modelreg.errors import Conflict, InvalidInput, NotFound
@@ -36,6 +36,9 @@ from modelreg.manifest import (
 )
 from modelreg.names import FIRST_BASE, Version, check_name
 from modelreg.store import Store
+
+if TYPE_CHECKING:
+    from modelreg.requirements import Requirements
 
 __all__ = ["RegisterResult", "check_namespace", "check_tag", "register"]
 
@@ -161,20 +164,16 @@ def _check_path(rel: str, src: Path) -> None:
         raise InvalidInput(f"{str(src)!r}: cannot be registered: {exc}") from None
 
 
-def _requirements(path: str | os.PathLike[str]) -> tuple[Path, tuple[str, ...]]:
-    p = Path(path)
-    try:
-        text = p.read_text("utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"--requirements {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"--requirements {path}: cannot read ({exc})") from None
-    pkgs = []
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            pkgs.append(line)
-    return p, tuple(pkgs)
+def _requirements(path: str | os.PathLike[str]) -> Requirements:
+    """Read, parse and check the `--requirements` file (see `modelreg.requirements`).
+
+    The bytes checked here are the bytes stored: the file is not read a second time.
+    """
+    from modelreg.requirements import read_requirements  # only when a file is given
+
+    req = read_requirements(path)
+    _check_path(req.name, Path(path))
+    return req
 
 
 def _target_version(store: Store, name: str, version: str | None, bump: str | None) -> str:
@@ -256,7 +255,7 @@ def register(
             data=data_refs, code=code_ref,
             dependencies=Dependencies(
                 python=platform.python_version(), mreg=__version__, requirements=req_entry,
-                packages=req[1] if req else (),
+                packages=req.packages if req else (),
             ),
         )  # fmt: skip
 
@@ -278,8 +277,8 @@ def register(
     )
     req_entry = None
     if req is not None:
-        digest, size = store.objects.put_file(req[0])
-        req_entry = FileEntry(req[0].name, digest, size, "requirements")
+        digest = store.objects.put_bytes(req.data)
+        req_entry = FileEntry(req.name, digest, len(req.data), req.format)
 
     # 4. under the lock: settle the number, write the manifest, audit
     with store.locked():

@@ -327,6 +327,139 @@ def test_requirements_are_stored_and_parsed(tmp_path, store, run_mreg, model_fil
     assert store.objects.path(deps.requirements.sha256).read_bytes() == text.encode()
 
 
+def store_bytes(store: Store) -> list[tuple[str, bytes]]:
+    """Every file under .modelreg/ with its bytes, to grep for a secret."""
+    return [
+        (str(p.relative_to(store.root)), p.read_bytes())
+        for p in sorted(store.root.rglob("*"))
+        if p.is_file()
+    ]
+
+
+def test_requirements_formats_are_parsed_and_stored_as_given(tmp_path, store, run_mreg, model_file):
+    f = model_file()
+    env = (
+        "name: fraud\n"
+        "channels: [conda-forge]\n"
+        "dependencies:\n"
+        "  - python=3.11\n"
+        "  - numpy>=1.26\n"
+        "  - pip:\n"
+        "      - requests==2.31.0\n"
+        "      - -e git+https://github.com/org/y.git#egg=y\n"
+    )
+    uv_lock = (
+        'version = 1\nrequires-python = ">=3.11"\n\n'
+        '[[package]]\nname = "demo"\nversion = "0.1.0"\nsource = { virtual = "." }\n\n'
+        '[[package]]\nname = "six"\nversion = "1.16.0"\n'
+        'source = { registry = "https://pypi.org/simple" }\n'
+    )
+    cases = [
+        ("environment.yml", env, "conda-environment",
+         ["python=3.11", "numpy>=1.26", "requests==2.31.0",
+          "-e git+https://github.com/org/y.git#egg=y"]),
+        ("uv.lock", uv_lock, "uv-lock", ["six==1.16.0"]),
+        ("requirements.txt", "-e git+https://github.com/org/y.git@v1#egg=y\ntorch  # gpu\n",
+         "requirements", ["-e git+https://github.com/org/y.git@v1#egg=y", "torch"]),
+    ]  # fmt: skip
+    for minor, (name, text, fmt, packages) in enumerate(cases):
+        req = write(tmp_path / "reqs" / str(minor) / name, text)
+        ok(run_mreg("register", "clf", str(f), "-V", f"1.{minor}.0", "--requirements", str(req)))
+        deps = manifest_doc(store, "clf", f"1.{minor}.0")["dependencies"]
+        assert deps["packages"] == packages, name
+        entry = deps["requirements"]
+        assert (entry["path"], entry["format"], entry["size"]) == (name, fmt, len(text.encode()))
+        assert store.objects.path(entry["sha256"]).read_bytes() == text.encode()
+
+
+def test_reregistering_with_the_same_requirements_is_a_noop(tmp_path, store, run_mreg, model_file):
+    f = model_file()
+    req = write(tmp_path / "environment.yml", "dependencies:\n  - numpy\n  - pip: [requests]\n")
+    args = ("register", "clf", str(f), "-V", "1.0.0", "--requirements", str(req), "--json")
+    first = ok(run_mreg(*args)).json()
+    before = snapshot(store.root)
+    again = ok(run_mreg(*args)).json()
+    assert (again["created"], again["id"]) == (False, first["id"])
+    assert snapshot(store.root) == before
+
+
+CREDENTIAL_FILES = [
+    (
+        "requirements.txt",
+        "numpy\n--index-url https://user:Tk-91xq-index@pypi.corp.example/simple\n",
+        2,
+    ),
+    ("requirements.txt", "-e git+https://ghp_Tk91xqVCS@github.com/org/y.git#egg=y\n", 1),
+    (
+        "requirements.txt",
+        "torch\n\npkg @ https://ci:Tk-91xq-direct@files.corp.example/pkg-1.0.whl\n",
+        3,
+    ),
+    (
+        "environment.yml",
+        "channels:\n  - conda-forge\n  - https://conda.anaconda.org/t/Tk-91xq-chan/private\ndependencies: [numpy]\n",
+        3,
+    ),
+    (
+        "environment.yml",
+        "channels: ['https://me:Tk-91xq-basic@conda.corp.example/main']\ndependencies: [numpy]\n",
+        1,
+    ),
+    (
+        "environment.yml",
+        "dependencies:\n  - numpy\n  - pip:\n    - --extra-index-url https://u:Tk-91xq-pip@pypi.corp.example/simple\n",
+        4,
+    ),
+    (
+        "uv.lock",
+        'version = 1\n[[package]]\nname = "x"\nversion = "1"\nsource = { registry = "https://u:Tk-91xq-uv@pypi.corp.example/simple" }\n',
+        5,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "line"), CREDENTIAL_FILES)
+def test_a_credential_in_requirements_is_refused_and_never_stored(
+    tmp_path, store, run_mreg, model_file, name, text, line
+):
+    f = model_file()
+    secret = next(
+        w for w in text.replace("/", " ").replace("@", " ").replace(":", " ").split() if "Tk" in w
+    )
+    req = write(tmp_path / "given" / name, text)
+    before = snapshot(store.root)
+    res = run_mreg("register", "clf", str(f), "-V", "1.0.0", "--requirements", str(req))
+    msg = assert_one_line_error(res, 2)
+    assert f"{req}:{line}: holds a credential in a URL" in msg
+    assert secret not in res.stderr + res.stdout
+    assert snapshot(store.root) == before  # nothing written: no object, manifest or audit entry
+    assert not [p for p, data in store_bytes(store) if secret.encode() in data]
+
+    # the same file with the secret as an environment variable reference is stored as written
+    fixed = text.replace(secret, "${PIP_TOKEN}")
+    write(req, fixed)
+    ok(run_mreg("register", "clf", str(f), "-V", "1.0.0", "--requirements", str(req)))
+    files = store_bytes(store)
+    assert any(fixed.encode() == data for _, data in files)
+    assert not [p for p, data in files if secret.encode() in data]
+
+
+def test_unknown_or_malformed_requirements_change_nothing(tmp_path, store, run_mreg, model_file):
+    f = model_file()
+    before = snapshot(store.root)
+    cases = [
+        ("pyproject.toml", "[project]\ndependencies = ['numpy']\n", "pyproject.toml: unknown format"),
+        ("deps.txt", "name: fraud\ndependencies:\n  - numpy\n", "deps.txt:1: not a requirement"),
+        ("environment.yml", "name: fraud\n", "environment.yml: not a conda environment file"),
+        ("uv.lock", "version = 1\n[[package]\n", "uv.lock:2: not valid TOML"),
+    ]  # fmt: skip
+    for name, text, expected in cases:
+        req = write(tmp_path / "bad" / name, text)
+        res = run_mreg("register", "clf", str(f), "-V", "1.0.0", "--requirements", str(req))
+        assert expected in assert_one_line_error(res, 2), name
+    assert snapshot(store.root) == before
+
+
 def test_code_lineage_from_a_real_git_repo(
     tmp_path, store, workdir, run_mreg, model_file, git_repo
 ):

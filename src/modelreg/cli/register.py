@@ -98,7 +98,11 @@ def register(
     ] = False,
     requirements: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--requirements", help="requirements.txt to store with the version."),
+        typer.Option(
+            "--requirements",
+            help="requirements.txt, conda environment.yml, uv.lock, poetry.lock, Pipfile.lock or "
+            "pylock.toml to store with the version; a URL holding a credential is refused.",
+        ),
     ] = None,
     message: Annotated[str, typer.Option("--message", "-m", help="Description.")] = "",
     tag: Annotated[
