@@ -15,7 +15,9 @@ or has another size than the manifest says is refused before any byte is read; e
 is hashed as it is written to the store's `tmp/`, and the files enter `objects/` only once
 every entry matched its digest: a refused bundle leaves the store as it was. Unpacking
 the same bundle again is a no-op; a bundle of a version that exists
-with other content is a Conflict. `--format oci` writes an OCI image layout (oci.py).
+with other content is a Conflict. `--format oci` writes an OCI image layout (oci.py), and
+`unpack` reads one back, as a directory or a tar of one (`DIR:TAG` picks a version), with
+the same checks, the same staging and the same all-or-nothing commit (`oci.read_layout`).
 """
 
 from __future__ import annotations
@@ -242,46 +244,108 @@ def _check_member(
     return f
 
 
-def unpack(store: Store, path: Path, *, actor: str | None = None) -> UnpackResult:
-    """Register the version in bundle `path`, verified; a no-op when it is already there."""
-    if not path.is_file():
-        raise NotFound(f"{path}: no such bundle file")
+def _locate(path: Path) -> tuple[Path, str | None]:
+    """`DIR:TAG` (as skopeo's `oci:DIR:TAG` and oras's `DIR:TAG`) -> (DIR, TAG).
+
+    A path that exists is taken as it is, colon or not.
+    """
+    base, colon, tag = str(path).rpartition(":")
+    if path.exists() or not colon or not base or "/" in tag or not Path(base).exists():
+        return path, None
+    from modelreg.oci import is_tag
+
+    if not is_tag(tag):
+        raise InvalidInput(f"{path}: {tag!r} is not a valid OCI tag")
+    return Path(base), tag
+
+
+def _first_entry(path: Path) -> str | None:
+    """The name of the tar's first entry; None when it cannot be read (reported later)."""
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            first = tar.next()
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+    return None if first is None else first.name
+
+
+def _read_bundle(
+    store: Store, path: Path, staged: dict[str, Path]
+) -> tuple[bytes, ModelVersion, int]:
+    """Read and verify the bundle `path` in one streaming pass, staging its new objects."""
     size = 0
-    staged: dict[str, Path] = {}  # digest -> verified temp file, committed only at the end
     try:
         tar = tarfile.open(path, "r|*")
     except tarfile.TarError as exc:
         raise InvalidInput(f"{path}: not a tar file ({exc})") from None
+    with tar:
+        try:
+            name, version, expect_id = _header(_read_doc(tar, HEADER), f"{path}:{HEADER}")
+            data = _read_doc(tar, MANIFEST)
+            if hash_bytes(data) != expect_id:
+                raise IntegrityError(f"{path}: {MANIFEST} is not the manifest {expect_id[:12]}")
+            mv = parse_manifest(data, name, version, f"{path}:{MANIFEST}")
+            expected, seen = _members(mv), set[str]()
+            while (member := tar.next()) is not None:  # not `for`: it would restart
+                f = _check_member(member, expected, seen)
+                if f is None:
+                    continue
+                seen.add(member.name)
+                src = tar.extractfile(member)
+                assert src is not None
+                what = f"bundle entry {member.name}"
+                if store.objects.has(f.sha256) or f.sha256 in staged:
+                    got, n = hash_stream(src)  # still read and verify the bundle's bytes
+                    check_received(got, f.sha256, what, n, f.size)
+                else:
+                    staged[f.sha256], _ = stage_object(
+                        store.objects, f.sha256, f.size, what, _copier(src)
+                    )
+                size += f.size
+        except tarfile.TarError as exc:
+            raise IntegrityError(f"{path}: damaged tar ({exc})") from None
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise IntegrityError(f"{path}: bundle is incomplete, missing {', '.join(missing[:3])}")
+    return data, mv, size
+
+
+def unpack(store: Store, path: Path, *, actor: str | None = None) -> UnpackResult:
+    """Register the version in a bundle or an OCI image layout, verified; a no-op if present.
+
+    Args:
+        store: the store that receives the version.
+        path: a bundle file written by `pack`; or an OCI image layout (`pack --format oci`),
+            as a directory or a tar of one, optionally suffixed `:TAG` to pick one of the
+            versions it holds.
+        actor: who to record in the audit trail (default: the current author).
+
+    Returns:
+        What was registered (`created` False when the version was already there).
+
+    Raises:
+        NotFound: `path` does not exist, or the layout has no such tag.
+        InvalidInput: an unsafe, linked or unexpected entry; not a bundle or layout.
+        IntegrityError: a tampered, missing, mis-sized or oversized entry or blob.
+        Conflict: the version exists here with other content.
+    """
+    path, tag = _locate(path)
+    if path.is_dir():
+        oci = True
+    elif path.is_file():
+        oci = _first_entry(path) not in (None, HEADER)
+    else:
+        raise NotFound(f"{path}: no such bundle file or OCI image layout")
+    if tag is not None and not oci:
+        raise InvalidInput(f"{path} is an mreg bundle (one version): it takes no :{tag}")
+    staged: dict[str, Path] = {}  # digest -> verified temp file, committed only at the end
     try:
-        with tar:
-            try:
-                name, version, expect_id = _header(_read_doc(tar, HEADER), f"{path}:{HEADER}")
-                data = _read_doc(tar, MANIFEST)
-                if hash_bytes(data) != expect_id:
-                    raise IntegrityError(f"{path}: {MANIFEST} is not the manifest {expect_id[:12]}")
-                mv = parse_manifest(data, name, version, f"{path}:{MANIFEST}")
-                expected, seen = _members(mv), set[str]()
-                while (member := tar.next()) is not None:  # not `for`: it would restart
-                    f = _check_member(member, expected, seen)
-                    if f is None:
-                        continue
-                    seen.add(member.name)
-                    src = tar.extractfile(member)
-                    assert src is not None
-                    what = f"bundle entry {member.name}"
-                    if store.objects.has(f.sha256) or f.sha256 in staged:
-                        got, n = hash_stream(src)  # still read and verify the bundle's bytes
-                        check_received(got, f.sha256, what, n, f.size)
-                    else:
-                        staged[f.sha256], _ = stage_object(
-                            store.objects, f.sha256, f.size, what, _copier(src)
-                        )
-                    size += f.size
-            except tarfile.TarError as exc:
-                raise IntegrityError(f"{path}: damaged tar ({exc})") from None
-        missing = sorted(set(expected) - seen)
-        if missing:
-            raise IntegrityError(f"{path}: bundle is incomplete, missing {', '.join(missing[:3])}")
+        if oci:
+            from modelreg.oci import read_layout
+
+            data, mv, size = read_layout(store, path, staged, tag=tag)
+        else:
+            data, mv, size = _read_bundle(store, path, staged)
         added = 0
         for digest in list(staged):  # every entry verified: now the objects enter the store
             store.objects.commit(staged.pop(digest), digest)
@@ -294,7 +358,7 @@ def unpack(store: Store, path: Path, *, actor: str | None = None) -> UnpackResul
         if created:
             store.record(
                 actor or default_author(), "unpack", mv.name, version=mv.version, id=mv.id,
-                source=path.name,
+                source=path.name if tag is None else f"{path.name}:{tag}",
             )  # fmt: skip
     return UnpackResult(mv.name, mv.version, mv.id, created, added, size)
 

@@ -44,7 +44,13 @@ def pack(
 
 
 def unpack(
-    path: Annotated[Path, typer.Argument(help="Bundle file written by mreg pack.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="Bundle file, or OCI image layout (directory or tar; DIR:TAG picks a "
+            "version), written by mreg pack."
+        ),
+    ],
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
