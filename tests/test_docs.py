@@ -32,3 +32,16 @@ def test_readme_starts_with_the_two_commands():
     assert block[1].startswith("pip install -e '.[test]' && pytest")
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install -e '.[test]' && pytest" in ci
+
+
+def test_readme_names_every_system_package_ci_installs():
+    import re
+
+    ci = (ROOT / ".ci" / "run").read_text()
+    packages = re.search(r"^packages=\(([^)]*)\)", ci, re.M)
+    assert packages, ".ci/run lists its apt packages in packages=(...)"
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Running the tests") :]
+    for name in packages.group(1).split():
+        assert f"`{name}`" in section, f"README's 'Running the tests' does not name {name}"
+    assert "--upgrade --upgrade-strategy eager" in ci and "--upgrade --upgrade-strategy eager" in section
