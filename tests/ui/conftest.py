@@ -20,6 +20,7 @@ import pytest
 
 from modelreg.release import ops
 from modelreg.ui.demo import run_release_demo
+from tests.remote.conftest import s3_endpoint  # noqa: F401 (moto's S3 server, for --remote)
 
 CHROMIUM = os.environ.get("MREG_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

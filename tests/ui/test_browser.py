@@ -216,6 +216,58 @@ def test_no_request_changes_the_store(site):
     assert snapshot(site.root) == before
 
 
+def _redirect(url: str, path: str) -> tuple[int, str | None]:
+    """GET a path without following a redirect: (status, Location)."""
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return resp.status, resp.getheader("Location")
+
+
+def test_ref_urls_lead_to_the_version_they_name(site, page):
+    card = f"/models/{MODEL}/-/versions"
+    for path, version in (
+        (f"/models/{MODEL}/-/at/production", "1.0.0"),  # production was rolled back to 1.0.0
+        (f"/models/{MODEL}/-/at/staging", "1.2.0"),
+        (f"/models/{MODEL}/-/at/latest", "1.2.0"),
+        (f"/models/{MODEL}/-/at/1.1.0", "1.1.0"),
+        (f"/models/{MODEL}@production", "1.0.0"),  # NAME@REF as the CLI writes it
+        (f"/models/{MODEL}@1.1.0", "1.1.0"),
+    ):
+        assert _redirect(site.url, path) == (307, f"{card}/{version}"), path
+    assert _redirect(site.url, f"/models/{MODEL}/-/at/production/files/model.json") == (
+        307, f"{card}/1.0.0/files/model.json",
+    )  # fmt: skip
+    # In the browser: the redirect lands on the identity card; the alias links to its URL.
+    page.goto(f"{site.url}models/{MODEL}/-/at/production")
+    assert page.url.endswith(f"{card}/1.0.0")
+    assert f"{MODEL}@1.0.0" in page.locator("section.card h1").inner_text()
+    page.goto(f"{site.url}models/{MODEL}")
+    link = page.locator("a.alias-link", has_text="staging")
+    assert link.get_attribute("href") == f"/models/{MODEL}/-/at/staging"
+    link.click()
+    assert page.url.endswith(f"{card}/1.2.0")
+    for path in (
+        f"models/{MODEL}/-/at/nope",
+        f"models/{MODEL}/-/at/",
+        f"models/{MODEL}/-/at/9.9.9",
+        f"models/{MODEL}/-/at/production/files/missing.bin",
+        f"models/{MODEL}/-/at/production/elsewhere",
+        f"models/{MODEL}@nope",
+        "models/nope@production",
+        f"models/{MODEL}/-/at/{urllib.parse.quote(XSS)}",
+        f"models/{MODEL}@{urllib.parse.quote(XSS)}",
+    ):
+        resp = page.goto(site.url + path)
+        assert resp.status == 404, path
+        assert "404" in page.locator("h1").inner_text(), path
+        assert XSS not in page.content()
+    assert page.dialogs == []
+
+
 def test_live_release_page_refreshes(site, page):
     page.goto(f"{site.url}models/xss-model/-/release")
     assert page.locator(".canary-share").inner_text() == "5%"

@@ -21,22 +21,35 @@ RemoteOpt = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
         "--remote",
-        help="Read a remote store instead (any fsspec URL, e.g. s3://bucket/registry), read-only.",
+        help="Read a remote instead, read-only: a configured remote's name (mreg remote add) "
+        "or a URL (s3://bucket/registry, file:///path...).",
+        show_default=False,
+    ),
+]
+OptionOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--option",
+        "-o",
+        help="Driver option KEY=VALUE for --remote (repeatable, as mreg remote add takes "
+        "them): endpoint_url, region, profile, path_style=true. Never secrets.",
+        show_default=False,
     ),
 ]
 
 
-def _view(store: Path | None, remote: str | None) -> View:
+def _view(store: Path | None, remote: str | None, option: list[str] | None) -> View:
+    """The local store, or the remote checked to be readable (before anything is served)."""
     from modelreg.errors import InvalidInput
-    from modelreg.ui.views import LocalView, RemoteView
+    from modelreg.remote.config import parse_option
+    from modelreg.ui.views import LocalView, open_remote
 
-    if remote and store:
-        raise InvalidInput("use either --store or --remote, not both")
-    if remote:
-        from modelreg.remote import Remote
-
-        return RemoteView(Remote(remote))
-    return LocalView(open_store(store))
+    options = dict(parse_option(o) for o in option or [])
+    if remote is None:
+        if options:
+            raise InvalidInput("--option applies to --remote only")
+        return LocalView(open_store(store))
+    return open_remote(remote, options, store=store)
 
 
 def ui(
@@ -49,6 +62,7 @@ def ui(
     ] = 8765,
     store: StoreOpt = None,
     remote: RemoteOpt = None,
+    option: OptionOpt = None,
 ) -> None:
     """Serve a read-only web view of the store (or a remote): models, cards, diffs, releases."""
     from modelreg.ui import require_extra
@@ -56,7 +70,7 @@ def ui(
     require_extra()
     from modelreg.ui.app import bind, serve
 
-    view = _view(store, remote)
+    view = _view(store, remote, option)
     sock = bind(host, port)
     actual = sock.getsockname()[1]
     where = f"[{host}]" if ":" in host else host
@@ -90,6 +104,7 @@ def report(
     ] = None,
     store: StoreOpt = None,
     remote: RemoteOpt = None,
+    option: OptionOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the web view's pages as one HTML file (CI artifacts, PR comments), or PNG charts."""
@@ -100,7 +115,7 @@ def report(
     from modelreg.ui.report import write_report
 
     result = write_report(
-        _view(store, remote), ref, html=html, png=png, release=release, generated=now_iso()
+        _view(store, remote, option), ref, html=html, png=png, release=release, generated=now_iso()
     )
 
     def render(c: Console) -> None:

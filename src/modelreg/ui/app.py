@@ -6,6 +6,8 @@ URLs (docs/ui.md)::
     /models/NAME                               versions, aliases and their history
     /models/NAME/-/versions/VERSION            the identity card
     /models/NAME/-/versions/VERSION/files/PATH a file, as a download
+    /models/NAME/-/at/REF[/files/PATH]         redirects to the version REF names now
+    /models/NAME@REF                           the same (REF: a version, an alias, latest)
     /models/NAME/-/release                     the release page (refreshes while live)
     /models/NAME/-/release/state               {"token": ...}: changes when the page would
     /diff?a=NAME@REF&b=NAME@REF                two versions side by side
@@ -14,29 +16,42 @@ URLs (docs/ui.md)::
 `-` separates the model name (which may hold one `/`) from the rest: no name segment can
 start with `-`. Only GET and HEAD are routed (anything else is 405), no handler calls a
 method that writes, and a file is found only through its version's manifest.
+
+No page shows a traceback: an unknown thing is a 404 page; a remote that cannot be read a
+502 page, a damaged store or any other failure a 500 page, each with one line of reason,
+and the server logs each failure as one line (`MREG_DEBUG=1` adds the traceback of a bug).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import sys
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import IntegrityError, InvalidInput, MregError, NotFound
+from modelreg.remote.backend import RemoteError
 from modelreg.ui import pages
 from modelreg.ui.release import Memo
 from modelreg.ui.render import ServerLinks, compile_templates, csp, render
-from modelreg.ui.views import View
+from modelreg.ui.views import View, failure_reason, one_line
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
 
-__all__ = ["POLL_MS", "bind", "create_app", "serve"]
+__all__ = ["POLL_MS", "bind", "create_app", "log_line", "serve"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 POLL_MS = 2000
 """How often a live release page asks whether it changed."""
@@ -56,6 +71,40 @@ def _html(template: str, status: int = 200, **ctx: Any) -> Response:
     return HTMLResponse(html, status, headers={**_HEADERS, "Content-Security-Policy": csp(nonce)})
 
 
+def log_line(line: str) -> None:
+    """Write one line of the server's log to stderr (`mreg ui: ...`)."""
+    sys.stderr.write(f"mreg ui: {one_line(line)}\n")
+    sys.stderr.flush()
+
+
+class _Guard:
+    """ASGI middleware: an exception no handler took becomes a 500 page and one log line.
+
+    Starlette's own last-resort handler re-raises, and uvicorn then prints the traceback;
+    this one answers the request and logs one line (the traceback too with MREG_DEBUG=1).
+    """
+
+    def __init__(self, app: Any, on_error: Callable[[Scope, Exception], Response | None]) -> None:
+        self.app = app
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            response = self.on_error(scope, exc)
+            if response is not None and not started and scope["type"] == "http":
+                await response(scope, receive, send)
+
+
 def _split(rest: str) -> tuple[str, list[str]]:
     """`NAME/-/a/b` → ("NAME", ["a", "b"]); `NAME` → ("NAME", [])."""
     parts = rest.split("/")
@@ -65,11 +114,12 @@ def _split(rest: str) -> tuple[str, list[str]]:
     return rest.rstrip("/"), []
 
 
-def create_app(view: View) -> Starlette:
-    """The app serving `view` read-only."""
+def create_app(view: View, log: Callable[[str], None] = log_line) -> Starlette:
+    """The app serving `view` read-only; `log` takes one line per failed request."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.responses import FileResponse, JSONResponse
+    from starlette.middleware import Middleware
+    from starlette.responses import FileResponse, JSONResponse, RedirectResponse
     from starlette.routing import Route
 
     source = view.label
@@ -83,6 +133,17 @@ def create_app(view: View) -> Starlette:
     def not_found(what: str) -> Response:
         return _html("page.html", 404, title="not found", missing=what, source=source)
 
+    def failed(scope: Scope, status: int, title: str, reason: str) -> Response:
+        """An error page with one line of reason; the same line goes to the log."""
+        reason = one_line(reason)
+        request = f"{scope.get('method', '-')} {scope.get('path', '-')}"
+        log(one_line(f"{request}: {status} {title}: {reason}"))
+        failure = {"status": status, "title": title, "reason": reason}
+        return _html("page.html", status, title=title, failure=failure, source=source)
+
+    def redirect(url: str) -> Response:
+        return RedirectResponse(url, 307, headers=_HEADERS)
+
     def home(request: Request) -> Response:
         return _html("page.html", title="models", models=pages.models_page(view), source=source)
 
@@ -90,6 +151,17 @@ def create_app(view: View) -> Starlette:
         # The server decoded the path once already: decoding again would let `%252e` become
         # `.`; nothing here is joined to a file path anyway (files go through manifests).
         name, rest = _split(request.path_params["rest"])
+        if not rest and "@" in name:  # /models/NAME@REF: the version REF names now
+            mv = pages.resolve(view, name)
+            return redirect(_LINKS.version(mv.name, mv.version))
+        if len(rest) >= 2 and rest[0] == "at":  # /models/NAME/-/at/REF[/files/PATH]
+            mv = pages.resolve(view, f"{name}@{rest[1]}")
+            if len(rest) == 2:
+                return redirect(_LINKS.version(mv.name, mv.version))
+            wanted = "/".join(rest[3:])
+            if rest[2] != "files" or not any(f.path == wanted for f in mv.files):
+                raise NotFound(f"{name}@{mv.version} has no file {wanted!r}")
+            return redirect(_LINKS.file(mv.name, mv.version, wanted))
         if not rest:
             ctx = pages.model_page(view, name)
             return _html("page.html", title=name, model=ctx, source=source)
@@ -147,10 +219,23 @@ def create_app(view: View) -> Starlette:
         return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
 
     async def on_damaged(request: Request, exc: Exception) -> Response:
-        return _html(
-            "page.html", 500, title="damaged store", source=source,
-            missing=f"the store holds a damaged file: {exc} (run mreg verify)",
-        )  # fmt: skip
+        return failed(request.scope, 500, "damaged store",
+                      f"the store holds a damaged file: {exc} (run mreg verify)")  # fmt: skip
+
+    async def on_remote(request: Request, exc: Exception) -> Response:
+        return failed(request.scope, 502, "remote unavailable",
+                      f"cannot read {source}: {failure_reason(exc)}")  # fmt: skip
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        return failed(request.scope, 500, "error", str(exc))
+
+    def on_bug(scope: Scope, exc: Exception) -> Response | None:
+        if os.environ.get("MREG_DEBUG", "") not in ("", "0"):
+            traceback.print_exception(exc)
+        if scope.get("type") != "http":
+            return None
+        bug = f"{type(exc).__name__}: {exc} (a bug: MREG_DEBUG=1 logs its traceback)"
+        return failed(scope, 500, "internal error", bug)
 
     get = ["GET", "HEAD"]
     return Starlette(
@@ -165,7 +250,10 @@ def create_app(view: View) -> Starlette:
             InvalidInput: on_not_found,
             HTTPException: on_http,
             IntegrityError: on_damaged,
+            RemoteError: on_remote,
+            MregError: on_error,
         },
+        middleware=[Middleware(_Guard, on_error=on_bug)],
     )
 
 

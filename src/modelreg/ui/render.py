@@ -37,6 +37,10 @@ class Links:
         """A file of a version."""
         return ""
 
+    def at(self, name: str, ref: str) -> str:
+        """Whatever version `NAME@REF` names when followed (an alias moves)."""
+        return ""
+
     def release(self, name: str) -> str:
         """A model's release page."""
         return ""
@@ -72,6 +76,10 @@ class ServerLinks(Links):
     def file(self, name: str, version: str, path: str) -> str:
         """A file of a version (served as a download)."""
         return f"/models/{_q(name)}/-/versions/{_q(version)}/files/{_q(path)}"
+
+    def at(self, name: str, ref: str) -> str:
+        """`NAME@REF` (an alias, a version, latest): redirects to the version it names now."""
+        return f"/models/{_q(name)}/-/at/{_q(ref)}"
 
     def release(self, name: str) -> str:
         """A model's release page."""

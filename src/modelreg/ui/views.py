@@ -33,9 +33,10 @@ from modelreg.release.rollout import Rollout
 
 if TYPE_CHECKING:
     from modelreg.remote.cache import Remote
+    from modelreg.remote.config import RemoteSpec
     from modelreg.store import Store
 
-__all__ = ["AuditReport", "LocalView", "RemoteView", "View", "check_version"]
+__all__ = ["AuditReport", "LocalView", "RemoteView", "View", "check_version", "open_remote"]
 
 T = TypeVar("T")
 MAX_CACHED = 50_000
@@ -341,12 +342,61 @@ class LocalView(View):
         return hash_bytes("|".join(parts).encode())[:16]
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: runs of whitespace become one space, control characters escapes."""
+    text = " ".join(text.split())
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What went wrong, on one line: the driver's own error when mreg wrapped it."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return one_line(str(cause)) or type(cause).__name__
+
+
 class RemoteView(View):
     """A remote store (any fsspec URL), read fresh on every request; objects via the cache."""
 
-    def __init__(self, remote: Remote) -> None:
+    def __init__(self, remote: Remote, label: str | None = None) -> None:
         self.remote = remote
-        self.label = remote.url
+        self.label = label or remote.url
+
+    def check(self) -> None:
+        """Read the remote's `config.yaml` once: raise unless it is a readable mreg remote.
+
+        `mreg ui` calls this before it says that it is serving.
+
+        Raises:
+            InvalidInput: the driver refused an option.
+            RemoteError: the remote could not be read (network, endpoint, permissions).
+            IntegrityError: it holds files but is no mreg remote, or its config is unusable.
+            NotFound: there is nothing at its URL (nothing was ever pushed there).
+        """
+        from modelreg.remote.backend import RemoteError
+        from modelreg.store import StoreConfig
+
+        backend = self.remote.backend
+        try:
+            with backend.errors():
+                dirs, files = backend.list_top()
+                data = backend.read("config.yaml") if "config.yaml" in files else None
+        except RemoteError as exc:
+            raise RemoteError(f"cannot read {self.label}: {failure_reason(exc)}") from None
+        except (TypeError, ValueError) as exc:  # s3fs passes some options on only now
+            raise InvalidInput(f"{self.label}: bad driver option: {one_line(str(exc))}") from None
+        if data is None:
+            if ".modelreg" in dirs:
+                raise InvalidInput(
+                    f"{self.label} is a project directory, not a remote: use --store for it, "
+                    "or its .modelreg/ as the remote"
+                )
+            if dirs or files:
+                raise IntegrityError(
+                    f"{self.label} holds files but no config.yaml: not an mreg remote"
+                )
+            raise NotFound(f"{self.label}: no mreg store there (nothing was pushed to it)")
+        source = f"{self.remote.url}/config.yaml"
+        StoreConfig.from_dict(yamlio.load(data, source, IntegrityError), source)
 
     def _read(self, rel: str) -> bytes | None:
         with self.remote.backend.errors():
@@ -462,3 +512,63 @@ class RemoteView(View):
                 listing = self._list(_release_rel(name, top, None, ""))
                 parts.append(repr(sorted((k, v.size) for k, v in listing.items())))
         return hash_bytes("|".join(parts).encode())[:16]
+
+
+def _configured(name: str, store: Path | None) -> RemoteSpec | None:
+    """The remote `name` configured in the store; None if `name` is a local directory."""
+    from modelreg.errors import StoreNotFound
+    from modelreg.store import Store
+
+    try:
+        found: Store | None = Store.discover(store)
+    except StoreNotFound:
+        if store is not None:
+            raise
+        found = None
+    if found is not None and name in found.config.remotes:
+        return found.config.remotes[name]
+    if Path(name).is_dir():
+        return None
+    where = "see mreg remote list" if found is not None else "no mreg store here configures one"
+    raise NotFound(f"no remote named {name!r} ({where}; a local directory is ./{name})")
+
+
+def open_remote(
+    remote: str,
+    options: dict[str, Any] | None = None,
+    *,
+    store: Path | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> RemoteView:
+    """The view of a remote, checked to be a readable mreg remote (`RemoteView.check`).
+
+    Args:
+        remote: the name of a remote configured in the store (as `mreg push NAME` takes it;
+            its options apply), else a URL or a path (`s3://bucket/registry`, `file:///x`).
+            A bare word is a name unless no remote has it and it is a local directory.
+        options: driver options (`endpoint_url`, `region`...), as `mreg remote add --option`
+            takes them; for a configured remote they override its own.
+        store: where to look the name up (default: the store found from the current
+            directory, as every command finds it). Not needed for a URL.
+        cache_dir: the object cache (default: `modelreg.remote.cache.default_cache_dir()`).
+
+    Raises:
+        NotFound: an unknown remote name, or nothing at the URL (exit 2).
+        InvalidInput: a bad URL or option, or a missing driver (exit 2).
+        RemoteError: the remote could not be read (exit 1).
+        IntegrityError: the URL holds no mreg remote, or a damaged `config.yaml` (exit 1).
+    """
+    from modelreg.remote.cache import Remote
+    from modelreg.remote.config import check_options
+
+    extra = check_options(dict(options or {}))
+    spec = None
+    if "://" not in remote and "/" not in remote and not remote.startswith((".", "~")):
+        spec = _configured(remote, store)
+    if spec is not None:
+        url, opts, label = spec.url, {**spec.options, **extra}, f"{spec.name} ({spec.url})"
+    else:
+        url, opts, label = remote, extra, None
+    view = RemoteView(Remote(url, opts, cache_dir=cache_dir), label)
+    view.check()
+    return view
