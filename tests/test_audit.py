@@ -82,3 +82,21 @@ def test_head_one_behind_after_a_crash_is_accepted(tmp_path):
     _append(log, 1)
     log.head_path.write_bytes(head)  # as if the process died before updating the head
     assert log.verify() == []
+
+
+def test_last_reads_without_cutting_a_torn_tail(tmp_path):
+    import pytest
+
+    from modelreg.errors import IntegrityError
+
+    log = AuditLog(tmp_path / "log.jsonl")
+    assert log.last() is None
+    entries = _append(log, 2)
+    with open(log.path, "ab") as fh:
+        fh.write(b'{"seq": 3, "tim')
+    size = log.path.stat().st_size
+    assert log.last() == entries[-1] and log.path.stat().st_size == size  # read only
+    with open(log.path, "ab") as fh:
+        fh.write(b"\nnot json\n")
+    with pytest.raises(IntegrityError, match="last entry is unreadable"):
+        log.last()

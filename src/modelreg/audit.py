@@ -12,6 +12,9 @@ atomically). A chain alone cannot show that its last entries were cut off; the h
 `verify` reports a log that ends before the head. (A crash between the append and the head
 update leaves the head one entry behind, which is accepted; the next append first brings
 a lagging head up to date.)
+
+Which commands append which `action`, with which `details`, is listed in
+docs/store-format.md ("Audit actions"); a command that changes nothing appends nothing.
 """
 
 from __future__ import annotations
@@ -134,8 +137,24 @@ class AuditLog:
         except (ValueError, KeyError, TypeError):
             return False
 
-    def _last_complete(self, fd: int) -> AuditEntry | None:
-        """The last newline-terminated entry; cut off a torn tail left by a crash."""
+    def last(self) -> AuditEntry | None:
+        """The last complete entry (None: an empty log), read only: a torn tail is left alone.
+
+        Raises:
+            IntegrityError: the last complete line is unreadable, so nothing can be appended
+                (commands that must audit what they do check this before they act).
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            return self._last_complete(fd, cut=False)
+        finally:
+            os.close(fd)
+
+    def _last_complete(self, fd: int, *, cut: bool = True) -> AuditEntry | None:
+        """The last newline-terminated entry; cut off a torn tail left by a crash (`cut`)."""
         end = os.lseek(fd, 0, os.SEEK_END)
         if end == 0:
             return None
@@ -143,16 +162,16 @@ class AuditLog:
         while True:  # widen the window until it holds the last complete line
             start = max(0, end - window)
             tail = os.pread(fd, end - start, start)
-            cut = tail.rfind(b"\n")
-            prev_nl = tail.rfind(b"\n", 0, cut) if cut >= 0 else -1
+            nl = tail.rfind(b"\n")
+            prev_nl = tail.rfind(b"\n", 0, nl) if nl >= 0 else -1
             if start == 0 or prev_nl >= 0:
                 break
             window *= 2
-        if cut + 1 < len(tail):  # a torn final line from an interrupted append: drop it
-            os.ftruncate(fd, start + cut + 1)
-        if cut < 0:
+        if nl + 1 < len(tail) and cut:  # a torn final line from an interrupted append: drop it
+            os.ftruncate(fd, start + nl + 1)
+        if nl < 0:
             return None
-        line = tail[prev_nl + 1 : cut]
+        line = tail[prev_nl + 1 : nl]
         try:
             return AuditEntry.from_dict(json.loads(line))
         except (ValueError, KeyError, TypeError):

@@ -17,6 +17,10 @@ cannot be), objects are listed with their times, and unreferenced ones older tha
 are deleted. Objects that this store's manifests name are kept too. Afterwards the remote's
 manifests are listed again: an object deleted meanwhile that a concurrent push named is
 sent again from this store (see docs/maintenance.md for the limits).
+
+A gc that removed something appends a `gc` entry to this store's audit trail (also for a
+remote); one that removed nothing, or a dry run, records nothing. Before removing anything,
+gc checks that the trail can take the entry (its last entry is readable).
 """
 
 from __future__ import annotations
@@ -116,37 +120,75 @@ def gc(
         refs = referenced_objects(store)
         cutoff = time.time() - grace
         removed: list[tuple[str, int]] = []
+        candidates: list[tuple[str, int]] = []
         seen = recent = 0
-        trash = store.root / "tmp" / tmp_name("gc")
-        try:
-            for digest in list(store.objects.iter_digests()):
-                seen += 1
-                if digest in refs:
-                    continue
-                path = store.objects.path(digest)
-                try:
-                    st = path.stat()
-                except FileNotFoundError:
-                    continue
-                if st.st_mtime > cutoff:
-                    recent += 1
-                elif dry_run:
-                    removed.append((digest, st.st_size))
-                elif _collect(path, trash, cutoff):
-                    removed.append((digest, st.st_size))
-                else:
-                    recent += 1
-        finally:
-            shutil.rmtree(trash, ignore_errors=True)
-        temps = temp_bytes = 0
-        for p, age in list(leftover_temps(store)):
-            if age >= grace and age >= 0 and not writer_alive(p) and p != trash:
+        for digest in list(store.objects.iter_digests()):
+            seen += 1
+            if digest in refs:
+                continue
+            try:
+                st = store.objects.path(digest).stat()
+            except FileNotFoundError:
+                continue
+            if st.st_mtime > cutoff:
+                recent += 1
+            else:
+                candidates.append((digest, st.st_size))
+        old_temps = [
+            p
+            for p, age in list(leftover_temps(store))
+            if age >= grace and age >= 0 and not writer_alive(p)
+        ]
+        if dry_run:
+            removed = candidates
+            temps, temp_bytes = len(old_temps), sum(_size(p) for p in old_temps)
+        else:
+            if candidates or old_temps:
+                store.audit.last()  # IntegrityError before anything goes if gc cannot be audited
+            removed, kept = _collect_all(store, candidates, cutoff)
+            recent += kept
+            temps = temp_bytes = 0
+            for p in old_temps:
                 temps += 1
-                temp_bytes += p.lstat().st_size if dry_run else remove_temp(p)
+                temp_bytes += remove_temp(p)
+            if removed or temps:
+                from modelreg.remote.record import record
+
+                record(
+                    store, "gc", objects=len(removed), bytes=sum(n for _, n in removed),
+                    temps=temps, temp_bytes=temp_bytes, grace_seconds=grace,
+                )  # fmt: skip
     return GcReport(
         "local", None, dry_run, grace, seen, len(refs), tuple(removed), recent, 0, temps,
         temp_bytes, (), time.monotonic() - t0,
     )  # fmt: skip
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _collect_all(
+    store: Store, candidates: list[tuple[str, int]], cutoff: float
+) -> tuple[list[tuple[str, int]], int]:
+    """Remove the candidates in two steps each; return (removed, kept because freshened)."""
+    removed: list[tuple[str, int]] = []
+    kept = 0
+    if not candidates:
+        return removed, kept
+    trash = store.root / "tmp" / tmp_name("gc")
+    try:
+        for digest, size in candidates:
+            if _collect(store.objects.path(digest), trash, cutoff):
+                removed.append((digest, size))
+            else:
+                kept += 1
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+    return removed, kept
 
 
 def _collect(path: Path, trash: Path, cutoff: float) -> bool:
@@ -256,10 +298,24 @@ def _gc_remote(store: Store, remote: str, grace: float, dry_run: bool) -> GcRepo
             elif stamp > cutoff:
                 recent += 1
             else:
-                if not dry_run:
-                    s.backend.remove(object_rel(digest))
                 removed.append((digest, size))
-        resent = _resend(store, remote, dict(removed)) if removed and not dry_run else ()
+        if removed and not dry_run:
+            from modelreg.remote.record import public_url, record
+
+            store.audit.last()  # IntegrityError before anything goes if gc cannot be audited
+            for digest, _ in removed:
+                s.backend.remove(object_rel(digest))
+            resent: tuple[str, ...] = ()
+            try:
+                resent = _resend(store, remote, dict(removed))
+            finally:  # recorded even when a re-send fails: the objects are gone either way
+                record(
+                    store, "gc", remote=s.spec.name, url=public_url(s.url),
+                    objects=len(removed), bytes=sum(n for _, n in removed),
+                    resent=len(resent), grace_seconds=grace,
+                )  # fmt: skip
+        else:
+            resent = ()
     return GcReport(
         s.spec.name, s.url, dry_run, grace, len(found), len(keep & set(found)), tuple(removed),
         recent, unknown, 0, 0, resent, time.monotonic() - t0,

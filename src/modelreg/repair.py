@@ -8,6 +8,9 @@
   staging directory, verified on receive, and only then put in place; a corrupt one is
   first moved to `lost+found/`, never deleted. A corrupt object no manifest names is moved
   to `lost+found/` too. Nothing referenced is ever deleted.
+- What was changed is recorded in one `fsck-repair` audit entry (counts of temps and bytes,
+  the objects restored or quarantined, the remote); a repair that changed nothing records
+  nothing.
 
 All of it runs under the store lock (see docs/maintenance.md).
 """
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from modelreg.remote.backend import Backend
 
 __all__ = [
+    "CHANGES",
     "LOST_FOUND",
     "leftover_temps",
     "quarantine",
@@ -42,6 +46,9 @@ __all__ = [
 ]
 
 LOST_FOUND = "lost+found"
+CHANGES = ("removed-temp", "cut-torn-audit-line", "restored", "quarantined")
+"""Repair actions that change the store, recorded in the audit trail (the others report
+what could not be done: `restore-skipped`, `restore-failed`, `not-recorded`)."""
 
 
 def leftover_temps(store: Store) -> Iterator[tuple[Path, float]]:
@@ -172,6 +179,9 @@ def repair(
     from modelreg.fsck import Repair
 
     fixed: set[Finding] = set()
+    freed_bytes = {"removed-temp": 0, "cut-torn-audit-line": 0}
+    if remote is not None:
+        store.remotes.get(remote)  # an unknown --remote is refused before anything changes
     with store.locked():
         now = time.time()
         for f in findings:
@@ -184,10 +194,12 @@ def repair(
                     continue
                 if age >= temp_age and not writer_alive(path):
                     freed = remove_temp(path)
+                    freed_bytes["removed-temp"] += freed
                     repairs.append(Repair("removed-temp", f.path, f"{freed} bytes"))
                     fixed.add(f)
             elif f.kind == "audit-torn-line":
                 cut = _cut_torn_line(path)
+                freed_bytes["cut-torn-audit-line"] += cut
                 repairs.append(Repair("cut-torn-audit-line", f.path, f"{cut} bytes"))
                 fixed.add(f)
             elif f.kind == "corrupt-object" and f.digest and f.digest not in referenced:
@@ -195,8 +207,46 @@ def repair(
                     dst = quarantine(store, path)
                     repairs.append(Repair("quarantined", f.path, str(dst.relative_to(store.root))))
                 fixed.update(g for g in findings if g.digest == f.digest)  # and its orphan-object
-        _restore_objects(store, findings, referenced, remote, repairs, fixed)
+        try:
+            _restore_objects(store, findings, referenced, remote, repairs, fixed)
+        finally:  # what was changed is recorded even if a restore fails unexpectedly
+            _record(store, remote, repairs, freed_bytes)
     return fixed
+
+
+def _record(
+    store: Store, remote: str | None, repairs: list[Repair], freed_bytes: dict[str, int]
+) -> None:
+    """Append one `fsck-repair` audit entry when something changed (#13); never fails repair.
+
+    An audit log whose last entry is unreadable cannot be appended to: the repair is then
+    reported as `not-recorded` (fsck reports the damaged log itself as an error).
+    """
+    from modelreg.errors import IntegrityError
+    from modelreg.fsck import Repair
+    from modelreg.remote.record import public_url, record
+
+    done = [r for r in repairs if r.action in CHANGES]
+    if not done:
+        return
+
+    def digests(action: str) -> list[str]:
+        return [r.path.rsplit("/", 1)[-1] for r in done if r.action == action]
+
+    details: dict[str, object] = {
+        "temps": sum(r.action == "removed-temp" for r in done),
+        "temp_bytes": freed_bytes["removed-temp"],
+        "torn_audit_bytes": freed_bytes["cut-torn-audit-line"],
+        "restored": digests("restored"),
+        "quarantined": digests("quarantined"),
+    }
+    if details["restored"]:
+        spec = store.remotes.get(remote)
+        details.update(remote=spec.name, url=public_url(spec.url))
+    try:
+        record(store, "fsck-repair", **details)
+    except IntegrityError as exc:
+        repairs.append(Repair("not-recorded", "audit/log.jsonl", str(exc)))
 
 
 def _restore_objects(
@@ -224,6 +274,12 @@ def _restore_objects(
     from modelreg.remote.backend import Backend
 
     backend = Backend(store.remotes.get(remote))
+    try:
+        with backend.errors():
+            backend.check_exists()  # a missing bucket, said once in our words (#13)
+    except MregError as exc:
+        repairs.extend(Repair("restore-failed", f.path, str(exc)) for f in todo)
+        return
     for f in todo:
         digest = str(f.digest)
         size = referenced[digest][0]

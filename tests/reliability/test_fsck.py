@@ -91,8 +91,12 @@ def test_missing_and_corrupt_objects_are_errors(full, run_mreg):
     assert "fraud@1.0.0:model.bin" in kinds["missing-object"]["message"]
     assert kinds["corrupt-object"]["digest"] == bad.name
     assert all(f["severity"] == "error" for f in doc["findings"])
-    assert (
-        res.stderr.strip() == "mreg: error: 2 error(s) in the store: corrupt-object, missing-object"
+    err = json.loads(res.stderr)["error"]  # --json: the error is one JSON object on stderr
+    assert err["message"] == "2 error(s) in the store: corrupt-object, missing-object"
+    assert err["exit_code"] == 1
+    plain = run_mreg("fsck")
+    assert plain.stderr.strip() == (
+        "mreg: error: 2 error(s) in the store: corrupt-object, missing-object"
     )
     # --quick does not re-hash: the same-size corruption is not seen, a wrong size is
     quick = run_mreg("fsck", "--quick", "--json").json()
@@ -191,7 +195,13 @@ def test_repair_sweeps_old_dead_temps_and_the_torn_line_but_keeps_live_ones(full
     assert mine.exists()  # its pid is alive (this test process): a writer at work
     assert young.exists()  # younger than --temp-age
     assert sorted(f["kind"] for f in doc["findings"]) == ["leftover-temp", "leftover-temp"]
-    assert full.audit.path.read_bytes().endswith(b"\n") and len(full.log()) == entries
+    assert full.audit.path.read_bytes().endswith(b"\n") and len(full.log()) == entries + 1
+    entry = full.log()[-1]  # the repair, in the audit trail (#13)
+    assert entry.action == "fsck-repair" and entry.model is None
+    assert entry.details == {
+        "temps": 2, "temp_bytes": 110, "torn_audit_bytes": len(b'{"torn'), "restored": [],
+        "quarantined": [],
+    }  # fmt: skip
     assert full.verify().ok
     doc = ok(run_mreg("fsck", "--repair", "--temp-age", "0", "--json")).json()
     assert [r["path"] for r in doc["repairs"]] == [young.relative_to(full.root).as_posix()]
@@ -262,6 +272,14 @@ def test_repair_restores_missing_and_corrupt_objects_from_a_remote(
     ok(run_mreg("get", "fraud@1.1.0", "-o", str(tmp_path / "out")))
     assert (tmp_path / "out" / "model.bin").read_bytes() == _blob(1)
     assert ok(run_mreg("fsck", "--json")).json()["findings"] == []
+    entry = full.log()[-1]  # what was restored, and from where (#13)
+    assert entry.action == "fsck-repair"
+    assert sorted(entry.details["restored"]) == sorted([missing.name, corrupt.name])
+    assert entry.details["remote"] == "origin"
+    assert entry.details["url"] == full.remotes.get("origin").url  # no credentials in either
+    n = len(full.log())
+    ok(run_mreg("fsck", "--repair", "--remote", "origin", env=AWS_ENV))  # nothing left to do
+    assert len(full.log()) == n
 
 
 def test_repair_keeps_the_local_copy_when_the_remote_one_is_bad_too(full, tmp_path, run_mreg):
@@ -311,3 +329,63 @@ def test_verify_is_unchanged_and_agrees_with_fsck(full):
     _damage(path, _blob(3))
     assert not full.verify().ok and not fsck(full).ok
     assert json.dumps(fsck(full).to_dict())  # plain data
+
+
+# -- the audit trail (#13) -------------------------------------------------------------------
+
+
+def test_a_repair_with_nothing_to_do_changes_nothing(full, run_mreg):
+    from tests.conftest import snapshot
+
+    before = snapshot(full.root)
+    doc = ok(run_mreg("fsck", "--repair", "--temp-age", "0", "--json")).json()
+    assert doc["repairs"] == []
+    assert snapshot(full.root) == before  # no audit entry either
+
+
+def test_a_quarantine_is_recorded(full):
+    orphan = full.objects.put_bytes(b"garbage that rotted")
+    _damage(full.objects.path(orphan), b"rotted garbage")
+    fsck(full, repair=True)
+    entry = full.log()[-1]
+    assert entry.action == "fsck-repair" and entry.details["quarantined"] == [orphan]
+
+
+def test_a_repair_that_cannot_be_audited_says_so(full, run_mreg):
+    dead = full.root / "tmp" / ".tmp-999999-abcdef-"
+    dead.write_bytes(b"x")
+    old = time.time() - 7200
+    os.utime(dead, (old, old))
+    with open(full.audit.path, "ab") as fh:
+        fh.write(b"not json\n")  # a damaged last entry: nothing can be chained after it
+    res = run_mreg("fsck", "--repair", "--json")
+    assert res.returncode == 1, res  # the damaged trail is an error
+    doc = res.json()
+    assert [r["action"] for r in doc["repairs"]] == ["removed-temp", "not-recorded"]
+    assert "unreadable" in doc["repairs"][1]["detail"] and not dead.exists()
+
+
+def test_repair_from_a_missing_bucket_or_an_unknown_remote(full, tmp_path, run_mreg, request):
+    from tests.conftest import snapshot
+    from tests.remote.conftest import AWS_ENV
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = f"nosuch-{uuid.uuid4().hex[:12]}"
+    full.remotes.add("origin", f"s3://{bucket}/reg", {"endpoint_url": endpoint})
+    dead = full.root / "tmp" / ".tmp-999999-abcdef-"
+    dead.write_bytes(b"x")
+    old = time.time() - 7200
+    os.utime(dead, (old, old))
+    before = snapshot(full.root)
+    res = run_mreg("fsck", "--repair", "--remote", "nosuch")
+    assert res.returncode == 2 and "no remote named 'nosuch'" in res.stderr, res
+    assert snapshot(full.root) == before  # refused before anything changed
+    gone = full.objects.path(_object_of(full, "1.0.0"))
+    make_writable(gone)
+    gone.unlink()
+    res = run_mreg("fsck", "--repair", "--json", env=AWS_ENV)
+    assert res.returncode == 1, res
+    doc = res.json()
+    assert [r["action"] for r in doc["repairs"]] == ["removed-temp", "restore-failed"]
+    assert f"bucket '{bucket}' does not exist" in doc["repairs"][1]["detail"]
+    assert full.log()[-1].action == "fsck-repair" and "remote" not in full.log()[-1].details

@@ -266,3 +266,61 @@ def test_gc_racing_registers_of_old_orphans_never_breaks_them(store, tmp_path):
         assert store.objects.verify(orphan)
         assert store.resolve(f"m@1.0.{i}").files[0].sha256 == orphan
     assert fsck(store).findings == ()
+
+
+# -- the audit trail (#13) -------------------------------------------------------------------
+
+
+def test_gc_is_audited_and_a_no_op_or_dry_run_is_not(aged, run_mreg):
+    store = aged[0]
+    n = len(store.log())
+    ok(run_mreg("gc", "--dry-run", "--grace", "0"))
+    ok(run_mreg("gc", "--grace", "30d"))  # nothing that old: nothing removed
+    assert len(store.log()) == n
+    dead = store.root / "tmp" / ".tmp-999999-abcdef-"
+    dead.write_bytes(b"x" * 10)
+    _age(dead, 2 * DAY)
+    ok(run_mreg("gc"))
+    entry = store.log()[-1]
+    assert len(store.log()) == n + 1 and entry.action == "gc" and entry.model is None
+    assert entry.details == {
+        "objects": 1, "bytes": 5000, "temps": 1, "temp_bytes": 10, "grace_seconds": DAY,
+    }  # fmt: skip
+    ok(run_mreg("gc"))  # again: nothing left to collect, nothing recorded
+    assert len(store.log()) == n + 1
+    table = ok(run_mreg("log")).stdout
+    assert "gc" in table and "objects=1" in table
+    assert store.verify().ok
+
+
+def test_gc_refuses_before_removing_anything_when_it_cannot_be_audited(aged, run_mreg):
+    store, _kept, old, *_ = aged
+    make_writable(store.audit.path)
+    with open(store.audit.path, "ab") as fh:
+        fh.write(b"not json\n")  # a damaged last entry: nothing can be chained after it
+    res = run_mreg("gc")
+    assert res.returncode == 1 and "last entry is unreadable" in res.stderr, res
+    assert store.objects.has(old)
+
+
+def test_remote_gc_is_audited_here(store, tmp_path, run_mreg):
+    remote = tmp_path / "remote"
+    store.remotes.add("origin", str(remote))
+    _register(store, tmp_path, "1.0.0", b"a" * 100)
+    store.push()
+    orphan = remote / "objects" / "ab" / ("ab" + "1" * 62)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"junk")
+    _age(orphan, 2 * DAY)
+    n = len(store.log())
+    ok(run_mreg("gc", "--remote", "origin", "--dry-run"))
+    assert len(store.log()) == n
+    ok(run_mreg("gc", "--remote", "origin"))
+    entry = store.log()[-1]
+    assert entry.action == "gc" and entry.details == {
+        "remote": "origin", "url": f"file://{remote}", "objects": 1, "bytes": 4, "resent": 0,
+        "grace_seconds": DAY,
+    }  # fmt: skip
+    ok(run_mreg("gc", "--remote", "origin"))
+    assert len(store.log()) == n + 1
+    assert store.push().audit_entries_sent == 1  # the entry reaches the remote's trail

@@ -139,7 +139,8 @@ def test_a_file_remote_is_itself_a_valid_store(make_store, tmp_path):
     assert mirror.info("fraud@1.0.0").tags == ("golden",)
     report = mirror.verify()
     assert report.ok, report.problems
-    assert report.objects == 1 and report.audit_entries == 3
+    assert report.objects == 1 and report.audit_entries == 4  # register, promote, tag, push
+    assert [e.action for e in mirror.log()][-1] == "push"
 
 
 def test_importing_remote_code_loads_no_driver():

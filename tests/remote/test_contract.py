@@ -64,9 +64,14 @@ class TestRemoteContract:
             assert b.resolve(spec).id == a.resolve(spec).id
         assert b.info("fraud@1.0.0").tags == ("golden",)
         assert b.info("fraud@1.1.0").deprecated["reason"] == "leaky feature"
-        assert [e.hash for e in b.audit.entries()] == [e.hash for e in a.audit.entries()]
+        # the pushed trail (its last entry the push), then b's own entry of the pull (#13)
+        assert [e.hash for e in b.audit.entries()][:-1] == [e.hash for e in a.audit.entries()]
+        assert [e.action for e in a.audit.entries()][-1] == "push"
+        assert [e.action for e in b.audit.entries()][-1] == "pull"
         assert b.verify().ok, b.verify().problems
-        assert b.remote_status().in_sync and a.remote_status().in_sync
+        assert a.remote_status().in_sync
+        assert b.remote_status().audit.local_only == 1  # the pull entry, sent by b's next push
+        assert b.push().audit_entries_sent == 1 and b.remote_status().in_sync
 
     def test_only_missing_is_sent(self, target: Target, make_store, tmp_path):
         files = {f"shard-{i}.bin": blob(4096, i) for i in range(20)}
@@ -148,7 +153,7 @@ class TestRemoteContract:
         resolved = bob.pull(theirs=True)
         assert resolved.ok and bob.resolve("fraud@production").version == "2.0.0"
         actions = [e.action for e in bob.audit.entries()]
-        assert actions[-2:] == ["promote", "pull-theirs"]  # bob's move, then its undoing
+        assert actions[-3:] == ["promote", "pull-theirs", "pull"]  # bob's move, its undoing
         bob.promote("fraud@3.0.0", "production", reason="bob: v3 after all")
         bob.push()
 

@@ -5,6 +5,7 @@
 - `transfer`: parallel, bounded-memory, verified object transfers.
 - `sync` / `status`: `push`, `pull`, `fetch`, `status` (one listing, only what is missing).
 - `cache`: `Remote`, a read-only store over a URL with a local read-through cache.
+- `record`: the audit entries of push, pull, gc and fsck --repair (no credential in them).
 
 Importing this package is cheap: fsspec and the drivers load when a remote is opened.
 """

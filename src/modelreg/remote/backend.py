@@ -32,7 +32,15 @@ from modelreg.errors import InvalidInput, MregError
 from modelreg.fsutil import TMP_PREFIX, open_atomic, safe_join, tmp_name
 from modelreg.remote.config import RemoteSpec
 
-__all__ = ["Backend", "Entry", "MissingDriver", "RemoteError", "check_driver", "fs_options"]
+__all__ = [
+    "Backend",
+    "Entry",
+    "MissingBucket",
+    "MissingDriver",
+    "RemoteError",
+    "check_driver",
+    "fs_options",
+]
 
 _OBJECT_STORES = frozenset({"gcs", "gs", "az", "abfs", "abfss", "adl", "oss", "r2", "b2"})
 _IGNORED_TOP = ("locks/", "tmp/")
@@ -54,6 +62,10 @@ class RemoteError(MregError):
     """The remote could not be reached or refused an operation (network, permissions)."""
 
 
+class MissingBucket(RemoteError):
+    """The remote's bucket does not exist (mreg never creates buckets): exit 1."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """A file on the remote: its size and a token that changes whenever it is replaced."""
@@ -68,7 +80,7 @@ def check_driver(protocol: str) -> None:
     from fsspec.registry import known_implementations, registry
 
     if protocol not in known_implementations and protocol not in registry:
-        raise InvalidInput(f"unknown remote protocol {protocol!r}:// (no fsspec driver has it)")
+        raise InvalidInput(f"unknown remote protocol '{protocol}://' (no fsspec driver has it)")
     try:
         fsspec.get_filesystem_class(protocol)
     except ImportError:
@@ -252,6 +264,29 @@ class Backend:
             elif not name.startswith(TMP_PREFIX):
                 files[name] = Entry(int(info.get("size") or 0), _token(info))
         return dirs, files
+
+    def check_exists(self) -> None:
+        """Raise MissingBucket when the remote's S3 bucket does not exist (one HEAD request).
+
+        A listing cannot tell a missing bucket from an empty prefix (both list as nothing), so
+        sync calls this when the root lists empty: a missing bucket is a mistake in the URL
+        (or a bucket not created yet) and must not read as "nothing there yet". mreg does not
+        create buckets: where, with which region, encryption, versioning and lifecycle rules
+        is the operator's decision. Other backends are not checked (a `file://` directory is
+        created by the first push, as any store is).
+        """
+        if self.kind != "s3":
+            return
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.call_s3("head_bucket", Bucket=bucket)
+        except FileNotFoundError:
+            raise MissingBucket(
+                f"remote {self.spec.name} ({self.spec.url}): bucket {bucket!r} does not exist "
+                "(create it first; mreg does not create buckets)"
+            ) from None
+        except PermissionError:  # it exists (404 otherwise); what is refused shows when used
+            return
 
     def _list_local(self, prefix: str) -> dict[str, Entry]:
         assert self.local_root is not None

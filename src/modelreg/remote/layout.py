@@ -85,6 +85,9 @@ class Scope:
     """What `push`/`pull NAME[@REF]...` selects; empty specs select everything."""
 
     specs: Sequence[str] = ()
+    remote_hint: str | None = None
+    """Set when no remote was named: the first spec may have been meant as one (`mreg push
+    orign`), so an unknown bare name there is "no remote or model", with this hint (#13)."""
     models: set[str] = field(default_factory=set)
     versions: set[tuple[str, str]] = field(default_factory=set)
     aliases: set[tuple[str, str]] = field(default_factory=set)
@@ -100,9 +103,11 @@ class Scope:
         alias_target: Callable[[str, str], str | None],
     ) -> Scope:
         """Resolve each spec on the sending side: `latest` and aliases become versions."""
-        for spec in self.specs:
+        for i, spec in enumerate(self.specs):
             ref = parse_ref(spec)
             known = sorted(Version(v) for v in versions_of(ref.name))
+            if not known and i == 0 and self.remote_hint is not None and "@" not in spec:
+                raise NotFound(f"no remote or model named {ref.name!r} ({self.remote_hint})")
             if not known:
                 raise NotFound(f"no model named {ref.name!r}")
             if ref.kind == "latest" and "@" not in spec:

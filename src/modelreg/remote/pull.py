@@ -3,7 +3,9 @@
 Objects of the new versions are downloaded and re-hashed before they enter the store (a
 tampered or truncated one is rejected and reported, and so is every manifest that needs
 it), then manifests, refs and the audit trail are installed under the store lock. What
-cannot be merged is reported as a conflict and left as it is locally (see merge.py).
+cannot be merged is reported as a conflict and left as it is locally (see merge.py). A pull
+that received objects, manifests or refs then appends a `pull` audit entry (record.py), a
+local entry that the next push sends.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from modelreg.remote.merge import (
     parse_log,
     rebase,
 )
+from modelreg.remote.record import public_url, record
 from modelreg.remote.session import Session, complete_lines, read_local
-from modelreg.remote.status import alias_target, versions_of
+from modelreg.remote.status import alias_target, remote_hint, versions_of
 from modelreg.remote.transfer import TransferProgress, wait_all
 from modelreg.store import Store
 
@@ -96,19 +99,20 @@ def pull(
     s = Session.open(store, remote, jobs)
     with s.backend.errors():
         s.check_store(create=False)
-        return _pull(s, specs, theirs, progress, t0)
+        scope = Scope(specs, remote_hint(s) if remote is None else None)
+        return _pull(s, scope, theirs, progress, t0)
 
 
 def _pull(
     s: Session,
-    specs: Sequence[str],
+    scope: Scope,
     theirs: bool,
     progress: TransferProgress | None,
     t0: float,
 ) -> PullResult:
     store = s.store
     remote = s.metadata()
-    scope = Scope(specs).resolve(versions_of(remote), lambda n, a: alias_target(s, n, a))
+    scope.resolve(versions_of(remote), lambda n, a: alias_target(s, n, a))
     selected = {rel: m for rel, m in remote.items() if scope.selects(m)}
     rdata = s.get(selected)
     local = local_metadata(store.root)
@@ -157,10 +161,20 @@ def _pull(
             del s.tracking.base[rel]
     updated, kept = _pull_refs(s, selected, rdata, theirs, conflicts, rejected)
     audit_in, rebased = _pull_audit(s, rdata, rejected)
+    objects = len(todo) - len(bad)
+    if objects or installed or updated:  # after the merge: a local entry, pushed next time
+        try:
+            record(
+                store, "pull", remote=s.spec.name, url=public_url(s.url), objects=objects,
+                bytes=received, manifests=len(installed), versions=sorted(installed),
+                refs=len(updated),
+            )  # fmt: skip
+        except IntegrityError as exc:  # the local log's last entry is unreadable
+            rejected.append(f"the pull is not in the audit trail: {exc}")
     s.finish()
     return PullResult(
-        s.spec.name, s.url, len(todo) - len(bad), received, tuple(sorted(installed)),
-        tuple(updated), tuple(kept), audit_in, rebased, tuple(conflicts), tuple(rejected),
+        s.spec.name, s.url, objects, received, tuple(sorted(installed)), tuple(updated),
+        tuple(kept), audit_in, rebased, tuple(conflicts), tuple(rejected),
         time.monotonic() - t0,
     )  # fmt: skip
 

@@ -76,6 +76,8 @@ class Session:
                 if top in dirs:
                     session.listing.update(backend.list(top))
             session.empty = not (dirs or files)
+            if session.empty:  # an empty prefix, or no bucket at all (#13)
+                backend.check_exists()
         return session
 
     @property

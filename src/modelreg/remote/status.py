@@ -19,12 +19,25 @@ from modelreg.remote.merge import LogComparison, compare_logs, compare_ref, pars
 from modelreg.remote.session import Session, read_local
 from modelreg.store import Store
 
-__all__ = ["FetchResult", "StatusReport", "alias_target", "fetch", "status", "versions_of"]
+__all__ = [
+    "FetchResult",
+    "StatusReport",
+    "alias_target",
+    "fetch",
+    "remote_hint",
+    "status",
+    "versions_of",
+]
 
 
 def versions_of(metas: dict[str, Meta]) -> Any:
     """A `name -> versions` lookup over classified metadata (for `Scope.resolve`)."""
     return lambda name: [m.key for m in metas.values() if m.kind == "manifest" and m.model == name]
+
+
+def remote_hint(s: Session) -> str:
+    """What "no remote or model named X" adds when X was looked for on remote `s` (#13)."""
+    return f"see mreg remote list; remote {s.spec.name} has no such model"
 
 
 def alias_target(s: Session, name: str, alias: str) -> str | None:
@@ -66,7 +79,8 @@ def fetch(store: Store, remote: str | None = None, specs: Sequence[str] = ()) ->
     with s.backend.errors():
         s.check_store(create=False)
         metas = s.metadata()
-        scope = Scope(specs).resolve(versions_of(metas), lambda n, a: alias_target(s, n, a))
+        hint = remote_hint(s) if remote is None else None
+        scope = Scope(specs, hint).resolve(versions_of(metas), lambda n, a: alias_target(s, n, a))
         selected = {rel: m for rel, m in metas.items() if scope.selects(m)}
         rdata = s.get(selected)
         local = local_metadata(store.root)

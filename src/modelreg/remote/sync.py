@@ -7,7 +7,10 @@ Push, after listing the remote's metadata (see session.py):
    trail with entries not pulled yet refuses the whole push (Conflict; nothing is written);
 2. send the missing objects (parallel, bounded memory, hashed on the way out);
 3. create the missing manifests (conditional create), then replace the refs that moved
-   (compare-and-swap on the token read in step 1), then the audit log (the same).
+   (compare-and-swap on the token read in step 1);
+4. append the push's own `push` audit entry (when objects, manifests or refs were sent: not
+   for the audit log alone), then send the audit log (compare-and-swap), so the entry
+   travels with the push it records and the next push has nothing to do (#13).
 
 Objects before manifests before refs before the log, as locally: a reader of the remote
 that follows a ref always finds what it names. An interrupted push leaves only complete
@@ -29,9 +32,10 @@ from modelreg.errors import Conflict, IntegrityError
 from modelreg.hashing import hash_bytes
 from modelreg.remote.backend import Entry
 from modelreg.remote.ingest import manifest_objects, parse_manifest
-from modelreg.remote.layout import AUDIT, REF_KINDS, Scope, local_metadata
+from modelreg.remote.layout import AUDIT, REF_KINDS, Meta, Scope, local_metadata
 from modelreg.remote.merge import compare_logs, compare_ref, head_bytes, parse_log
 from modelreg.remote.pull import PullResult, pull
+from modelreg.remote.record import public_url, record
 from modelreg.remote.session import Session, read_local
 from modelreg.remote.status import FetchResult, StatusReport, fetch, status, versions_of
 from modelreg.remote.transfer import TransferProgress, wait_all
@@ -102,17 +106,24 @@ def push(
 ) -> PushResult:
     """Send to the remote what it lacks (see the module docstring); Conflict if refused."""
     t0 = time.monotonic()
+    every = local_metadata(store.root)
+    hint = None if remote is not None else "see mreg remote list and mreg list"
+    scope = Scope(specs, hint).resolve(
+        versions_of(every), lambda n, a: _local_alias_target(store, n, a)
+    )
     s = Session.open(store, remote, jobs)
     with s.backend.errors():
-        return _push(s, specs, progress, t0)
+        return _push(s, every, scope, progress, t0)
 
 
 def _push(
-    s: Session, specs: Sequence[str], progress: TransferProgress | None, t0: float
+    s: Session,
+    every: dict[str, Meta],
+    scope: Scope,
+    progress: TransferProgress | None,
+    t0: float,
 ) -> PushResult:
     store = s.store
-    every = local_metadata(store.root)
-    scope = Scope(specs).resolve(versions_of(every), lambda n, a: _local_alias_target(store, n, a))
     local = {rel: m for rel, m in every.items() if scope.selects(m)}
     ldata = {rel: b for rel, m in local.items() if (b := read_local(store.root, m)) is not None}
     rdata = s.get(rel for rel in ldata if rel in s.listing)
@@ -145,7 +156,7 @@ def _push(
             conflicts.append(f"{rel} changed on the remote since your last pull")
         else:
             s.tracking.base[rel] = hash_bytes(ldata[rel])
-    audit_sent = 0
+    send_audit = False
     if AUDIT in ldata:
         mine = parse_log(ldata[AUDIT], str(store.audit.path))
         theirs = parse_log(rdata.get(AUDIT, b""), f"{s.url}/{AUDIT}")
@@ -155,9 +166,11 @@ def _push(
         elif cmp.state == "behind":
             remote_ahead.append(AUDIT)
         elif cmp.state == "ahead":
-            audit_sent = cmp.local_only
+            send_audit = True
         elif mine:
             s.tracking.set_audit_base(len(mine), mine[-1].hash)
+    elif AUDIT in s.listing:  # no trail here, one there: its entries are to pull
+        remote_ahead.append(AUDIT)
     if conflicts:
         s.finish()
         more = f" (and {len(conflicts) - 3} more)" if len(conflicts) > 3 else ""
@@ -185,8 +198,24 @@ def _push(
         for fut in [t.submit(_create, s, rel, ldata[rel]) for rel in manifests]:
             fut.result()
     lost = [rel for rel in refs if not _swap(s, rel, ldata[rel])]
-    if AUDIT in ldata and audit_sent and not lost and not _swap(s, AUDIT, ldata[AUDIT]):
-        lost.append(AUDIT)
+    versions = tuple(sorted(f"{local[r].model}@{local[r].key}" for r in manifests))
+    if missing or manifests or len(lost) < len(refs):
+        # 4. the push's own entry, appended before the log goes up so that it travels with
+        # this push: the next push finds the remote log equal to ours and has nothing to do
+        details: dict[str, Any] = {
+            "remote": s.spec.name, "url": public_url(s.url), "objects": len(missing),
+            "bytes": sent, "manifests": len(manifests), "versions": list(versions),
+            "refs": len(refs) - len(lost),
+        }  # fmt: skip
+        if lost:
+            details["refs_not_sent"] = sorted(lost)
+        record(store, "push", **details)
+        send_audit = True
+    audit_sent = 0
+    if send_audit and not lost:
+        audit_sent = _push_audit(s, behind=AUDIT in remote_ahead)
+        if audit_sent < 0:
+            lost.append(AUDIT)
     s.finish()
     if lost:
         raise Conflict(
@@ -194,11 +223,48 @@ def _push(
             "were sent, those refs were not: run mreg pull, then push again"
         )
     return PushResult(
-        s.spec.name, s.url, len(missing), sent, len(needed) - len(missing),
-        tuple(sorted(f"{local[r].model}@{local[r].key}" for r in manifests)),
+        s.spec.name, s.url, len(missing), sent, len(needed) - len(missing), versions,
         tuple(sorted(refs)), audit_sent, tuple(sorted(remote_ahead)), s.backend.guarantee,
         time.monotonic() - t0,
     )  # fmt: skip
+
+
+_AUDIT_RETRIES = 8
+
+
+def _push_audit(s: Session, *, behind: bool = False) -> int:
+    """Send the local audit log if it extends the remote's; return the entries sent, -1 if lost.
+
+    `behind`: the remote log had entries this store has not pulled when the push decided;
+    this push's own entry then stays here (a pull rebases it, the next push sends it).
+
+    The log is read again here (it holds this push's own entry, and whatever was appended
+    meanwhile). When the compare-and-swap loses to a write that only moved the remote log
+    forward along ours (another push of this store), the swap is tried again on the new
+    token; a remote log that is no longer a prefix of ours is a loss (pull, then push).
+    """
+    store = s.store
+    data = read_local(store.root, Meta(AUDIT, "audit")) or b""
+    mine = parse_log(data, str(store.audit.path))
+    theirs = parse_log(s.get([AUDIT]).get(AUDIT, b""), f"{s.url}/{AUDIT}")
+    for attempt in range(_AUDIT_RETRIES):
+        cmp = compare_logs(mine, theirs, s.tracking.audit_base())
+        if cmp.state == "same":  # another push of this store sent exactly this log
+            s.tracking.set_audit_base(len(mine), mine[-1].hash if mine else "")
+            return 0
+        if cmp.state != "ahead":
+            # Expected only when the remote log was ahead already (reported as remote_ahead);
+            # otherwise another store's entries arrived during the push: a loss.
+            return 0 if attempt == 0 and behind else -1
+        if _swap(s, AUDIT, data):
+            return cmp.local_only
+        entry = s.backend.stat(AUDIT)  # the token first, then the bytes it may be older than
+        now = s.backend.read(AUDIT)
+        if entry is None or now is None:
+            return -1
+        s.listing[AUDIT] = entry
+        theirs = parse_log(now, f"{s.url}/{AUDIT}")
+    return -1
 
 
 def _create(s: Session, rel: str, data: bytes) -> None:
