@@ -233,10 +233,15 @@ def test_route_never_raises_on_odd_input(model):
 def test_decision_to_dict(model):
     ops.start(model, "m", "1.1.0", steps="shadow,5")
     d = Router.open("m", store=model.root).route(user_id="u")
-    assert d.to_dict() == {
-        "variant": "baseline", "version": "1.0.0", "id": d.id, "reason": "shadow", "rule": None,
-        "shadow": "1.1.0", "generation": 1,
-    }  # fmt: skip
+    assert d.to_dict(at=1234.5) == {
+            "variant": "baseline", "version": "1.0.0", "id": d.id, "reason": "shadow", "rule": None,
+            "shadow": "1.1.0", "generation": 1, "time": 1234.5,
+        }  # fmt: skip
+    # the exposure defaults to now: late outcomes are attributed to it (issue 14)
+    import time
+
+    before = time.time()
+    assert before <= d.to_dict()["time"] <= time.time()
 
 
 def test_open_errors(model, store, tmp_path):

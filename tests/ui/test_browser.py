@@ -122,7 +122,8 @@ def test_release_page_draws_its_charts(site, page):
     by_key = {d["key"]: d for d in drawn}
     for d in drawn:
         assert d["width"] > 200, d
-        assert d["lines"] and all(n > 10 for n in d["lines"]), d
+        # a series judged once (a release rolled back at its second analysis) is one point
+        assert d["lines"] and max(d["lines"]) > 10, d
     for key in ("error-rate", "latency-p99", "outcome-conversion"):
         assert len(by_key[key]["lines"]) == 2  # canary and baseline
         assert any(h > 0 for h in by_key[key]["bands"])  # confidence intervals

@@ -35,7 +35,9 @@ __all__ = [
     "Check",
     "Policy",
     "checks_from_list",
+    "format_window",
     "normalize",
+    "parse_window",
     "plan_of",
     "read_checks_file",
 ]
@@ -48,7 +50,7 @@ _NUM = r"[0-9]+(?:\.[0-9]+)?(?:e-?[0-9]+)?"
 _LINE = re.compile(
     r"^\s*(?:(?P<name>[A-Za-z0-9][A-Za-z0-9 _.-]*?)\s*:\s*)?"
     r"(?P<metric>[a-z][a-z0-9_]*(?:\.[a-z0-9_.]+)?)\s*(?P<op><=|>=|<|>)\s*(?P<limit>.+?)"
-    rf"(?:\s+within\s+(?P<tol>{_NUM}%?))?(?:\s+min\s+(?P<min>[0-9]+))?\s*$"
+    rf"(?:\s+within\s+(?P<tol>{_NUM}(?:%|s|m|h|d)?))?(?:\s+min\s+(?P<min>[0-9]+))?\s*$"
 )
 _RELATIVE = re.compile(
     rf"^(?:(?P<ratio>{_NUM})\s*[x*]\s*)?baseline(?:\s*(?P<sign>[+-])\s*(?P<delta>{_NUM})\s*"
@@ -58,7 +60,34 @@ _ABSOLUTE = re.compile(rf"^(?P<value>-?{_NUM})\s*(?P<unit>%|pt|ms|s)?$")
 _QUANTILE = re.compile(r"^latency\.p(?P<q>[0-9]{1,2}(?:\.[0-9]+)?)$")
 _OUTCOME = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)(?P<mean>\.mean)?$")
 _RESERVED = {"error_rate", "latency", "agreement", "drift"}
-_POLICY_KEYS = {"alpha", "passes", "promote", "min_samples", "stratum_s"}
+_POLICY_KEYS = {
+    "alpha", "passes", "promote", "min_samples", "stratum_s", "outcome_window", "hold_z",
+}  # fmt: skip
+_DURATION = re.compile(rf"^(?P<n>{_NUM})(?P<unit>s|m|h|d)$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_window(text: str | float) -> float:
+    """An attribution window in seconds from `10m`, `90s`, `2h`, `1d` or a number of seconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        m = _DURATION.match(str(text).strip())
+        if not m:
+            raise InvalidInput(f"invalid window {text!r}: use e.g. 30s, 10m, 2h or 1d")
+        seconds = float(m.group("n")) * _SECONDS[m.group("unit")]
+    if not 0 <= seconds <= 90 * 86400:
+        raise InvalidInput(f"invalid window {text!r}: between 0s and 90d")
+    return seconds
+
+
+def format_window(seconds: float) -> str:
+    """`600` as `10m`, `90` as `90s` (the form `parse_window` reads back)."""
+    for unit in ("d", "h", "m"):
+        n = seconds / _SECONDS[unit]
+        if n >= 1 and n == int(n):
+            return f"{int(n)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _unit(value: float, unit: str | None) -> float:
@@ -89,6 +118,8 @@ class Check:
     name: str = ""
     tolerance: float = 0.0
     min_samples: int | None = None
+    window: float | None = None
+    """Outcome checks: seconds an outcome may take after its request (`within 10m`)."""
 
     @property
     def kind(self) -> str:
@@ -149,6 +180,8 @@ class Check:
         out += f"{self.metric} {self.op} {self.limit_text()}"
         if self.tolerance:
             out += f" within {_fmt(self.tolerance)}"
+        if self.window is not None:
+            out += f" within {format_window(self.window)}"
         if self.min_samples is not None:
             out += f" min {self.min_samples}"
         return out
@@ -166,6 +199,8 @@ class Check:
             doc["tolerance"] = self.tolerance
         if self.min_samples is not None:
             doc["min_samples"] = self.min_samples
+        if self.window is not None:
+            doc["window"] = self.window
         return doc
 
     @classmethod
@@ -196,7 +231,10 @@ class Check:
             value = _unit(float(ab.group("value")), ab.group("unit"))
         tol = m.group("tol")
         tolerance = 0.0
-        if tol is not None:
+        window = None
+        if tol is not None and tol[-1] in _SECONDS:
+            window = parse_window(tol)
+        elif tol is not None:
             tolerance = _unit(float(tol.rstrip("%")), "%" if tol.endswith("%") else None)
         check = cls(
             metric=m.group("metric"),
@@ -207,6 +245,7 @@ class Check:
             name=(m.group("name") or "").strip(),
             tolerance=tolerance,
             min_samples=None if m.group("min") is None else int(m.group("min")),
+            window=window,
         )  # fmt: skip
         return check.validated()
 
@@ -217,7 +256,8 @@ class Check:
             return cls.parse(doc)
         if not isinstance(doc, Mapping):
             raise InvalidInput(f"a check must be a mapping or a text, not {doc!r}")
-        extra = set(doc) - {"metric", "op", "name", "value", "baseline", "tolerance", "min_samples"}
+        known = {"metric", "op", "name", "value", "baseline", "tolerance", "min_samples", "window"}
+        extra = set(doc) - known
         if extra:
             raise InvalidInput(f"check {dict(doc)!r}: unknown field(s) {sorted(extra)}")
         try:
@@ -234,6 +274,7 @@ class Check:
                 name=str(doc.get("name") or ""),
                 tolerance=float(doc.get("tolerance") or 0),
                 min_samples=None if min_samples is None else int(min_samples),
+                window=None if doc.get("window") is None else parse_window(doc["window"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"malformed check {dict(doc)!r}: {exc}") from None
@@ -265,6 +306,10 @@ class Check:
             raise InvalidInput(f"{where}: the ratio must be above 0")
         if self.tolerance < 0 or (self.tolerance and kind != "agreement"):
             raise InvalidInput(f"{where}: 'within' is a tolerance of agreement checks only")
+        if self.window is not None and kind not in ("outcome", "outcome_mean"):
+            raise InvalidInput(
+                f"{where}: 'within DURATION' is the attribution window of outcome checks only"
+            )
         if self.min_samples is not None and self.min_samples < 1:
             raise InvalidInput(f"{where}: min must be at least 1")
         return self
@@ -283,17 +328,27 @@ class Policy:
     min_samples: int = 500
     """Requests (or observations) each side needs before a check can pass or fail."""
     stratum_s: int = 60
-    """Width of the time windows that rate and mean checks are stratified by."""
+    """Width of the exposure windows that rate and mean checks are stratified by."""
+    outcome_window: float = 0.0
+    """Default attribution window (seconds) of outcome checks without `within`; 0: none."""
+    hold_z: float = 1.645
+    """A check whose single-look z exceeds this holds the canary (inconclusive); 0: off."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (stored as `{policy: ...}` in the manifest's `analysis`)."""
-        return {
+        doc: dict[str, Any] = {
             "alpha": self.alpha,
             "passes": self.passes,
             "promote": self.promote,
             "min_samples": self.min_samples,
             "stratum_s": self.stratum_s,
         }
+        # written only when set, so manifests stay readable by earlier versions
+        if self.outcome_window:
+            doc["outcome_window"] = self.outcome_window
+        if self.hold_z != Policy.hold_z:
+            doc["hold_z"] = self.hold_z
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Any) -> Policy:
@@ -301,9 +356,15 @@ class Policy:
         if not isinstance(doc, Mapping) or set(doc) - _POLICY_KEYS:
             raise InvalidInput(f"the analysis policy takes only {sorted(_POLICY_KEYS)}")
         try:
-            p = replace(cls(), **{k: type(getattr(cls(), k))(v) for k, v in doc.items()})
+            plain = {k: v for k, v in doc.items() if k != "outcome_window"}
+            values = {k: type(getattr(cls(), k))(v) for k, v in plain.items()}
+            if "outcome_window" in doc:
+                values["outcome_window"] = parse_window(doc["outcome_window"])
+            p = replace(cls(), **values)
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"malformed analysis policy: {exc}") from None
+        if p.hold_z < 0:
+            raise InvalidInput("policy hold_z must be 0 (no hold) or above")
         if not 0 < p.alpha < 0.5:
             raise InvalidInput("policy alpha must be between 0 and 0.5")
         if p.passes < 1 or p.min_samples < 1 or p.stratum_s < 1:

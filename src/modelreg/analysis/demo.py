@@ -13,9 +13,11 @@ and lets `watch` catch it: the release is rolled back automatically.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,8 +68,12 @@ class Simulation:
         users: int = 50_000,
         seed: int = 1,
         clock: Clock | None = None,
+        delay: Callable[[random.Random], float] | None = None,
     ) -> None:
         self.clock = clock or Clock()
+        self.delay = delay
+        """Seconds a conversion takes to arrive (drawn per request); None: with the request."""
+        self._due: list[tuple[float, int, dict[str, Any]]] = []
         self.behaviours = behaviours
         self.rps = rps
         self.users = users
@@ -83,13 +89,18 @@ class Simulation:
         d = router.route(user_id=uid)
         b = self.behaviours[d.version]
         score = min(max(rng.betavariate(2, 5) + b.score_shift, 0.0), 1.0)
-        router.record(
-            d,
-            latency_ms=b.latency_ms * math.exp(b.latency_sigma * rng.gauss(0, 1)),
-            error=rng.random() < b.error_rate,
-            score=score,
-            conversion=1 if rng.random() < b.conversion else 0,
-        )
+        converted = rng.random() < b.conversion
+        latency = b.latency_ms * math.exp(b.latency_sigma * rng.gauss(0, 1))
+        error = rng.random() < b.error_rate
+        if self.delay is None:
+            router.record(d, latency_ms=latency, error=error, score=score,
+                          conversion=1 if converted else 0)  # fmt: skip
+        else:
+            # the conversion is reported later, attributed to this request's exposure
+            router.record(d, latency_ms=latency, error=error, score=score)
+            if converted:
+                due = self.clock.t + self.delay(rng)
+                heapq.heappush(self._due, (due, self.requests, d.to_dict(at=self.clock.t)))
         if d.shadow is not None:
             c = self.behaviours[d.shadow.version]
             mirrored = min(max(score + c.score_shift, 0.0), 1.0)
@@ -105,8 +116,11 @@ class Simulation:
         for _ in range(steps):
             for _ in range(self.rps):
                 self._one(f"user-{self.rng.randrange(self.users)}")
-            self.requests += self.rps
+                self.requests += 1
             self.clock.t += seconds / steps
+            while self._due and self._due[0][0] <= self.clock.t:
+                _, _, logged = heapq.heappop(self._due)
+                self.router.record_outcome(logged, conversion=1)
         self.router.metrics.flush()
 
     def close(self) -> None:

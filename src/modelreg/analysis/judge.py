@@ -7,9 +7,9 @@ gives the verdict:
 
 - **inconclusive** while either side has fewer than the minimum samples;
 - **fail** when T - r > 0: the canary is beyond its limit with confidence, at any look;
-- **inconclusive** when T / sqrt(V) > 1.645: the canary looks beyond its limit at 95%
-  confidence *for this look alone*, not yet with always-valid confidence: hold and gather
-  more data rather than step up;
+- **inconclusive** when T / sqrt(V) > `policy.hold_z` (1.645 by default; 0 turns the hold
+  off): the canary looks beyond its limit at 95% confidence *for this look alone*, not yet
+  with always-valid confidence: hold and gather more data rather than step up;
 - **pass** otherwise: the data give no reason to hold the canary back.
 
 The analysis fails if any check fails, is inconclusive if any check is (or none applies),
@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from modelreg.analysis import stats
-from modelreg.analysis.checks import Check, Policy
+from modelreg.analysis.checks import Check, Policy, format_window
 from modelreg.analysis.sources import Bins, Sample, Side
+from modelreg.serving.aggregate import EXPOSURE_S
 
 __all__ = ["FAIL", "INCONCLUSIVE", "PASS", "SKIPPED", "CheckResult", "format_value", "judge"]
 
@@ -54,6 +55,8 @@ class CheckResult:
     n_baseline: int = 0
     n_canary: int = 0
     alpha: float = 0.0
+    excluded: int = 0
+    """Requests left out because their outcomes' attribution window is still open."""
 
     @property
     def difference(self) -> float | None:
@@ -86,6 +89,7 @@ class CheckResult:
             "confidence": self.confidence,
             "n": {"baseline": self.n_baseline, "canary": self.n_canary},
             "alpha": self.alpha,
+            "excluded": self.excluded,
         }
 
 
@@ -109,6 +113,7 @@ class _Eval:
 
     def __init__(self, check: Check, alpha: float, policy: Policy, b: Side, c: Side) -> None:
         self.check, self.alpha = check, alpha
+        self.hold_z = policy.hold_z
         self.min = check.min_samples or policy.min_samples
         self.s = 1.0 if check.higher_is_worse else -1.0
         self.b, self.c = b, c
@@ -127,33 +132,53 @@ class _Eval:
         )  # fmt: skip
 
     def decide(
-        self, t: float, v: float, tau: float, limit: float, to_value: Any, **kw: Any
+        self,
+        t: float,
+        v: float,
+        tau: float,
+        limit: float,
+        to_value: Any,
+        bounds: tuple[float, float] = (-math.inf, math.inf),
+        note: str = "",
+        **kw: Any,
     ) -> CheckResult:
         """Verdict from the excess `t` (> 0: worse than `limit`) and its variance `v`.
 
         The sequential test mixes two scales, `tau` and `tau / 10`: effects of about the
         size of the limit and a tenth of it are detected nearly as fast as with a test
-        tuned for them.
+        tuned for them. `bounds` is the range of the metric's values (a rate's [0, 1]): the
+        estimate and its interval are reported inside it. `note` ends the reason.
         """
         taus = (max(tau / 10, 1e-12), max(tau, 1e-11))
         r = stats.sequential_radius(v, taus, self.alpha)
-        ends = sorted((to_value(t - r), to_value(t + r)))
+        lo, hi = bounds
+
+        def inside(x: float) -> float:
+            return min(max(x, lo), hi)
+
+        ends = sorted((inside(to_value(t - r)), inside(to_value(t + r))))
         p = stats.sequential_p(t, v, taus) if t > 0 else 1.0
-        canary = to_value(t)
+        canary = inside(to_value(t))
         c = self.check
         shown = f"{c.metric} {_fmt(c, canary)} vs limit {_fmt(c, limit)}"
+        z = t / math.sqrt(v) if v > 0 else 0.0
         if t - r > 0:
             verdict = FAIL
             why = f"{shown}: beyond the limit with confidence (p {p:.2g} <= {self.alpha:.2g})"
-        elif v > 0 and t / math.sqrt(v) > HOLD_Z:
+        elif self.hold_z and z > self.hold_z:
             verdict = INCONCLUSIVE
-            why = f"{shown}: looks beyond the limit, not yet with confidence (p {p:.2g})"
+            why = (
+                f"{shown}: {z:.2f} standard errors beyond the limit at this look, which is "
+                f"not yet evidence over the whole release (always-valid p {p:.2g} > "
+                f"{self.alpha:.2g}): holding for more data"
+            )
         else:
             verdict = PASS
             why = f"{shown}: " + ("within" if t <= 0 else "not significantly beyond") + " the limit"
         return self.result(
-            verdict, why, canary=canary, limit=limit, low=ends[0], high=ends[1], p_value=p, **kw
-        )
+            verdict, why + note, canary=canary, limit=limit, low=ends[0], high=ends[1],
+            p_value=p, **kw,
+        )  # fmt: skip
 
 
 def _quantile_side(bins: Bins, q: float) -> tuple[float | None, float | None]:
@@ -185,7 +210,7 @@ def _evaluate(check: Check, sample: Sample, alpha: float, policy: Policy) -> Che
         return e.result(SKIPPED, "agreement is measured in shadow mode only")
 
     if kind in ("rate", "outcome", "outcome_mean"):
-        return _mean_check(e, check, b, c, policy)
+        return _mean_check(e, check, sample, policy)
     if kind == "quantile":
         q = check.q
         n_b, n_c = _count(b.latency), _count(c.latency)
@@ -229,55 +254,126 @@ def _evaluate(check: Check, sample: Sample, alpha: float, policy: Policy) -> Che
     return _drift_check(e, check, b, c)
 
 
-def _mean_check(e: _Eval, check: Check, b: Side, c: Side, policy: Policy) -> CheckResult:
+def _bounds(kind: str, name: str, b: Side, c: Side) -> tuple[float, float]:
+    """The range of a mean's values.
+
+    [0, 1] for rates and 0/1 outcomes, [0, inf) for outcomes never recorded negative,
+    unbounded otherwise.
+    """
+    if kind == "rate":
+        return 0.0, 1.0
+    lows = [side.omin.get(name) for side in (b, c)]
+    if any(x is None or x < 0 for x in lows):
+        return -math.inf, math.inf
+    binary = all(
+        abs(o[1] - o[2]) <= 1e-9 * max(1.0, o[1])
+        for side in (b, c)
+        if (o := side.out.get(name)) is not None
+    )
+    return (0.0, 1.0) if binary else (0.0, math.inf)
+
+
+def _mean_check(e: _Eval, check: Check, sample: Sample, policy: Policy) -> CheckResult:
+    """A rate (errors per request), an outcome per request, or an outcome per observation.
+
+    Rate and outcome checks compare the two sides window by window of exposure, within each
+    generation (`Side.strata`): late outcomes count toward the window of the request that
+    produced them, so neither late arrival nor a step-up biases a side. With an attribution
+    window W (`within 10m`, or the policy's `outcome_window`), only windows whose requests
+    all had W to produce their outcomes count, with the outcomes that came within W.
+    """
+    b, c = sample.baseline, sample.canary
     kind, s = check.kind, e.s
     name = check.outcome
-
-    def totals(side: Side) -> tuple[float, float, float]:
-        if kind == "rate":
-            return side.n, side.errors, side.errors
-        o = side.out.get(name, [0, 0.0, 0.0])
-        return (o[0], o[1], o[2]) if kind == "outcome_mean" else (side.n, o[1], o[2])
-
-    def cell(side_cell: list[Any]) -> tuple[float, float]:
-        if kind == "rate":
-            return side_cell[0], side_cell[1]
-        o = side_cell[2].get(name, [0, 0.0, 0.0])
-        return (o[0], o[1]) if kind == "outcome_mean" else (side_cell[0], o[1])
-
-    n_b, sum_b, sq_b = totals(b)
-    n_c, sum_c, sq_c = totals(c)
+    window = check.window if check.window is not None else (policy.outcome_window or None)
+    if kind == "rate":
+        window = None
     if kind != "rate" and not (b.out.get(name) and c.out.get(name)):
         side = "either side" if not (b.out.get(name) or c.out.get(name)) else "one side"
         return e.result(INCONCLUSIVE, f"no outcome {name!r} recorded on {side}",
-                        n_baseline=int(n_b), n_canary=int(n_c))  # fmt: skip
+                        n_baseline=b.n, n_canary=c.n)  # fmt: skip
+
+    def complete(key: Any) -> bool:
+        if window is None or sample.now is None:
+            return True
+        return (int(key[0]) + 1) * sample.stratum_s + window <= sample.now
+
+    def cell(side_cell: list[Any]) -> tuple[float, float, float]:
+        if kind == "rate":
+            return side_cell[0], side_cell[1], side_cell[1]
+        if window is None:
+            o = side_cell[2].get(name, (0, 0.0, 0.0))
+        else:
+            o = [0, 0.0, 0.0]
+            for delay, vals in side_cell[3].get(name, {}).items():
+                if int(delay) * EXPOSURE_S <= window:
+                    o = [o[0] + vals[0], o[1] + vals[1], o[2] + vals[2]]
+        return (o[0], o[1], o[2]) if kind == "outcome_mean" else (side_cell[0], o[1], o[2])
+
+    cells: dict[str, dict[Any, tuple[float, float, float]]] = {"b": {}, "c": {}}
+    excluded = 0
+    for which, one in (("b", b), ("c", c)):
+        for key, sc in one.strata.items():
+            if complete(key):
+                cells[which][key] = cell(sc)
+            else:
+                excluded += int(sc[0])
+
+    def totals(which: str) -> tuple[float, float, float]:
+        vals = cells[which].values()
+        return sum(v[0] for v in vals), sum(v[1] for v in vals), sum(v[2] for v in vals)
+
+    (n_b, sum_b, sq_b), (n_c, sum_c, sq_c) = totals("b"), totals("c")
+    note = ""
+    if excluded:
+        assert window is not None
+        note = (f" ({excluded:,} requests left out: their {format_window(window)} window is "
+                "still open)")  # fmt: skip
     what = "observations" if kind == "outcome_mean" else "requests"
     m_b = sum_b / n_b if n_b else None
     m_c = sum_c / n_c if n_c else None
-    few = e.too_few(int(n_b), int(n_c), e.min, what, baseline=m_b, canary=m_c)
-    if few or m_b is None or m_c is None:
-        return few or e.result(INCONCLUSIVE, "no data")
+    common = {"n_baseline": int(n_b), "n_canary": int(n_c), "excluded": excluded}
+    few = e.too_few(int(n_b), int(n_c), e.min, what, baseline=m_b, canary=m_c,
+                    excluded=excluded)  # fmt: skip
+    if few is not None:
+        return replace(few, reason=few.reason + note)
+    if m_b is None or m_c is None:
+        return e.result(INCONCLUSIVE, "no data" + note, **common)
     if kind == "rate":
         var_b, var_c = stats.agresti_caffo_var(sum_b, n_b), stats.agresti_caffo_var(sum_c, n_c)
     else:
         var_b, var_c = stats.mean_var(n_b, sum_b, sq_b), stats.mean_var(n_c, sum_c, sq_c)
+        if var_b == 0 and var_c == 0:
+            # e.g. no conversion has arrived yet: every value is the same, a zero variance
+            # would make any difference look certain. No information is not a pass.
+            return e.result(
+                INCONCLUSIVE, f"no information yet: every {what[:-1]}'s {name} is "
+                f"{_fmt(check, m_b)} on both sides{note}", baseline=m_b, canary=m_c, **common,
+            )  # fmt: skip
+    bounds = _bounds(kind, name, b, c)
     if check.relative:
         assert check.ratio is not None
-        keys = set(b.strata) & set(c.strata)
-        strata = [stats.Stratum(*cell(c.strata[k]), *cell(b.strata[k])) for k in sorted(keys)]
-        est, v, _ = stats.stratified_excess(strata, var_c, var_b, check.ratio)
+        keys = set(cells["b"]) & set(cells["c"])
+        strata = [
+            stats.Stratum(cells["c"][k][0], cells["c"][k][1], cells["b"][k][0], cells["b"][k][1])
+            for k in sorted(keys)
+        ]
+        est, v, _, _, mb_w = stats.stratified_means(strata, var_c, var_b, check.ratio)
         if v <= 0:  # no window with both sides: compare the totals
+            mb_w = m_b
             est = m_c - check.ratio * m_b
             v = var_c / n_c + check.ratio**2 * var_b / n_b
-        limit = check.ratio * m_b + check.delta
+        limit = check.ratio * mb_w + check.delta
         t = s * (est - check.delta)
+        shown_b = mb_w
     else:
         assert check.value is not None
         limit = check.value
         t, v = s * (m_c - limit), var_c / n_c
+        shown_b = m_b
     tau = max(abs(limit), abs(check.delta), 1e-6)
-    return e.decide(t, v, tau, limit, lambda x: limit + s * x,
-                    baseline=m_b, n_baseline=int(n_b), n_canary=int(n_c))  # fmt: skip
+    return e.decide(t, v, tau, limit, lambda x: limit + s * x, bounds, note,
+                    baseline=shown_b, **common)  # fmt: skip
 
 
 def _drift_check(e: _Eval, check: Check, b: Side, c: Side) -> CheckResult:

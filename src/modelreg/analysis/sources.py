@@ -20,7 +20,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from typing import Any
 from modelreg.errors import IntegrityError, InvalidInput, MregError
 from modelreg.fsutil import atomic_write, tmp_name
 from modelreg.release.rollout import LIVE, Rollout
-from modelreg.serving.aggregate import LogHistogram, iter_lines
+from modelreg.serving.aggregate import EXPOSURE_S, LogHistogram, iter_lines
 from modelreg.serving.metrics import SEGMENT_S
 
 __all__ = [
@@ -62,9 +62,19 @@ class Side:
     n: int = 0
     errors: int = 0
     out: dict[str, list[float]] = field(default_factory=dict)
-    """Outcome name -> [observations, sum, sum of squares]."""
-    strata: dict[int, list[Any]] = field(default_factory=dict)
-    """Window -> [requests, errors, {outcome: [observations, sum, sum of squares]}]."""
+    """Outcome name -> [observations, sum, sum of squares] (every outcome recorded)."""
+    strata: dict[Any, list[Any]] = field(default_factory=dict)
+    """(exposure window, generation) -> [requests, errors, {outcome: [observations, sum,
+    sum of squares]}, {outcome: {delay: [observations, sum, sum of squares]}}].
+
+    Requests count in the window they were answered in; outcomes in the window of the
+    request that produced them (issue 14), whenever they arrived; `delay` is how late they
+    arrived at least, in whole `EXPOSURE_S` (10 s) units. Within one window of one
+    generation the weights were constant, so both sides' requests are exposed alike and
+    equally far from complete: comparing them stratum by stratum is unbiased however late
+    outcomes arrive and however often the weight changed."""
+    omin: dict[str, float] = field(default_factory=dict)
+    """The smallest value recorded of each outcome (bounds the estimates' range)."""
     latency: Bins = field(default_factory=list)
     scores: Bins = field(default_factory=list)
     pairs: int = 0
@@ -83,6 +93,12 @@ class Sample:
     source: str
     start: float | None = None
     end: float | None = None
+    now: float | None = None
+    """When the sample was read (epoch seconds): which exposure windows are complete."""
+    stratum_s: int = 60
+    """The width of the exposure windows of `Side.strata`."""
+    attributed: bool = True
+    """Whether late outcomes count in their request's window (False: Prometheus totals)."""
 
 
 def metrics_dir(root: Path, name: str, release: int) -> Path:
@@ -123,6 +139,15 @@ def _side_of(doc: Mapping[str, Any], rollout: Rollout, gens: tuple[set[int], set
     return ""
 
 
+def _add_outcome(cell: list[Any], name: str, delay: int, vals: Sequence[float]) -> None:
+    o = cell[2].setdefault(name, [0, 0.0, 0.0])
+    d = cell[3].setdefault(name, {}).setdefault(delay, [0, 0.0, 0.0])
+    for target in (o, d):
+        target[0] += vals[0]
+        target[1] += vals[1]
+        target[2] += vals[2]
+
+
 class _Acc:
     """Accumulates metrics lines into a `Side`."""
 
@@ -132,29 +157,54 @@ class _Acc:
         self.scores = LogHistogram()
         self.diffs = LogHistogram()
 
-    def add(self, doc: Mapping[str, Any], stratum: int) -> None:
+    def add(self, doc: Mapping[str, Any], stratum_s: int) -> None:
         s = self.side
         n, err = int(doc.get("n", 0)), int(doc.get("err", 0))
+        gen = int(doc.get("gen") or 0)
+        t0 = float(doc.get("t0", doc.get("t1", 0.0)))
         s.n += n
         s.errors += err
-        cell = s.strata.setdefault(stratum, [0, 0, {}])
+        cell = self._cell((int(t0 // stratum_s), gen))
         cell[0] += n
         cell[1] += err
-        for name, (c, total, sq) in (doc.get("out") or {}).items():
-            for target in (s.out, cell[2]):
-                o = target.setdefault(name, [0, 0.0, 0.0])
-                o[0] += c
-                o[1] += total
-                o[2] += sq
+        out = doc.get("out") or {}
+        late = {int(b): o for b, o in (doc.get("oe") or {}).items()}
+        inline = {k: list(v) for k, v in out.items()}
+        for outcomes in late.values():  # what came by record_outcome is attributed below
+            for name, (c, total, sq) in outcomes.items():
+                o = inline.get(name)
+                if o is not None:
+                    o[0], o[1], o[2] = o[0] - c, o[1] - total, o[2] - sq
+        for name, (c, total, sq) in out.items():
+            o = s.out.setdefault(name, [0, 0.0, 0.0])
+            o[0] += c
+            o[1] += total
+            o[2] += sq
+        for name, vals in inline.items():
+            if vals[0] > 0:
+                _add_outcome(cell, name, 0, vals)
+        for bucket, outcomes in late.items():
+            where = self._cell((int(bucket // stratum_s), gen))
+            delay = int(max(0.0, t0 - bucket - EXPOSURE_S) // EXPOSURE_S)
+            for name, vals in outcomes.items():
+                _add_outcome(where, name, delay, vals)
+        for name, low in (doc.get("omin") or {}).items():
+            s.omin[name] = min(s.omin.get(name, low), low)
         if "lat" in doc:
             self.lat.merge(LogHistogram.from_dict(doc["lat"]))
         if "score" in doc:
             self.scores.merge(LogHistogram.from_dict(doc["score"]))
         agree = doc.get("agree")
         if agree:
-            s.pairs += int(agree.get("pairs", 0))
-            s.unequal += int(agree.get("ne", 0))
+            self.side.pairs += int(agree.get("pairs", 0))
+            self.side.unequal += int(agree.get("ne", 0))
             self.diffs.merge(LogHistogram.from_dict(agree.get("diff") or {}))
+
+    def _cell(self, key: tuple[int, int]) -> list[Any]:
+        cell = self.side.strata.get(key)
+        if cell is None:
+            cell = self.side.strata[key] = [0, 0, {}, {}]
+        return cell
 
     def done(self) -> Side:
         self.side.latency = self.lat.bins()
@@ -183,8 +233,9 @@ def _files(directory: Path) -> list[Path]:
 class StoreSource:
     """Metrics from the store's append-only files (the embedded default)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, now: float | None = None) -> None:
         self.root = root
+        self.now = now
 
     def read(self, rollout: Rollout, stratum_s: int) -> Sample:
         """Merge every process's lines of the release into a `Sample`.
@@ -206,15 +257,21 @@ class StoreSource:
                         continue
                     t1 = float(doc.get("t1", 0.0))
                     start, end = min(start, float(doc.get("t0", t1))), max(end, t1)
-                    acc[side].add(doc, int(t1 // stratum_s))
+                    acc[side].add(doc, stratum_s)
             except (TypeError, ValueError, AttributeError, KeyError) as exc:
                 raise IntegrityError(f"{path}: malformed metrics line ({exc})") from None
             except OSError as exc:
                 raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
+        import time
+
         return Sample(
             acc["baseline"].done(), acc["canary"].done(),
             "shadow" if rollout.shadow else "live", str(directory),
             None if math.isinf(start) else start, None if math.isinf(end) else end,
+            # now, or the newest line's time when the lines run ahead of this clock (a
+            # simulation's clock, or a host whose clock is behind a router's)
+            max(time.time() if self.now is None else self.now, end),
+            stratum_s,
         )  # fmt: skip
 
 
@@ -233,6 +290,15 @@ def _merge_line(into: dict[str, Any], doc: Mapping[str, Any]) -> None:
         o = into.setdefault("out", {}).setdefault(name, [0, 0.0, 0.0])
         for i in range(3):
             o[i] += vals[i]
+    for bucket, outcomes in (doc.get("oe") or {}).items():
+        into_b = into.setdefault("oe", {}).setdefault(str(bucket), {})
+        for name, vals in outcomes.items():
+            o = into_b.setdefault(name, [0, 0.0, 0.0])
+            for i in range(3):
+                o[i] += vals[i]
+    for name, low in (doc.get("omin") or {}).items():
+        om = into.setdefault("omin", {})
+        om[name] = min(om.get(name, low), low)
     if "agree" in doc:
         a = into.setdefault("agree", {"pairs": 0, "ne": 0, "diff": {}})
         a["pairs"] += doc["agree"]["pairs"]
@@ -280,8 +346,11 @@ def compact(
         for doc in iter_lines(path):
             if "compacted" in doc or "t1" not in doc:
                 continue
-            key = (int(doc["t1"] // stratum_s), doc.get("gen"), doc.get("variant"),
-                   doc.get("version"), doc.get("shadow"))  # fmt: skip
+            # by the window the requests were answered in (t0: flushes fall on interval
+            # boundaries); merging widens t0..t1, so a compacted late outcome's delay is
+            # known to within the window's width (docs/analysis.md)
+            key = (int(doc.get("t0", doc["t1"]) // stratum_s), doc.get("gen"),
+                   doc.get("variant"), doc.get("version"), doc.get("shadow"))  # fmt: skip
             head = {k: doc.get(k) for k in ("v", "gen", "variant", "version", "id", "shadow")}
             _merge_line(merged.setdefault(key, head), doc)
     names = sorted(absorbed | {p.name for p in sealed})
@@ -400,8 +469,10 @@ class PrometheusSource:
         for side, _, v in each(inc("mreg_shadow_pairs_total")):
             side.pairs = round(v)
         for side in sides.values():
-            side.strata = {0: [side.n, side.errors, {k: list(o) for k, o in side.out.items()}]}
+            outcomes = {k: list(o) for k, o in side.out.items()}
+            delays = {k: {0: list(o)} for k, o in side.out.items()}
+            side.strata = {(0, 0): [side.n, side.errors, outcomes, delays]}
             inf = [b for b in side.diffs if math.isinf(b[1])]
             side.unequal = sum(c for _, _, c in inf)
         return Sample(sides["baseline"], sides["canary"], "shadow" if rollout.shadow else "live",
-                      self.url, start, end)  # fmt: skip
+                      self.url, start, end, end, stratum_s, attributed=False)  # fmt: skip

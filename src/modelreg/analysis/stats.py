@@ -50,6 +50,7 @@ __all__ = [
     "sequential_p",
     "sequential_radius",
     "stratified_excess",
+    "stratified_means",
 ]
 
 Bins = Sequence[tuple[float, float, int]]
@@ -201,6 +202,36 @@ class Stratum:
     s_b: float
 
 
+def stratified_means(
+    strata: Iterable[Stratum], var_c: float, var_b: float, ratio: float
+) -> tuple[float, float, float, float, float]:
+    """`stratified_excess`, plus the canary's and the baseline's means with the same weights.
+
+    The estimate is exactly `mean_c - ratio * mean_b`, and each mean is a weighted average
+    of the windows' means, so it stays inside the range of the values (a rate in [0, 1], a
+    mean of non-negative values >= 0), which a total-based mean plus a stratified
+    difference does not (issue 14).
+
+    Returns:
+        (estimate, its variance, total weight, mean_c, mean_b); zeros when no window has
+        both sides.
+    """
+    w_sum = est = var = mc = mb = 0.0
+    for s in strata:
+        if s.n_c <= 0 or s.n_b <= 0:
+            continue
+        w = s.n_c * s.n_b / (s.n_c + s.n_b)
+        w_sum += w
+        mc += w * s.s_c / s.n_c
+        mb += w * s.s_b / s.n_b
+        var += w * w * (var_c / s.n_c + ratio * ratio * var_b / s.n_b)
+    if w_sum == 0:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    mc, mb = mc / w_sum, mb / w_sum
+    est = mc - ratio * mb
+    return est, var / (w_sum * w_sum), w_sum, mc, mb
+
+
 def stratified_excess(
     strata: Iterable[Stratum], var_c: float, var_b: float, ratio: float
 ) -> tuple[float, float, float]:
@@ -212,17 +243,8 @@ def stratified_excess(
     Returns:
         (estimate, its variance, total weight); (0, 0, 0) when no window has both sides.
     """
-    w_sum = est = var = 0.0
-    for s in strata:
-        if s.n_c <= 0 or s.n_b <= 0:
-            continue
-        w = s.n_c * s.n_b / (s.n_c + s.n_b)
-        w_sum += w
-        est += w * (s.s_c / s.n_c - ratio * s.s_b / s.n_b)
-        var += w * w * (var_c / s.n_c + ratio * ratio * var_b / s.n_b)
-    if w_sum == 0:
-        return 0.0, 0.0, 0.0
-    return est / w_sum, var / (w_sum * w_sum), w_sum
+    est, var, w_sum, _, _ = stratified_means(strata, var_c, var_b, ratio)
+    return est, var, w_sum
 
 
 def _total(bins: Bins) -> int:

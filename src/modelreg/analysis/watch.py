@@ -165,7 +165,7 @@ def analyze(store: Store, name: str, *, source: Source | None = None) -> Analysi
 
 def _analyze(store: Store, rollout: Rollout, source: Source | None) -> Analysis:
     checks, policy = plan_of(rollout.analysis)
-    src = source if source is not None else StoreSource(store.root)
+    src = source if source is not None else StoreSource(store.root, now=store.clock().timestamp())
     sample = src.read(rollout, policy.stratum_s)
     verdict, results = judge(checks, policy, sample)
     return Analysis(

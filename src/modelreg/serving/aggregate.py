@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EXPOSURE_S",
     "GAMMA",
     "MIN_VALUE",
     "REL_ACCURACY",
@@ -135,6 +136,10 @@ class LogHistogram:
         return h
 
 
+EXPOSURE_S = 10
+"""Late outcomes are attributed to their request's exposure to within this many seconds."""
+
+
 class Group:
     """The running totals of one (generation, variant, version, shadow) group. Counters grow."""
 
@@ -152,6 +157,8 @@ class Group:
         "lat_zero",
         "lock",
         "n",
+        "oe",
+        "omin",
         "out",
         "scores",
         "shadow",
@@ -167,6 +174,10 @@ class Group:
         self.lat: dict[int, int] = {}
         self.lat_sum = 0.0
         self.out: dict[str, list[float]] = {}
+        self.oe: dict[int, dict[str, list[float]]] = {}
+        """Late outcomes not yet flushed, by exposure bucket (`EXPOSURE_S` seconds)."""
+        self.omin: dict[str, float] = {}
+        """The smallest value seen of each outcome (a rate's bounds, a mean's floor)."""
         self.scores = LogHistogram()
         self.agree_n = self.agree_ne = 0
         self.diffs = LogHistogram()
@@ -189,6 +200,8 @@ class Group:
                 "lat": self.latency(),
                 "lsum": self.lat_sum,
                 "out": {k: list(v) for k, v in self.out.items()},
+                "oe": {b: {k: list(v) for k, v in o.items()} for b, o in self.oe.items()},
+                "omin": dict(self.omin),
                 "score": self.scores.copy(),
                 "pairs": self.agree_n,
                 "ne": self.agree_ne,
@@ -217,6 +230,11 @@ def delta(now: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any] 
             out[k] = [c - c0, s - s0, ss - ss0]
     if out:
         body["out"] = out
+    if now.get("oe"):  # pending late outcomes (cleared once written: see Metrics.flush)
+        body["oe"] = {str(b): o for b, o in sorted(now["oe"].items())}
+    omin = {k: v for k, v in (now.get("omin") or {}).items() if k in out}
+    if omin:
+        body["omin"] = omin
     score = now["score"].minus(before["score"])
     if score.count:
         body["score"] = score.to_dict()

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import MregError
 from modelreg.serving.aggregate import (
+    EXPOSURE_S,
     INV_LOG_GAMMA,
     MIN_VALUE,
     Group,
@@ -172,7 +173,7 @@ class Metrics:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._next = clock() + flush_interval_s
+        self._next = clock() + self._until_boundary()
         self._exposed: Any = None
         _LIVE.add(self)
 
@@ -186,13 +187,14 @@ class Metrics:
         self._slow_lock = threading.Lock()
         for g in self._groups.values():
             g.lock = threading.Lock()
+            g.oe = {}  # the parent writes its pending late outcomes
             g.flushed = g.snapshot()
         self._since = self._wall()
         self._pid = -1  # a file of its own at the next flush
         self.flushes = self.lines = self.errors = 0
         if self._thread is not None:
             self._thread, self._stop = None, threading.Event()
-            self._next = self._clock() + self._interval
+            self._next = self._clock() + self._until_boundary()
 
     def start_thread(self) -> None:
         """Flush from a daemon thread from now on, instead of from the recording threads."""
@@ -249,40 +251,72 @@ class Metrics:
                 else:
                     sc.add(score)
             if outcomes:
-                out = g.out
+                out, omin = g.out, g.omin
                 for k, v in outcomes.items():
                     o = out.get(k)
                     if o is None:
                         o = out[k] = [0, 0.0, 0.0]
+                        omin[k] = v
+                    elif v < omin[k]:
+                        omin[k] = v
                     o[0] += 1
                     o[1] += v
                     o[2] += v * v
 
     @staticmethod
-    def _outcomes(g: Group, outcomes: Mapping[str, float]) -> None:
+    def _outcomes(g: Group, outcomes: Mapping[str, float], bucket: int) -> None:
+        """Add late outcomes to the totals and to their exposure bucket (caller holds g.lock)."""
+        late = g.oe.get(bucket)
+        if late is None:
+            late = g.oe[bucket] = {}
         for k, v in outcomes.items():
+            v = float(v)
             o = g.out.get(k)
             if o is None:
                 o = g.out[k] = [0, 0.0, 0.0]
-            v = float(v)
+                g.omin[k] = v
+            elif v < g.omin[k]:
+                g.omin[k] = v
             o[0] += 1
             o[1] += v
             o[2] += v * v
+            e = late.get(k)
+            if e is None:
+                e = late[k] = [0, 0.0, 0.0]
+            e[0] += 1
+            e[1] += v
+            e[2] += v * v
 
     def timer(self, d: Decision) -> Timer:
         """A context manager that records the block's latency (and an error if it raises)."""
         return Timer(self, d)
 
-    def record_outcome(self, ref: Decision | Mapping[str, Any] | str, **outcomes: float) -> None:
+    def record_outcome(
+        self,
+        ref: Decision | Mapping[str, Any] | str,
+        exposed_at: float | None = None,
+        **outcomes: float,
+    ) -> None:
         """Record outcomes that arrive after the request (a click minutes later).
 
+        The outcomes are attributed to the request that produced them (issue 14): its
+        generation, its side and its *exposure*, the time it was answered, to within
+        `EXPOSURE_S` (10 s). The analysis then compares the canary's and the baseline's
+        requests exposed in the same window of the same generation, so outcomes that arrive
+        late, or across a step-up, bias neither side.
+
         Args:
-            ref: The decision; or its `to_dict()` as logged with the request (version,
-                variant, id, generation); or the request's key (user ID), routed again now:
-                sticky, so it lands on the side that answered it unless the release changed.
+            ref: What answered the request. Best: the decision's `to_dict()` logged with the
+                request, whose `time` is the exposure. Or the `Decision` itself, or the
+                request's key (user ID), routed again now (sticky: it lands on the side that
+                answered it unless the release changed); both are exposed *now* unless
+                `exposed_at` says when.
+            exposed_at: The exposure, in epoch seconds (overrides the dict's `time`).
             **outcomes: The outcomes (`clicked=1`). They count towards the same requests:
                 a metric's per-request value divides its sum by the requests of the version.
         """
+        if self._clock() >= self._next:  # a flush first: the line's t0 bounds the arrival
+            self._tick()
         if isinstance(ref, str):
             if self._route is None:
                 raise MregError("record_outcome(key) needs a router to route the key")
@@ -292,10 +326,14 @@ class Metrics:
                 int(ref["generation"]), str(ref["variant"]), str(ref["version"]),
                 str(ref.get("id") or ""), False,
             )  # fmt: skip
+            if exposed_at is None and ref.get("time") is not None:
+                exposed_at = float(ref["time"])
         else:
             g = self._by_decision.get(id(ref)) or self._for_decision(ref)
+        when = self._wall() if exposed_at is None else exposed_at
+        bucket = int(when // EXPOSURE_S) * EXPOSURE_S
         with g.lock:
-            self._outcomes(g, outcomes)
+            self._outcomes(g, outcomes, bucket)
 
     def record_shadow(
         self,
@@ -366,15 +404,25 @@ class Metrics:
 
     # -- flushing ---------------------------------------------------------------------------
 
+    def _until_boundary(self) -> float:
+        """Seconds to the next multiple of the flush interval on the wall clock.
+
+        Flushes fall on those boundaries, so a line's requests lie within one interval and
+        the analysis puts each in its exposure window exactly (issue 14).
+        """
+        if self._interval <= 0:
+            return 0.0
+        return self._interval - self._wall() % self._interval
+
     def _tick(self) -> None:
-        self._next = self._clock() + self._interval
+        self._next = self._clock() + self._until_boundary()
         try:
             self.flush()
         except Exception as exc:  # a flush must never break serving: count, log, retry later
             self._failed(exc)
 
     def _loop(self) -> None:
-        while not self._stop.wait(max(self._interval, 0.01)):
+        while not self._stop.wait(max(self._until_boundary(), 0.01)):
             self._tick()
 
     def _failed(self, exc: BaseException) -> None:
@@ -443,6 +491,8 @@ class Metrics:
                     self.lines += len(lines)
                 for g, snap in done:
                     g.flushed = snap
+                    if snap["oe"]:
+                        _forget(g, snap["oe"])
                 written = len(done)
             else:
                 written = 0
@@ -499,6 +549,26 @@ class Metrics:
 
         self._exposed = serve(self, self._source.name, port, addr)
         return int(self._exposed.server_port)
+
+
+def _forget(g: Group, written: Mapping[int, Mapping[str, list[float]]]) -> None:
+    """Take the late outcomes just written out of the group's pending ones."""
+    with g.lock:
+        for bucket, outcomes in written.items():
+            pending = g.oe.get(bucket)
+            if pending is None:
+                continue
+            for name, (c, s, sq) in outcomes.items():
+                o = pending.get(name)
+                if o is None:
+                    continue
+                o[0] -= c
+                o[1] -= s
+                o[2] -= sq
+                if o[0] <= 0:
+                    del pending[name]
+            if not pending:
+                del g.oe[bucket]
 
 
 def _append(path: Path, text: str) -> None:

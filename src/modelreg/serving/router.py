@@ -98,8 +98,13 @@ class Decision:
         """The directory holding its files (None when the router does not materialise)."""
         return self.target.path
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (for request logs)."""
+    def to_dict(self, at: float | None = None) -> dict[str, Any]:
+        """Plain-data form, for request logs and for `record_outcome` later.
+
+        `time` is the request's exposure in epoch seconds: `at`, or now. Take the dict when
+        the request is answered; `record_outcome(d_dict, ...)` attributes late outcomes to
+        that exposure (the decision object itself is shared by many requests).
+        """
         return {
             "variant": self.variant,
             "version": self.version,
@@ -108,6 +113,7 @@ class Decision:
             "rule": self.rule,
             "shadow": None if self.shadow is None else self.shadow.version,
             "generation": self.generation,
+            "time": time.time() if at is None else at,
         }
 
 
