@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from modelreg.errors import InvalidInput, NotFound
+from modelreg.serving.aggregate import EXPOSURE_S
 
 __all__ = [
     "DEFAULT_CHECKS",
@@ -365,6 +366,9 @@ class Policy:
             raise InvalidInput(f"malformed analysis policy: {exc}") from None
         if p.hold_z < 0:
             raise InvalidInput("policy hold_z must be 0 (no hold) or above")
+        if p.stratum_s % EXPOSURE_S:
+            # late outcomes are attributed to 10 s exposure buckets, which must tile a window
+            raise InvalidInput(f"policy stratum_s must be a multiple of {EXPOSURE_S} seconds")
         if not 0 < p.alpha < 0.5:
             raise InvalidInput("policy alpha must be between 0 and 0.5")
         if p.passes < 1 or p.min_samples < 1 or p.stratum_s < 1:
