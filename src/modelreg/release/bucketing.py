@@ -23,6 +23,7 @@ import hashlib
 import re
 import secrets
 import struct
+from decimal import Decimal
 
 from modelreg.errors import InvalidInput
 
@@ -48,6 +49,8 @@ FULL = 10_000
 BUCKETS_PER_HUNDREDTH = BUCKETS // FULL
 
 _SEED_RE = re.compile(r"[0-9a-f]{32}")
+_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_HUNDREDTH = Decimal("0.01")
 _U64 = struct.Struct(">Q")
 unpack_u64 = _U64.unpack_from
 """`unpack_u64(digest)[0]`: the first 8 bytes of a digest as a big-endian unsigned integer."""
@@ -115,26 +118,43 @@ class Bucketer:
 def parse_weight(value: object) -> int:
     """A traffic weight in percent (0-100, at most two decimals) as hundredths of a percent.
 
-    Accepts numbers and strings such as `5`, `0.01`, `12.5` or `"7.5%"`.
+    Accepts integers, floats and strings such as `5`, `0.01`, `12.5` or `"7.5%"`, exactly:
+    a string is a decimal numeral (`[+-]digits[.digits][e[+-]digits]`, ASCII, optionally
+    followed by `%`, spaces around it ignored) read without rounding; a float must be the
+    double nearest to a multiple of 0.01 (what the literal `0.07` or YAML's `0.07` gives),
+    so `5.000000001` and `0.1 * 3` are refused rather than rounded.
 
     Raises:
         InvalidInput: the value is not a number, is out of range, or is finer than 0.01%.
     """
-    text = value.strip().removesuffix("%").strip() if isinstance(value, str) else value
-    if isinstance(text, bool):
+    if isinstance(value, bool):
         raise InvalidInput(f"invalid weight {value!r}: expected a percentage such as 5 or 0.5")
-    try:
-        pct = float(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidInput(
-            f"invalid weight {value!r}: expected a percentage such as 5 or 0.5"
-        ) from None
-    if not 0.0 <= pct <= 100.0:
+    if not isinstance(value, (int, float, str)):
+        try:  # other numbers (numpy scalars, Decimal...): as a float, as before
+            value = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                f"invalid weight {value!r}: expected a percentage such as 5 or 0.5"
+            ) from None
+    if isinstance(value, str):
+        text = value.strip().removesuffix("%").strip()
+        if not _DECIMAL_RE.fullmatch(text):
+            raise InvalidInput(f"invalid weight {value!r}: expected a percentage such as 5 or 0.5")
+        exact = Decimal(text)  # exact: no context rounding on construction
+        if not 0 <= exact <= 100:
+            raise InvalidInput(f"invalid weight {value!r}: must be between 0 and 100 (percent)")
+        hundredths = exact.quantize(_HUNDREDTH)  # at most 100.00: exact in any context
+        if hundredths != exact:
+            raise InvalidInput(f"invalid weight {value!r}: the finest step is 0.01%")
+        return int(hundredths.scaleb(2))
+    if not 0 <= value <= 100:  # NaN fails too
         raise InvalidInput(f"invalid weight {value!r}: must be between 0 and 100 (percent)")
-    hundredths = round(pct * 100)
-    if abs(pct * 100 - hundredths) > 1e-6:
+    if isinstance(value, int):
+        return value * 100
+    whole = round(value * 100)
+    if whole / 100 != value:  # not the double nearest to a multiple of 0.01
         raise InvalidInput(f"invalid weight {value!r}: the finest step is 0.01%")
-    return hundredths
+    return whole
 
 
 def format_weight(weight: int) -> int | float:

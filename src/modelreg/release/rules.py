@@ -55,6 +55,7 @@ _COND_RE = re.compile(
     re.S,
 )
 MAX_VALUE = 256
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_VALUES = 100_000
 
 
@@ -74,6 +75,8 @@ def _value(v: object, what: str) -> str:
     text = str(v)
     if not text or len(text) > MAX_VALUE or any(ord(c) < 32 for c in text):
         raise InvalidInput(f"{what}: values must be 1-{MAX_VALUE} printable characters")
+    if _SURROGATE.search(text):  # the manifest is UTF-8: it could not be written
+        raise InvalidInput(f"{what}: {text!r} is not valid Unicode text (a lone surrogate)")
     return text
 
 
@@ -190,14 +193,14 @@ class Rule:
             raise InvalidInput("rule users must be a list of user IDs")
         if not isinstance(when, dict):
             raise InvalidInput("rule 'when' must map attribute names to tests")
-        name = doc.get("name", "")
+        name = doc.get("name")  # absent or null: unnamed (labelled by position), not "None"
         weight = doc.get("weight")
         return cls(
             users=tuple(dict.fromkeys(_value(u, "rule users") for u in users)),
             when=tuple(Match.from_value(str(k), v) for k, v in sorted(when.items())),
             variant=doc.get("variant"),
             weight=None if weight is None else parse_weight(weight),
-            name=name if isinstance(name, str) else str(name),
+            name="" if name is None else name if isinstance(name, str) else str(name),
         )
 
 
