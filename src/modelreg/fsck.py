@@ -5,10 +5,12 @@ superset for operators (issue 8): every finding has a kind, a severity and the
 store-relative path it concerns, orphans and crash leftovers are reported as warnings, and
 `repair` acts on them. See docs/maintenance.md.
 
-Checked: every manifest (parsed, named by its path), every object a manifest names
-(present, of the recorded size, and, unless `quick`, re-hashed), every alias and state file,
-every rollout manifest's baseline and canary, the audit chain and head; reported: objects no
-manifest names (`orphan-object`) and temp files left by interrupted writes (`leftover-temp`).
+Checked: every manifest (parsed with its paths checked, named by its path), every object a
+manifest names (present, of the size each manifest records — an object of the right content
+under a manifest that lies about its size is a `bad-manifest` — and, unless `quick`,
+re-hashed), every alias and state file, every rollout manifest's baseline and canary, the
+audit chain and head; reported: objects no manifest names (`orphan-object`) and temp files
+left by interrupted writes (`leftover-temp`).
 
 `repair` never deletes a referenced object, a manifest or a ref. It removes leftover temp
 files older than `temp_age` (and whose writer is not a live process here), cuts a torn
@@ -158,6 +160,9 @@ class _Refs:
 
     objects: dict[str, tuple[int, str]] = field(default_factory=dict)
     ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    # digest -> every (size, user, manifest path) claiming it: each manifest's size is
+    # checked against the object, not only the first one's (issue 15)
+    claims: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
 
 
 def _rel(store: Store, path: Path) -> str:
@@ -180,7 +185,9 @@ def _scan_versions(store: Store, out: list[Finding]) -> _Refs:
                 continue
             refs.ids[(name, v.text)] = mv.id
             for f in manifest_objects(mv):
-                refs.objects.setdefault(f.sha256, (f.size, f"{name}@{v.text}:{f.path}"))
+                user = f"{name}@{v.text}:{f.path}"
+                refs.objects.setdefault(f.sha256, (f.size, user))
+                refs.claims.setdefault(f.sha256, []).append((f.size, user, _rel(store, path)))
         state_dir = store.model_dir(name) / "state"
         for p in sorted(state_dir.glob("*.yaml")) if state_dir.is_dir() else ():
             if p.name.startswith(TMP_PREFIX):  # reported as leftover-temp
@@ -285,6 +292,7 @@ def _scan_objects(
     """
     objects = store.objects
     to_hash: list[tuple[str, str]] = []  # (digest, who uses it)
+    extra_hashed = extra_bytes = 0  # objects hashed to settle a size mismatch
     for digest, (size, where) in sorted(refs.objects.items()):
         path = objects.path(digest)
         try:
@@ -293,9 +301,26 @@ def _scan_objects(
             msg = f"object {digest[:12]} ({where}) is missing"
             out.append(Finding("missing-object", _rel(store, path), msg, digest))
             continue
-        if st.st_size != size:
-            msg = f"object {digest[:12]} ({where}) is corrupt: {st.st_size} bytes, not {size}"
-            out.append(Finding("corrupt-object", _rel(store, path), msg, digest))
+        claims = refs.claims.get(digest, [(size, where, "")])
+        if any(claimed != st.st_size for claimed, _, _ in claims):
+            # Re-hashed even when quick: whether the object or the manifest lies decides
+            # what is wrong (and repair must not replace a good object).
+            good, n = _hash_ok(path, digest)
+            if good is None:  # removed meanwhile: reported by the next run
+                continue
+            if not good:
+                msg = f"object {digest[:12]} ({where}) is corrupt: {st.st_size} bytes, not {size}"
+                out.append(Finding("corrupt-object", _rel(store, path), msg, digest))
+                continue
+            for claimed, user, manifest in claims:
+                if claimed != st.st_size:
+                    msg = (
+                        f"{user}: the manifest says {claimed} bytes, but its object "
+                        f"{digest[:12]} holds {st.st_size}"
+                    )
+                    out.append(Finding("bad-manifest", manifest, msg))
+            extra_hashed += 1
+            extra_bytes += n
         elif not quick:
             to_hash.append((digest, where))
     seen = len(refs.objects)
@@ -308,7 +333,7 @@ def _scan_objects(
         out.append(Finding("orphan-object", _rel(store, path), msg, digest))
         if not quick:
             to_hash.append((digest, "unreferenced"))
-    hashed = nbytes = 0
+    hashed, nbytes = extra_hashed, extra_bytes
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         results = pool.map(lambda item: _hash_ok(objects.path(item[0]), item[0]), to_hash)
         for (digest, where), (good, size) in zip(to_hash, results, strict=True):

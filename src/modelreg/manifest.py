@@ -3,17 +3,21 @@
 A manifest is written once as canonical YAML (`yamlio.dump`) at
 `models/NAME/versions/VERSION.yaml`; its id is the SHA-256 of those bytes. `from_dict`
 checks the structure, so a damaged or hand-edited file is reported instead of half-read.
+Every `ModelVersion`, however it is built (register, a remote, a bundle, an OCI layout, the
+store itself), checks its file paths with `check_files` (issue 15): no code path can hold a
+version whose files could not be written back safely.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from modelreg.errors import IntegrityError, MregError
+from modelreg.errors import IntegrityError, InvalidInput, MregError
 from modelreg.hashing import is_digest
-from modelreg.names import Version, check_name
+from modelreg.names import Version, check_name, check_path
 
 __all__ = [
     "KIND",
@@ -23,6 +27,7 @@ __all__ = [
     "Dependencies",
     "FileEntry",
     "ModelVersion",
+    "check_files",
     "detect_format",
 ]
 
@@ -58,6 +63,33 @@ def detect_format(path: str) -> str | None:
     """The model format named by a file's extension (never by loading it), or None."""
     dot = path.rfind(".")
     return _FORMATS.get(path[dot:].lower()) if dot > path.rfind("/") else None
+
+
+def check_files(paths: Iterable[str]) -> None:
+    """Refuse a set of file paths no directory could hold: the one manifest path check.
+
+    Each path must pass `names.check_path` (relative, no `..`, NUL, control characters,
+    backslash, `.git`/`.modelreg` segment, over-long names; see there); no path may appear
+    twice, and none may be both a file and a directory of another (`a` and `a/b`).
+
+    Raises:
+        InvalidInput: naming the first offending path and why.
+    """
+    seen: set[str] = set()
+    dirs: dict[str, str] = {}  # every directory prefix -> a path below it
+    for path in paths:
+        check_path(path)
+        if path in seen:
+            raise InvalidInput(f"file path {path!r} appears twice")
+        seen.add(path)
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            dirs.setdefault("/".join(parts[:i]), path)
+    for path in sorted(seen):
+        if path in dirs:
+            raise InvalidInput(
+                f"file path {path!r} is both a file and the directory of {dirs[path]!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -153,6 +185,12 @@ class ModelVersion:
     dependencies: Dependencies | None = None
     id: str = field(default="", compare=False)
 
+    def __post_init__(self) -> None:
+        check_files(f.path for f in self.files)
+        req = self.dependencies.requirements if self.dependencies else None
+        if req is not None:
+            check_path(req.path, "requirements path")
+
     @property
     def short_id(self) -> str:
         """The id as people see it (12 hex digits)."""
@@ -212,9 +250,12 @@ class ModelVersion:
 
 
 def _file(d: dict[str, Any]) -> FileEntry:
-    if not is_digest(d["sha256"]) or not isinstance(d["size"], int) or d["size"] < 0:
+    size = d["size"]
+    if not is_digest(d["sha256"]) or type(size) is not int or size < 0:
         raise ValueError(f"bad file entry {d.get('path')!r}")
-    return FileEntry(str(d["path"]), d["sha256"], d["size"], d.get("format"))
+    if not isinstance(d["path"], str):
+        raise ValueError(f"file path {d['path']!r} is not text")
+    return FileEntry(d["path"], d["sha256"], size, d.get("format"))
 
 
 def _from_dict(doc: Any, id: str) -> ModelVersion:

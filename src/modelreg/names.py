@@ -10,11 +10,17 @@
   refused: SemVer gives it no precedence, so `1.2.0+a` and `1.2.0+b` would be two versions
   that compare equal.
 - A REF is a version, an alias or `latest`.
+- A file path inside a version (`check_path`) is a relative POSIX path of UTF-8 segments:
+  no absolute path, NUL or other control character, backslash, empty, `.` or `..` segment,
+  no segment over 255 bytes or path over 4096 bytes, and (for manifest files) no `.git` or
+  `.modelreg` segment. It is the one check every path into or out of a store goes through
+  (`fsutil.safe_join`, `ModelVersion`, register, pull, unpack, get).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import total_ordering
 from typing import TYPE_CHECKING, Literal
@@ -26,10 +32,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LATEST",
+    "MAX_PATH_BYTES",
+    "MAX_SEGMENT_BYTES",
+    "RESERVED_SEGMENTS",
     "Ref",
     "Version",
     "check_alias",
     "check_name",
+    "check_path",
     "parse_ref",
 ]
 
@@ -44,6 +54,55 @@ _SEMVER_RE = re.compile(
 )
 
 Bump = Literal["major", "minor", "patch"]
+
+MAX_SEGMENT_BYTES = 255
+"""The longest path segment (UTF-8 bytes) a version may hold: NAME_MAX on Linux and macOS."""
+MAX_PATH_BYTES = 4096
+"""The longest path (UTF-8 bytes) a version may hold: PATH_MAX on Linux."""
+RESERVED_SEGMENTS = (".git", ".modelreg")
+"""Segments no file of a version may have (compared case-insensitively): materialising one
+would write into a git repository's or a store's own metadata."""
+
+
+def _control(c: str) -> bool:
+    """C0 controls, DEL and C1 controls (which terminals interpret as escapes)."""
+    o = ord(c)
+    return o < 32 or 0x7F <= o <= 0x9F
+
+
+def check_path(
+    path: str, what: str = "path", *, reserved: Collection[str] = RESERVED_SEGMENTS
+) -> str:
+    """Return `path` if it is a safe relative POSIX path inside a version, else raise.
+
+    Refused (InvalidInput, "unsafe path ..."): anything but a non-empty string; an absolute
+    path; a backslash; NUL and other control characters; text that is not valid UTF-8
+    (undecodable bytes arrive as lone surrogates); an empty, `.` or `..` segment; a segment
+    over 255 bytes or a path over 4096; a segment in `reserved` (`.git`, `.modelreg` by
+    default, case-insensitively; `fsutil.safe_join` passes none for the store's own paths).
+    """
+    if not isinstance(path, str) or not path:
+        raise InvalidInput(f"unsafe {what} {path!r}: must be a non-empty relative POSIX path")
+    if path.startswith("/") or "\\" in path:
+        raise InvalidInput(f"unsafe {what} {path!r}: must be a relative POSIX path")
+    if any(_control(c) for c in path):
+        raise InvalidInput(f"unsafe {what} {path!r}: control characters are not allowed")
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(f"unsafe {what} {path!r}: not valid UTF-8") from None
+    if size > MAX_PATH_BYTES:
+        raise InvalidInput(f"unsafe {what} {path[:40]!r}...: {size} bytes, over {MAX_PATH_BYTES}")
+    for seg in path.split("/"):
+        if seg in ("", ".", ".."):
+            raise InvalidInput(f"unsafe {what} {path!r}: empty, '.' or '..' segment")
+        if len(seg.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise InvalidInput(
+                f"unsafe {what} {path[:40]!r}...: a segment over {MAX_SEGMENT_BYTES} bytes"
+            )
+        if reserved and seg.casefold() in reserved:
+            raise InvalidInput(f"unsafe {what} {path!r}: a {seg!r} segment is reserved")
+    return path
 
 
 def check_name(name: str) -> str:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelreg import __version__, yamlio
 from modelreg.errors import Conflict, InvalidInput, NotFound
-from modelreg.fsutil import atomic_write, safe_join
+from modelreg.fsutil import atomic_write
 from modelreg.hashing import Progress, hash_bytes, hash_file
 from modelreg.lineage import code_lineage, data_lineage, default_author, walk_files
 from modelreg.manifest import (
@@ -32,9 +32,10 @@ from modelreg.manifest import (
     Dependencies,
     FileEntry,
     ModelVersion,
+    check_files,
     detect_format,
 )
-from modelreg.names import FIRST_BASE, Version, check_name
+from modelreg.names import FIRST_BASE, Version, check_name, check_path
 from modelreg.store import Store
 
 if TYPE_CHECKING:
@@ -144,22 +145,20 @@ def _collect(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[str, Path]]:
             found[rel] = src
     if not found:
         raise InvalidInput("nothing to register: the given directories hold no files")
+    check_files(found)  # `a` and `a/b` from two inputs: refused before any object is written
     return sorted(found.items())
 
 
 def _check_path(rel: str, src: Path) -> None:
     """Refuse a file name no store could hold or give back (issue 8), before any object is written.
 
-    The path inside the version must be UTF-8 (manifests are UTF-8 text) and pass the same
-    `safe_join` check that `mreg get`, bundles and routers apply when they materialise it:
-    no control characters (a newline in a file name), no backslashes.
+    The path inside the version must pass `names.check_path`, the check every manifest
+    path goes through (issue 15): UTF-8 (manifests are UTF-8 text), no control characters
+    (a newline in a file name), no backslashes, no `.git` or `.modelreg` segment, no
+    over-long names.
     """
     try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{str(src)!r}: the file name is not valid UTF-8") from None
-    try:
-        safe_join(Path("/"), rel)
+        check_path(rel)
     except InvalidInput as exc:
         raise InvalidInput(f"{str(src)!r}: cannot be registered: {exc}") from None
 

@@ -350,7 +350,9 @@ def test_bundle_whose_manifest_names_an_escaping_path_is_refused(filled, tmp_pat
         [(HEADER, header), (MANIFEST, manifest), (f"files/{rel}".replace("//", "/"), WEIGHTS)],
     )
     other = Store.init(tmp_path / "other")
-    refused(other, lambda: other.unpack(evil), InvalidInput, "unsafe path")
+    # Since issue 15 the manifest itself is refused as malformed (exit 1), wherever it comes
+    # from: its paths are checked whenever a ModelVersion is built.
+    refused(other, lambda: other.unpack(evil), IntegrityError, "malformed manifest: unsafe path")
     assert not (tmp_path / "escape.bin").exists()
 
 

@@ -33,8 +33,17 @@ __all__ = [
 def check_received(
     got: str, digest: str, what: str, n: int | None = None, size: int | None = None
 ) -> None:
-    """Raise IntegrityError unless bytes that hash to `got` may be stored as `digest`."""
+    """Raise IntegrityError unless bytes that hash to `got` may be stored as `digest`.
+
+    When `n` (bytes received) and `size` (what the manifest says) are given they must be
+    equal too: the right bytes under a manifest that lies about their size are refused
+    (issue 15), so a manifest's sizes always describe its objects.
+    """
     if got == digest:
+        if n is not None and size is not None and n != size:
+            raise IntegrityError(
+                f"{what} {digest[:12]} has {n} bytes, but the manifest says {size}; rejected"
+            )
         return
     short = ""
     if n is not None and size is not None and n < size:
@@ -90,7 +99,11 @@ def stage_object(
 
 def parse_manifest(data: bytes, name: str, version: str, source: str) -> ModelVersion:
     """Parse received manifest bytes that must describe `name@version`; IntegrityError if not."""
-    mv = ModelVersion.from_dict(yamlio.load(data, source, IntegrityError), hash_bytes(data))
+    try:  # paths and structure are checked by ModelVersion itself (issue 15)
+        mv = ModelVersion.from_dict(yamlio.load(data, source, IntegrityError), hash_bytes(data))
+    except IntegrityError as exc:
+        msg = str(exc)
+        raise IntegrityError(msg if msg.startswith(source) else f"{source}: {msg}") from None
     if mv.name != name or mv.version != version:
         raise IntegrityError(
             f"{source}: manifest names {mv.name}@{mv.version}, not {name}@{version}"
@@ -109,15 +122,23 @@ def manifest_objects(mv: ModelVersion) -> list[FileEntry]:
 def install_manifest(store: Store, data: bytes, mv: ModelVersion) -> bool:
     """Write a parsed manifest's exact bytes into the store; return True if it was new.
 
-    Raises IntegrityError if an object it names is missing, Conflict if the version exists
-    with other content (nothing is overwritten) or the name clashes with a namespace.
+    Raises IntegrityError if an object it names is missing or has another size than the
+    manifest says, Conflict if the version exists with other content (nothing is
+    overwritten) or the name clashes with a namespace.
     """
     from modelreg.register import check_namespace
 
     for f in manifest_objects(mv):
-        if not store.objects.has(f.sha256):
+        try:
+            size = store.objects.size(f.sha256)
+        except FileNotFoundError:
             raise IntegrityError(
                 f"{mv.name}@{mv.version}: object {f.sha256[:12]} ({f.path}) is not in the store"
+            ) from None
+        if size != f.size:  # the object is named by its content: the manifest lies (#15)
+            raise IntegrityError(
+                f"{mv.name}@{mv.version}: {f.path} is {size} bytes (object {f.sha256[:12]}), "
+                f"but the manifest says {f.size}; rejected"
             )
     path = store.manifest_path(mv.name, mv.version)
     with store.locked():

@@ -156,6 +156,8 @@ def _pull(
                 installed.append(f"{mv.name}@{mv.version}")
         except Conflict as exc:
             conflicts.append(str(exc))
+        except IntegrityError as exc:  # a file's size is not its object's (#15)
+            rejected.append(str(exc))
     if scope.everything:  # refs the remote does not have (any more): keep ours, push creates
         for rel in [r for r in s.tracking.base if r != AUDIT and r not in s.listing]:
             del s.tracking.base[rel]
