@@ -394,10 +394,15 @@ def get(store: Store, spec: str, out: Path, *, force: bool = False) -> Materiali
     """Write a version's files under `out`, re-hashing every byte.
 
     A destination file that already holds the right content is left alone; one with other
-    content is refused (InvalidInput) unless `force`. Nothing is written until every
-    destination has been checked.
+    content, or a symbolic link in a file's place, is refused (InvalidInput) unless `force`,
+    which replaces it (the link itself, never what it points to). No link below `out` is
+    ever followed (issue 15): a directory on a file's way that is a symbolic link, wherever
+    it points, is refused, even with `force`. Nothing is written until every destination has
+    been checked.
     """
-    from modelreg.fsutil import safe_join
+    import stat
+
+    from modelreg.fsutil import lstat_beneath, safe_join
     from modelreg.hashing import hash_file
 
     mv = resolve(store, spec)
@@ -406,17 +411,25 @@ def get(store: Store, spec: str, out: Path, *, force: bool = False) -> Materiali
     plan = []
     for f in mv.files:
         dst = safe_join(out, f.path)
-        if dst.exists():
-            if dst.is_file() and hash_file(dst)[0] == f.sha256:
+        st = lstat_beneath(out, f.path)  # a linked or non-directory parent: InvalidInput
+        if st is not None:
+            if stat.S_ISDIR(st.st_mode):
+                raise InvalidInput(f"{dst} is a directory, where the version has a file")
+            if stat.S_ISREG(st.st_mode) and hash_file(dst)[0] == f.sha256:
                 continue
             if not force:
-                raise InvalidInput(f"{dst} exists with other content (use --force to overwrite)")
+                what = (
+                    "is a symbolic link"
+                    if stat.S_ISLNK(st.st_mode)
+                    else "exists with other content"
+                )
+                raise InvalidInput(f"{dst} {what} (use --force to overwrite)")
         plan.append((f, dst))
     for f, _ in plan:
         if not store.objects.has(f.sha256):
             raise IntegrityError(f"object {f.sha256[:12]} of {f.path} is missing from the store")
     written = []
     for f, dst in plan:
-        store.objects.copy_out(f.sha256, dst)
+        store.objects.copy_out(f.sha256, dst, beneath=out)
         written.append(dst)
     return Materialized(mv, out, tuple(written))

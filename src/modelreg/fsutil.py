@@ -5,23 +5,34 @@ uniquely named temp file in the destination's directory, are fsynced, renamed ov
 name with `os.replace`, and the directory is fsynced. A reader therefore sees either the old
 file or the whole new one, never a torn one; a crash leaves at most a `.tmp-*` file behind,
 which `mreg fsck --repair` sweeps.
+
+Files written *outside* the store, under a directory the user named (`mreg get -o DIR`,
+`mreg pack --format oci DIR`), go through `open_beneath` (issue 15): the directory named is
+followed if it is a link (the user named it), but below it every directory is opened with
+`openat` and `O_NOFOLLOW`, so a link inside it that leads elsewhere (`out/sub -> /etc`) is
+refused instead of written through, even if it appears while the files are written.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from modelreg.errors import InvalidInput
+from modelreg.names import check_path
 
 __all__ = [
     "TMP_PREFIX",
     "atomic_write",
     "fsync_dir",
+    "lstat_beneath",
     "open_atomic",
+    "open_beneath",
     "safe_join",
     "tmp_name",
 ]
@@ -79,14 +90,133 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
 def safe_join(root: Path, relpath: str) -> Path:
     """Join a relative POSIX path under `root`, refusing anything that could escape it.
 
-    Refuses absolute paths, `..` and `.` segments, empty segments, backslashes, NUL and
-    control characters. The result is lexically inside `root`.
+    The path is checked by `names.check_path` (the one path validator): absolute paths,
+    `..` and `.` segments, empty segments, backslashes, NUL and control characters, invalid
+    UTF-8 and over-long names are refused. The result is lexically inside `root`; that no
+    link below `root` leads elsewhere is `open_beneath`'s job.
     """
-    if not relpath or relpath.startswith("/") or "\\" in relpath:
-        raise InvalidInput(f"unsafe path {relpath!r}: must be a relative POSIX path")
-    if any(ord(c) < 32 or c == "\x7f" for c in relpath):
-        raise InvalidInput(f"unsafe path {relpath!r}: control characters are not allowed")
-    parts = relpath.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise InvalidInput(f"unsafe path {relpath!r}: empty, '.' or '..' segment")
-    return root.joinpath(*parts)
+    check_path(relpath, reserved=())
+    return root.joinpath(*relpath.split("/"))
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _not_followed(where: Path, dir_fd: int, name: str, exc: OSError) -> InvalidInput:
+    """The error for a component that could not be opened as a directory without following."""
+    try:
+        mode = os.lstat(name, dir_fd=dir_fd).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISLNK(mode):
+        return InvalidInput(
+            f"{where} is a symbolic link: refusing to write through it (links inside an "
+            "output directory are never followed)"
+        )
+    if mode and not stat.S_ISDIR(mode):
+        return InvalidInput(f"{where} exists and is not a directory")
+    return InvalidInput(f"{where}: cannot open ({exc.strerror})")
+
+
+def _open_dirs(root: Path, parts: list[str], *, create: bool) -> int | None:
+    """A descriptor of `root/parts...`, no component below `root` followed; None if absent.
+
+    `root` itself is followed (the user named it) and created when `create`; so are missing
+    directories below it. A component that is a link or not a directory: InvalidInput.
+    """
+    if create:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file, or a dangling link, in its place
+            raise InvalidInput(f"{root}: cannot create the directory ({exc.strerror})") from None
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if create:  # pragma: no cover (removed just after it was made)
+            raise InvalidInput(f"{root}: vanished while it was written") from None
+        return None
+    except OSError as exc:
+        raise InvalidInput(f"{root}: cannot open as a directory ({exc.strerror})") from None
+    where = root
+    try:
+        for name in parts:
+            where = where / name
+            try:
+                nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    os.close(fd)
+                    return None
+                try:
+                    os.mkdir(name, 0o777, dir_fd=fd)
+                except FileExistsError:  # made meanwhile: opened (and checked) below
+                    pass
+                try:
+                    nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    raise _not_followed(where, fd, name, exc) from None
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EACCES, errno.EPERM):
+                    raise _not_followed(where, fd, name, exc) from None
+                raise
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def lstat_beneath(root: Path, relpath: str) -> os.stat_result | None:
+    """`lstat` of `root/relpath` without following any link below `root`; None when absent.
+
+    Raises:
+        InvalidInput: `relpath` is unsafe (see `safe_join`), or a directory on the way is a
+            symbolic link or not a directory.
+    """
+    parts = safe_join(Path("."), relpath).parts
+    fd = _open_dirs(root, list(parts[:-1]), create=False)
+    if fd is None:
+        return None
+    try:
+        return os.lstat(parts[-1], dir_fd=fd)
+    except FileNotFoundError:
+        return None
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def open_beneath(root: Path, relpath: str, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """`open_atomic` for `root/relpath`, never following a link below `root` (issue 15).
+
+    Missing directories are created; a directory on the way that is a symbolic link (to
+    anywhere) or not a directory is refused with InvalidInput before anything is written.
+    The temp file is made in the real directory and renamed over the last component, so a
+    link in its place is replaced by the file, never written through.
+    """
+    parts = safe_join(Path("."), relpath).parts
+    dir_fd = _open_dirs(root, list(parts[:-1]), create=True)
+    assert dir_fd is not None  # created
+    try:
+        tmp = tmp_name(parts[-1])
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+                os.fchmod(fh.fileno(), mode)
+            os.replace(tmp, parts[-1], src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+            raise
+        try:
+            os.fsync(dir_fd)
+        except OSError:  # pragma: no cover (some filesystems refuse fsync on directories)
+            pass
+    finally:
+        os.close(dir_fd)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from modelreg.errors import IntegrityError, NotFound
-from modelreg.fsutil import fsync_dir, open_atomic, tmp_name
+from modelreg.fsutil import fsync_dir, open_atomic, open_beneath, tmp_name
 from modelreg.hashing import Progress, check_digest, copy_and_hash, hash_bytes, hash_file, is_digest
 
 __all__ = ["ObjectStore"]
@@ -140,12 +140,26 @@ class ObjectStore:
         except FileNotFoundError:
             return False
 
-    def copy_out(self, digest: str, dst: Path, progress: Progress | None = None) -> int:
+    def copy_out(
+        self,
+        digest: str,
+        dst: Path,
+        progress: Progress | None = None,
+        *,
+        beneath: Path | None = None,
+    ) -> int:
         """Write the object to `dst` atomically, re-hashing it on the way; return its size.
 
+        With `beneath` (a directory `dst` lies under), no link between the two is followed
+        (`fsutil.open_beneath`): InvalidInput instead of a write through a link.
         Raises IntegrityError (and leaves `dst` untouched) if the bytes do not match.
         """
-        with self.open(digest) as src, open_atomic(dst) as out:
+        target = (
+            open_atomic(dst)
+            if beneath is None
+            else open_beneath(beneath, dst.relative_to(beneath).as_posix())
+        )
+        with self.open(digest) as src, target as out:
             got, size = copy_and_hash(src, out.fileno(), progress)
             if got != digest:
                 raise IntegrityError(

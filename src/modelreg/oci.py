@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
-from modelreg.fsutil import atomic_write, safe_join
+from modelreg.fsutil import lstat_beneath, open_beneath, safe_join
 from modelreg.hashing import copy_and_hash, hash_bytes, hash_file, hash_stream, is_digest
 from modelreg.manifest import FileEntry, ModelVersion
 from modelreg.names import Version, check_name
@@ -101,33 +101,31 @@ def _blob_path(out: Path, digest: str) -> Path:
     return out / "blobs" / "sha256" / digest
 
 
-def _present(path: Path, digest: str) -> bool:
-    """True when `path` is a regular file (not a link) holding `digest`: no need to rewrite it.
+def _present(out: Path, digest: str) -> bool:
+    """True when the blob is a regular file (not a link) holding `digest`: no need to rewrite it.
 
     A link, even to the right bytes, is replaced by a regular file (the rename replaces the
-    link itself, never what it points to).
+    link itself, never what it points to); a linked `blobs/` or `blobs/sha256/` is refused.
     """
-    try:
-        if not stat.S_ISREG(path.lstat().st_mode):
-            return False
-    except FileNotFoundError:
+    st = lstat_beneath(out, f"blobs/sha256/{digest}")
+    if st is None or not stat.S_ISREG(st.st_mode):
         return False
-    return hash_file(path)[0] == digest
+    return hash_file(_blob_path(out, digest))[0] == digest
 
 
 def _put_bytes(out: Path, data: bytes) -> str:
     digest = hash_bytes(data)
-    path = _blob_path(out, digest)
-    if not _present(path, digest):
-        atomic_write(path, data)
+    if not _present(out, digest):
+        with open_beneath(out, f"blobs/sha256/{digest}") as fh:
+            fh.write(data)
     return digest
 
 
 def _put_object(store: Store, out: Path, digest: str) -> None:
-    path = _blob_path(out, digest)
-    if _present(path, digest):
+    if _present(out, digest):
         return
-    store.objects.copy_out(digest, path)  # re-hashed on the way: a corrupt object is refused
+    # re-hashed on the way (a corrupt object is refused), no link below `out` followed
+    store.objects.copy_out(digest, _blob_path(out, digest), beneath=out)
 
 
 def _check_blob_dirs(out: Path) -> None:
@@ -173,12 +171,25 @@ def _existing_index(out: Path, name: str) -> list[dict[str, Any]]:
         if any(p.name not in ("blobs", "index.json") for p in out.iterdir()):
             raise InvalidInput(f"{out} is neither empty nor an OCI image layout")
         return []
-    try:
-        index = json.loads((out / "index.json").read_bytes())
-        manifests = list(index["manifests"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise IntegrityError(f"{out}/index.json: not a readable OCI image index") from None
-    others = {m.get("annotations", {}).get(MREG_NAME) for m in manifests} - {name}
+    bad = IntegrityError(
+        f"{out}/index.json: not a readable OCI image index (a JSON object whose manifests "
+        "are descriptors): nothing written"
+    )
+    try:  # a regular file of at most MAX_DOC bytes (a FIFO would block, a huge file exhaust)
+        fd = os.open(out / "index.json", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_DOC:
+                raise bad
+            index = json.loads(fh.read(MAX_DOC + 1))
+    except (OSError, ValueError, RecursionError):
+        raise bad from None
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(manifests, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("annotations", {}), dict) for m in manifests
+    ):
+        raise bad
+    others = {str(m.get("annotations", {}).get(MREG_NAME)) for m in manifests} - {name}
     if others:
         raise InvalidInput(
             f"{out} holds another model ({', '.join(sorted(map(str, others)))}): one layout "
@@ -190,8 +201,7 @@ def _existing_index(out: Path, name: str) -> list[dict[str, Any]]:
 def write_layout(store: Store, mv: ModelVersion, manifest: bytes, out: Path) -> str:
     """Write (or extend) the OCI image layout `out` with `mv`; return the manifest digest."""
     previous = _existing_index(out, mv.name)
-    _check_blob_dirs(out)
-    (out / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    _check_blob_dirs(out)  # a clear error before any write; open_beneath enforces it
     config = _put_bytes(out, manifest)
     layers = []
     for f in mv.files:
@@ -221,8 +231,12 @@ def write_layout(store: Store, mv: ModelVersion, manifest: bytes, out: Path) -> 
     index = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": [*kept, entry]}
     # Blobs first, then the index that names them, then the marker: a reader that finds
     # `oci-layout` finds a complete layout.
-    atomic_write(out / "index.json", _json(index))
-    atomic_write(out / "oci-layout", _json({"imageLayoutVersion": LAYOUT_VERSION}))
+    for name, doc in (
+        ("index.json", index),
+        ("oci-layout", {"imageLayoutVersion": LAYOUT_VERSION}),
+    ):
+        with open_beneath(out, name) as fh:
+            fh.write(_json(doc))
     return f"sha256:{digest}"
 
 
