@@ -351,6 +351,14 @@ def _mean_check(e: _Eval, check: Check, sample: Sample, policy: Policy) -> Check
                 f"{_fmt(check, m_b)} on both sides{note}", baseline=m_b, canary=m_c, **common,
             )  # fmt: skip
     bounds = _bounds(kind, name, b, c)
+    if kind == "outcome" and bounds == (0.0, 1.0) and check.relative:
+        # A 0/1 outcome per request (conversion) against the baseline: the variance under
+        # the null, pooled over both sides (Agresti-Caffo-adjusted). Each side's own
+        # variance shrinks with its count of events, so a canary that by chance has few
+        # conversions yet (they arrive late) looked certain to be worse: 1.3% and 3.7% of
+        # identical canaries were rolled back with 20 s and exponential 5 min delays
+        # (bench/late_outcomes.py, issue 14).
+        var_b = var_c = stats.agresti_caffo_var(sum_b + sum_c, n_b + n_c)
     if check.relative:
         assert check.ratio is not None
         keys = set(cells["b"]) & set(cells["c"])
