@@ -121,19 +121,31 @@ def _path(frame: _Frame, points: Sequence[Point], step: bool) -> str:
     d: list[str] = []
     pen_up = True
     last_y: float | None = None
+    alone = False  # the segment so far is one point
     for x, y in points:
         if y is None or not math.isfinite(y):
-            pen_up = True
+            if alone:
+                d.append(_TICK)
+            pen_up, alone = True, False
             continue
         px, py = frame.sx(x), frame.sy(y)
         if pen_up:
             d.append(f"M{px:.1f},{py:.1f}")
+            alone = True
         elif step and last_y is not None:
             d.append(f"H{px:.1f}V{py:.1f}")
+            alone = False
         else:
             d.append(f"L{px:.1f},{py:.1f}")
+            alone = False
         pen_up, last_y = False, py
+    if alone:
+        d.append(_TICK)
     return "".join(d)
+
+
+_TICK = "m-6,0h12"
+"""A value known at one point only (a check judged once) is drawn as a short level tick."""
 
 
 def line_chart(
