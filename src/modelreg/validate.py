@@ -9,7 +9,10 @@ Four kinds of check, in order, each reported as one `Problem` (one line) per fin
 3. **meaning**: what a schema cannot say: weights in steps of 0.01, canary differs from
    baseline, rules that parse and can be reached, histories whose generations increase, a
    document that agrees with its place in the store (`models/fraud/versions/1.2.0.yaml` holds
-   `fraud@1.2.0`). Checked only once the structure is right, so one mistake is one line;
+   `fraud@1.2.0`). A document with schema problems still gets the meaning checks that do not
+   depend on them (a finding on a field the schema check already reported, or a document
+   that cannot be read as its kind, is left out), so every problem of a document is reported
+   at once and one mistake is still one line;
 4. **reference**: against a store, when one is known: the versions an alias or a rollout
    names exist, with the manifest ids they recorded.
 
@@ -278,6 +281,8 @@ class _Finding:
     path: str
     message: str
     check: str = "meaning"
+    unreadable: bool = False
+    """The document cannot be read as its kind (a consequence of its schema problems, if any)."""
 
 
 # -- meaning, per kind --------------------------------------------------------------------------
@@ -293,27 +298,39 @@ def _increasing(generations: Sequence[int], current: int, what: str) -> Iterable
 
 
 def _model_version(doc: dict[str, Any], place: _Place | None, refs: _References) -> list[_Finding]:
-    from modelreg.fsutil import safe_join
     from modelreg.manifest import ModelVersion
 
+    # File paths first, one finding per file: a manifest refuses to load with an unsafe or
+    # repeated path (manifest.check_files), and would otherwise name only the first one.
+    out = list(_file_path_findings(doc.get("files")))
+    if out:
+        return out
     try:
         mv = ModelVersion.from_dict(doc, error=InvalidInput)
     except InvalidInput as exc:
-        return [_Finding("", str(exc))]
-    out = []
-    seen: set[str] = set()
-    for i, f in enumerate(mv.files):
-        try:
-            safe_join(Path("."), f.path)
-        except InvalidInput as exc:
-            out.append(_Finding(f"files[{i}].path", str(exc)))
-        if f.path in seen:
-            out.append(_Finding(f"files[{i}].path", f"{f.path!r} is listed twice"))
-        seen.add(f.path)
+        return [_Finding("", str(exc), unreadable=True)]
     if place is not None and (place.model, place.key) != (mv.name, mv.version):
         out.append(_Finding("", f"holds {mv.name}@{mv.version}, but its path is for "
                                 f"{place.model}@{place.key}"))  # fmt: skip
     return out
+
+
+def _file_path_findings(files: Any) -> Iterable[_Finding]:
+    """Unsafe and repeated file paths of a manifest's `files` list."""
+    from modelreg.names import check_path
+
+    seen: set[str] = set()
+    for i, f in enumerate(files if isinstance(files, list) else []):
+        path = f.get("path") if isinstance(f, dict) else None
+        if not isinstance(path, str):
+            continue  # the schema check reports it
+        try:
+            check_path(path)
+        except InvalidInput as exc:
+            yield _Finding(f"files[{i}].path", str(exc))
+        if path in seen:
+            yield _Finding(f"files[{i}].path", f"{path!r} is listed twice")
+        seen.add(path)
 
 
 def _alias(doc: dict[str, Any], place: _Place | None, refs: _References) -> list[_Finding]:
@@ -322,7 +339,7 @@ def _alias(doc: dict[str, Any], place: _Place | None, refs: _References) -> list
     try:
         ref = AliasRef.from_dict(doc)
     except (KeyError, TypeError, ValueError, InvalidInput) as exc:
-        return [_Finding("", f"malformed alias: {exc}")]
+        return [_Finding("", f"malformed alias: {exc}", unreadable=True)]
     out = list(_increasing([e.generation for e in ref.history], ref.generation, "move"))
     if ref.history and (ref.history[-1].version, ref.history[-1].id) != (ref.version, ref.id):
         out.append(_Finding("version", "differs from the last move in the history"))
@@ -356,7 +373,7 @@ def _store_config(doc: dict[str, Any], place: _Place | None, refs: _References) 
     try:
         config = StoreConfig.from_dict(doc, "config")
     except IntegrityError as exc:
-        return [_Finding("", str(exc).removeprefix("config: "))]
+        return [_Finding("", str(exc).removeprefix("config: "), unreadable=True)]
     out = []
     for alias, conditions in config.gates.items():
         for i, text in enumerate(conditions):
@@ -375,7 +392,7 @@ def _rollout(doc: dict[str, Any], place: _Place | None, refs: _References) -> li
     try:
         r = Rollout.from_dict(doc)
     except InvalidInput as exc:
-        return [_Finding("", str(exc))]
+        return [_Finding("", str(exc), unreadable=True)]
     out = list(_increasing([e.generation for e in r.history], r.generation, "change"))
     if r.history:
         last = r.history[-1]
@@ -515,11 +532,39 @@ def _problems_of(
         problems.append(
             Problem(shown, f"a {kind} document where the store keeps a {expected}", "meaning", kind)
         )
-    if problems:
-        return kind, problems
-    here = place if isinstance(place, _Place) else None
-    findings = _MEANING[kind](doc, here, refs)
-    return kind, [Problem(shown, f.message, f.check, kind, f.path) for f in findings]
+    here = place if isinstance(place, _Place) and place.kind == kind else None
+    if not problems:
+        findings = _MEANING[kind](doc, here, refs)
+    else:
+        findings = _beside(problems, lambda: _MEANING[kind](doc, here, refs))
+    problems.extend(Problem(shown, f.message, f.check, kind, f.path) for f in findings)
+    return kind, problems
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """True when field paths `a` and `b` are the same field or one holds the other."""
+    if not a or not b:
+        return False
+    short, long = sorted((a, b), key=len)
+    return long == short or long.startswith((f"{short}.", f"{short}["))
+
+
+def _beside(problems: Sequence[Problem], meaning: Any) -> list[_Finding]:
+    """The meaning findings of a document with schema problems that are not their echo.
+
+    Left out: "cannot be read as its kind" (what the schema problems already say), findings
+    on a field a schema problem names (or inside it, or holding it), and everything when the
+    meaning checks cannot run on the broken structure at all.
+    """
+    try:
+        findings: list[_Finding] = meaning()
+    except (MregError, KeyError, TypeError, ValueError, AttributeError):
+        return []
+    return [
+        f
+        for f in findings
+        if not f.unreadable and not any(_overlaps(f.path, p.path) for p in problems)
+    ]
 
 
 def validate(

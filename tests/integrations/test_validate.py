@@ -283,3 +283,49 @@ def test_check_large_models(tmp_path, monkeypatch):
     ]
     assert mreg("check-large-models", "x", "--max-size", "lots").exit_code == 2
     assert parse_size("10MiB") == 10 * 1024 * 1024 and parse_size("500KB") == 500_000
+
+
+def test_every_problem_of_a_document_is_reported_at_once(release_store):
+    """A misspelt field no longer hides the rest: missing fields, bad values elsewhere, and
+    what the misspelt field itself holds (issue 14)."""
+    path = release_store.root / ROLL
+    _edit(path, "- weight: 10\n", "- wieght: 150\n")  # misspelt, and out of range
+    _edit(path, "\nseed: ", "\nsede: ")  # misspelt at the top level
+    _edit(path, "\nstick_by: user_id\n", "\n")  # optional: not a problem
+    _edit(path, "\nsteps:\n", "\nstepz:\n")  # misspelt required field
+    _edit(path, "canary:\n  id: ", "canary:\n  id: 12")  # a bad digest elsewhere
+    found = {(p.path, p.message.split(" '")[0]) for p in validate([path]).problems}
+    assert found == {
+        ("rules[1].wieght", "unknown field: did you mean"),  # 'weight'?
+        ("rules[1].wieght", "must be at most 100, got 150"),  # still checked as a weight
+        ("sede", "unknown field: did you mean"),
+        ("stepz", "unknown field: did you mean"),  # and 'steps' is not also reported missing
+        ("canary.id", "invalid value"),
+    }
+
+
+def test_a_missing_field_beside_a_misspelt_one_is_reported(release_store):
+    path = release_store.root / ROLL
+    _edit(path, "\nseed: ", "\nsed: ")
+    _edit(path, "kind: Rollout\n", "kind: Rollout\nmodle: x\n")
+    text = path.read_text()
+    path.write_text(text.replace("\nmodel: fraud\n", "\n"))
+    messages = sorted(p.message for p in validate([path]).problems)
+    assert messages == [
+        "unknown field: did you mean 'model'?",
+        "unknown field: did you mean 'seed'?",
+    ]  # 'model' is read from 'modle', 'seed' from 'sed': nothing is missing
+    path.write_text(text.replace("\nmodel: fraud\n", "\n").replace("modle: x\n", ""))
+    messages = sorted(p.message for p in validate([path]).problems)
+    assert messages == ["missing field 'model'", "unknown field: did you mean 'seed'?"]
+
+
+def test_meaning_problems_are_reported_beside_schema_problems(release_store):
+    path = release_store.root / ROLL
+    _edit(path, "generation: 1\nhistory", "generation: 3\nhistory")  # meaning
+    _edit(path, "kind: Rollout\n", "kind: Rollout\nowner: team-a\n")  # schema
+    problems = [(p.check, p.path, p.message) for p in validate([path]).problems]
+    assert problems == [
+        ("schema", "owner", "unknown field (allowed: " + problems[0][2].split("(allowed: ")[1]),
+        ("meaning", "generation", "is 3, but the last history entry has 1"),
+    ]

@@ -122,3 +122,74 @@ def test_help_lists_every_release_command(run_mreg):
     for cmd in ("start", "set", "step", "pause", "resume", "promote", "abort", "status", "history"):
         assert cmd in out
     assert "--stick-by" in ok(run_mreg("release", "start", "--help")).stdout
+
+
+# -- issue 14 ---------------------------------------------------------------------------------
+
+
+def test_set_changes_the_checks_of_a_live_release(model, run_mreg, tmp_path):
+    ok(run_mreg("release", "start", "m", "--canary", "1.1.0", "--check", "error_rate < 5%"))
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks: ['p99: latency.p99 <= 1.5x baseline']\npolicy: {passes: 4}\n")
+    out = ok(run_mreg("release", "set", "m", "--check", "errors: error_rate <= baseline + 1pt",
+                      "--checks-file", str(checks), "-r", "too strict", "--json")).json()  # fmt: skip
+    assert out["changed"] and out["status"]["generation"] == 2
+    analysis = out["status"]["analysis"]
+    assert [a.get("name") for a in analysis] == ["errors", "p99", None]
+    assert analysis[-1]["policy"]["passes"] == 4
+    last = out["status"]["last_changes"][-1]
+    assert last["details"]["previous_checks"] == ["error_rate < 5%"]
+    assert last["details"]["checks"] == [
+        "errors: error_rate <= baseline + 1pt", "p99: latency.p99 <= 1.5x baseline",
+    ]  # fmt: skip
+    assert model.log("m")[-1].details["checks"] == last["details"]["checks"]
+
+    before = snapshot(model.root)
+    again = ok(run_mreg("release", "set", "m", "--check", "errors: error_rate <= baseline + 1pt",
+                        "--checks-file", str(checks)))  # fmt: skip
+    assert "unchanged" in again.stdout
+    assert "check 1" in one_line_error(run_mreg("release", "set", "m", "--check", "p99 <= soon"), 2)
+    err = one_line_error(
+        run_mreg("release", "set", "m", "--no-checks", "--check", "error_rate < 1%"), 2
+    )
+    assert "--no-checks" in err
+    assert "no such file" in one_line_error(
+        run_mreg("release", "set", "m", "--checks-file", str(tmp_path / "nope.yaml")), 2
+    )
+    assert snapshot(model.root) == before
+    cleared = ok(run_mreg("release", "set", "m", "--no-checks", "--json")).json()["status"]
+    assert cleared["analysis"] == [analysis[-1]]  # the default checks again, the policy kept
+
+
+def test_analyze_an_inconclusive_release_is_a_result_not_an_error(model, run_mreg):
+    ok(run_mreg("release", "start", "m", "--canary", "1.1.0"))
+    res = run_mreg("release", "analyze", "m")
+    assert res.returncode == 3, res
+    assert res.stderr == ""
+    assert "m release 1: inconclusive: " in res.stdout and "needs 500 requests" in res.stdout
+    js = run_mreg("release", "analyze", "m", "--json")
+    assert js.returncode == 3 and js.stderr == "" and js.json()["verdict"] == "inconclusive"
+
+
+def test_analyze_an_ended_release_says_it_ended(model, run_mreg):
+    ok(run_mreg("release", "start", "m", "--canary", "1.1.0"))
+    ok(run_mreg("release", "abort", "m", "-r", "errors"))
+    when = model.log("m")[-1].time
+    err = one_line_error(run_mreg("release", "analyze", "m"), 2)
+    assert err == f"mreg: error: release 1 of m ended (aborted at {when}); nothing to analyze"
+    js = run_mreg("release", "analyze", "m", "--json")
+    assert js.returncode == 2 and "nothing to analyze" in js.stderr and js.stdout == ""
+
+
+def test_start_prints_rules_as_written(model, run_mreg):
+    out = ok(run_mreg("release", "start", "m", "--canary", "1.1.0",
+                      "--rule", "eu-ios: region=eu and device=ios -> canary",
+                      "--rule", "region in eu,us and user_id in b,a -> 10%"))  # fmt: skip
+    assert "1. eu-ios: region=eu and device=ios -> canary" in out.stdout
+    assert "2. region in eu,us and user_id in b,a -> 10%" in out.stdout
+    status = ok(run_mreg("release", "status", "m")).stdout
+    assert "1. eu-ios: region=eu and device=ios -> canary" in status
+    events = ok(run_mreg("release", "history", "m", "--json")).json()
+    assert events[0]["details"]["rules"] == [
+        "eu-ios: region=eu and device=ios -> canary", "region in eu,us and user_id in b,a -> 10%",
+    ]  # fmt: skip

@@ -284,3 +284,86 @@ def test_status_shows_production_taking_over_after_the_release(model):
     assert routing == [
         "every request -> production 1.0.0 (production moved after release 1 promoted)"
     ]
+
+
+# -- issue 14 ---------------------------------------------------------------------------------
+
+
+def test_set_replaces_the_checks_and_audits_old_and_new(model):
+    checks = ["errors: error_rate <= baseline + 1pt", "p99: latency.p99 <= 1.5x baseline"]
+    ops.start(model, "m", "1.1.0", analysis=["errors: error_rate <= baseline + 0.5pt",
+                                              {"policy": {"passes": 2}}])  # fmt: skip
+    change = ops.update(model, "m", analysis=checks, reason="noisy")
+    r = change.rollout
+    assert change.changed and r.generation == 2 and r.state == "progressing"
+    assert [a.get("name") for a in r.analysis] == ["errors", "p99", None]
+    assert r.analysis[-1] == {"policy": {"alpha": 0.05, "passes": 2, "promote": "auto",
+                                         "min_samples": 500, "stratum_s": 60}}  # fmt: skip
+    event = r.history[-1]
+    assert (event.action, event.reason) == ("set", "noisy")
+    assert event.details["previous_checks"] == ["errors: error_rate <= baseline + 0.5pt"]
+    assert event.details["checks"] == checks
+    assert "policy" not in event.details  # the policy was kept
+    entry = model.log("m")[-1]
+    assert entry.action == "release.set" and entry.details["checks"] == event.details["checks"]
+    assert entry.details["previous_checks"] == event.details["previous_checks"]
+
+    before = snapshot(model.root)  # the same checks again: nothing to do
+    same = ops.update(model, "m", analysis=checks)
+    assert not same.changed and snapshot(model.root) == before
+    with pytest.raises(InvalidInput, match="check 1"):
+        ops.update(model, "m", analysis=["error_rate <= sometimes"])
+    assert snapshot(model.root) == before
+
+    only_policy = ops.update(model, "m", analysis=[{"policy": {"passes": 5}}]).rollout
+    assert [a.get("name") for a in only_policy.analysis] == ["errors", "p99", None]
+    assert only_policy.analysis[-1]["policy"]["passes"] == 5
+    assert only_policy.history[-1].details["previous_policy"]["passes"] == 2
+    cleared = ops.update(model, "m", analysis=[]).rollout
+    assert cleared.analysis == ({"policy": only_policy.analysis[-1]["policy"]},)
+    assert cleared.history[-1].details["checks"] == []
+    ops.pause(model, "m")
+    with pytest.raises(TransitionRefused, match="paused"):
+        ops.update(model, "m", analysis=["error_rate < 2%"])
+
+
+def test_start_and_status_keep_the_order_rules_were_written_in(model):
+    ops.start(model, "m", "1.1.0", rules=["eu: region=eu and device in ios,web -> canary"])
+    st = ops.status(model, "m").to_dict()
+    assert st["rules"][0]["text"] == "eu: region=eu and device in ios,web -> canary"
+    assert st["routing"][0].startswith("1. eu: region=eu and device in ios,web -> canary")
+    assert manifest(model)["rules"] == [
+        {"name": "eu", "variant": "canary", "when": {"device": {"in": ["ios", "web"]}, "region": "eu"}}
+    ]  # fmt: skip
+    assert model.log("m")[-1].details["rules"] == ["eu: region=eu and device in ios,web -> canary"]
+    r = ops.update(model, "m", rules=["device=ios and user_id in a -> 50%"]).rollout
+    assert r.rule_texts() == ("device=ios and user_id in a -> 50%",)
+
+
+def test_history_generations_out_of_order_are_damage(model):
+    ops.start(model, "m", "1.1.0")
+    ops.step(model, "m")
+    doc = manifest(model)
+    doc["history"][0]["generation"] = 2
+    atomic_write(ops.release_path(model, "m"), yaml.safe_dump(doc).encode())
+    with pytest.raises(IntegrityError, match="history generations do not increase"):
+        ops.status(model, "m")
+    with pytest.raises(IntegrityError, match="--force --reason TEXT"):
+        ops.abort(model, "m")
+
+
+def test_check_analyzable_refuses_an_ended_release(model):
+    ops.check_analyzable(model, "m")  # no release: left to the analysis's own message
+    ops.start(model, "m", "1.1.0")
+    ops.check_analyzable(model, "m")
+    ops.abort(model, "m", reason="bad")
+    when = ops.history(model, "m")[-1].time
+    with pytest.raises(InvalidInput) as exc:
+        ops.check_analyzable(model, "m")
+    assert str(exc.value) == f"release 1 of m ended (aborted at {when}); nothing to analyze"
+    ops.start(model, "m", "1.2.0")
+    ops.promote(model, "m")
+    with pytest.raises(InvalidInput, match=r"release 2 of m ended \(promoted at "):
+        ops.check_analyzable(model, "m")
+    with pytest.raises(NotFound):
+        ops.check_analyzable(model, "nope")

@@ -21,6 +21,7 @@ from modelreg.release.rollout import (
     Rollout,
     Side,
     parse_steps,
+    rule_as_written,
     transition,
 )
 from modelreg.release.rules import parse_rule
@@ -205,6 +206,42 @@ def test_routing_order_lists_rules_then_the_weight():
     assert lines[2].startswith("then: 5% to the canary 1.1.0")
     assert "shadows" in rollout(shadow=True, weight=0).routing_order()[0]
     assert "aborted" in rollout(state="aborted").routing_order()[0]
+
+
+@pytest.mark.parametrize(
+    ("written", "printed"),
+    [
+        ("region=eu and device=ios -> canary", "region=eu and device=ios -> canary"),
+        ("eu: region in eu,us and user_id in b,a -> 10%", "eu: region in eu,us and user_id in b,a -> 10%"),
+        ("  app_version ^= 2.  and  device = ios ->  baseline", "app_version^=2. and device=ios -> baseline"),
+        ("user_id=qa-1 -> canary", "user_id in qa-1 -> canary"),
+        ("x: path=a->b and region=eu -> canary", "x: path=a->b and region=eu -> canary"),
+    ],
+)  # fmt: skip
+def test_rules_print_with_their_conditions_in_the_order_written(written, printed):
+    """`Rule` sorts conditions (the manifest stores them as a sorted mapping); the text keeps
+    the written order and parses back to the same rule."""
+    assert rule_as_written(written) == printed
+    assert parse_rule(printed) == parse_rule(written)
+    with pytest.raises(InvalidInput):
+        rule_as_written("region=eu")
+
+
+def test_rule_texts_come_from_the_change_that_set_the_rules():
+    written = "region=eu and device=ios -> canary"
+    rule = parse_rule(written)
+    assert rule.text() == "device=ios and region=eu -> canary"  # the canonical order
+    start = Event(1, 1, "start", "a", "t", "progressing", 500, details={"rules": [written]})
+    r = rollout(rules=(rule,), history=(start,))
+    assert r.rule_texts() == (written,)
+    assert r.routing_order()[0] == f"1. {written}  (pinned to the canary)"
+    assert Rollout.from_dict(r.to_dict()).rule_texts() == (written,)  # through the file
+    # a text that no longer matches the rule (a hand-edited manifest) is not trusted
+    edited = rollout(rules=(parse_rule("region=us -> canary"),), history=(start,))
+    assert edited.rule_texts() == ("region=us -> canary",)
+    # a later release's rules are its own
+    later = rollout(release=2, rules=(rule,), history=(start,))
+    assert later.rule_texts() == ("device=ios and region=eu -> canary",)
 
 
 @given(

@@ -66,6 +66,32 @@ def _rules(rule: list[str] | None, rules_file: Path | None) -> list[Any] | None:
     return out
 
 
+CheckOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--check",
+        help="Analysis check (repeatable): '[NAME:] METRIC OP LIMIT', e.g. 'error_rate <= "
+        "baseline + 0.5pt', 'latency.p99 <= 1.2x baseline', 'conversion >= baseline' "
+        "(docs/analysis.md). Default: error rate and p99 latency against the baseline.",
+    ),
+]
+ChecksFileOpt = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--checks-file", help="YAML/JSON checks and policy (added after --check)."),
+]
+
+
+def _checks(check: list[str] | None, checks_file: Path | None) -> list[Any] | None:
+    if check is None and checks_file is None:
+        return None
+    out: list[Any] = list(check or [])
+    if checks_file is not None:
+        from modelreg.analysis.checks import read_checks_file
+
+        out.extend(read_checks_file(checks_file))
+    return out
+
+
 def _pct(value: int | float) -> str:
     return f"{value:g}%"
 
@@ -125,6 +151,16 @@ def _show_change(change: ReleaseChange, as_json: bool) -> None:
                 f"{r.model}: release {r.release} {change.action}: {change.previous_state} → "
                 f"[bold]{r.state}[/], generation {r.generation}"
             )
+        if change.recovery is not None:
+            from rich.markup import escape
+
+            rec = change.recovery
+            c.print(
+                f"[bold red]forced over a damaged manifest[/]: {escape(rec.damage)}\n"
+                f"  baseline {r.baseline.version} from {rec.baseline_from}, canary "
+                f"{r.canary.version} from {rec.canary_from}; {rec.events_recovered} history "
+                f"event(s) recovered; written above generation {rec.max_generation}"
+            )
         if change.promotion is not None:
             p = change.promotion
             c.print(f"production → [bold]{p.version}[/] (was {p.previous or '-'})")
@@ -161,19 +197,8 @@ def start(
             "--shadow", help="Start in shadow mode: the baseline answers, the canary mirrors."
         ),
     ] = False,
-    check: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option(
-            "--check",
-            help="Analysis check (repeatable): '[NAME:] METRIC OP LIMIT', e.g. 'error_rate <= "
-            "baseline + 0.5pt', 'latency.p99 <= 1.2x baseline', 'conversion >= baseline' "
-            "(docs/analysis.md). Default: error rate and p99 latency against the baseline.",
-        ),
-    ] = None,
-    checks_file: Annotated[
-        Optional[Path],  # noqa: UP045
-        typer.Option("--checks-file", help="YAML/JSON checks and policy (added after --check)."),
-    ] = None,
+    check: CheckOpt = None,
+    checks_file: ChecksFileOpt = None,
     reason: ReasonOpt = "",
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -181,15 +206,10 @@ def start(
     """Start a canary release of a version against the baseline (default: production)."""
     from modelreg.release import ops
 
-    analysis: list[Any] = list(check or [])
-    if checks_file is not None:
-        from modelreg.analysis.checks import read_checks_file
-
-        analysis.extend(read_checks_file(checks_file))
     change = ops.start(
         open_store(store), name, canary, baseline=baseline, weight=weight, steps=steps,
         stick_by=stick_by, rules=_rules(rule, rules_file) or (), shadow=shadow, reason=reason,
-        analysis=analysis,
+        analysis=_checks(check, checks_file) or (),
     )  # fmt: skip
     _show_change(change, as_json)
 
@@ -205,11 +225,31 @@ def set_(
         bool,
         typer.Option("--shadow", help="Go to shadow mode (no live canary traffic, mirror all)."),
     ] = False,
+    check: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--check",
+            help="Replace the analysis checks (repeatable), as 'release start --check' takes "
+            "them: '[NAME:] METRIC OP LIMIT' (docs/analysis.md).",
+        ),
+    ] = None,
+    checks_file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--checks-file",
+            help="YAML/JSON checks (added after --check) and policy; a policy given replaces "
+            "the release's, otherwise it is kept.",
+        ),
+    ] = None,
+    no_checks: Annotated[
+        bool,
+        typer.Option("--no-checks", help="Remove every check: the default checks apply again."),
+    ] = False,
     reason: ReasonOpt = "",
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Set the canary weight, replace the rules, or switch to shadow mode."""
+    """Set the canary weight, replace the rules or the analysis checks, or go to shadow mode."""
     from modelreg.errors import InvalidInput
     from modelreg.release import ops
 
@@ -218,9 +258,14 @@ def set_(
         if rules is not None:
             raise InvalidInput("--no-rules cannot be combined with --rule or --rules-file")
         rules = []
+    analysis = _checks(check, checks_file)
+    if no_checks:
+        if analysis is not None:
+            raise InvalidInput("--no-checks cannot be combined with --check or --checks-file")
+        analysis = []
     change = ops.update(
         open_store(store), name, weight=weight, rules=rules, shadow=True if shadow else None,
-        reason=reason,
+        analysis=analysis, reason=reason,
     )  # fmt: skip
     _show_change(change, as_json)
 
@@ -273,12 +318,24 @@ def promote(
 
 @release_app.command()
 def abort(
-    name: NameArg, reason: ReasonOpt = "", store: StoreOpt = None, as_json: JsonOpt = False
+    name: NameArg,
+    reason: ReasonOpt = "",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Abort even when the rollout manifest is damaged: recover the baseline from its "
+            "history, the audit trail or production, and write a valid aborted manifest "
+            "(needs --reason).",
+        ),
+    ] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Roll back now: all traffic to the baseline, and the release ends."""
     from modelreg.release import ops
 
-    _show_change(ops.abort(open_store(store), name, reason=reason), as_json)
+    _show_change(ops.abort(open_store(store), name, reason=reason, force=force), as_json)
 
 
 @release_app.command()
@@ -384,10 +441,27 @@ def analyze(
     as_json: JsonOpt = False,
 ) -> None:
     """Judge the canary against the baseline. Exit 0 pass, 1 fail, 3 inconclusive."""
+    from modelreg.analysis import Inconclusive
     from modelreg.analysis import analyze as run
+    from modelreg.release import ops
 
-    result = run(open_store(store), name, source=_source(prometheus))
-    Output(as_json).result(result.to_dict(), lambda c: _render_analysis(c, result))
+    st = open_store(store)
+    ops.check_analyzable(st, name)  # an ended release: exit 2, not "inconclusive"
+    result = run(st, name, source=_source(prometheus))
+
+    def render(c: Console) -> None:
+        _render_analysis(c, result)
+        if result.verdict == "inconclusive":
+            from rich.markup import escape
+
+            c.print(
+                f"{escape(result.model)} release {result.release}: {escape(result.summary())} "
+                "(exit 3: analyze again when more traffic is in)"
+            )
+
+    Output(as_json).result(result.to_dict(), render)
+    if result.verdict == "inconclusive":
+        raise typer.Exit(Inconclusive.exit_code)  # a result, not an error: the table says why
     result.raise_for_verdict()
 
 

@@ -12,6 +12,7 @@ state is refused with `TransitionRefused` and a message that says why (`refusal`
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from modelreg.errors import IntegrityError, InvalidInput, TransitionRefused
 from modelreg.hashing import is_digest
 from modelreg.names import Version, check_name
 from modelreg.release.bucketing import FULL, check_seed, format_weight, parse_weight
-from modelreg.release.rules import Rule, check_attribute, rules_from_list
+from modelreg.release.rules import Rule, check_attribute, parse_rule, rules_from_list
 
 __all__ = [
     "ABORTED",
@@ -41,6 +42,7 @@ __all__ = [
     "Side",
     "parse_steps",
     "refusal",
+    "rule_as_written",
     "transition",
 ]
 
@@ -149,6 +151,31 @@ def parse_steps(value: Any) -> tuple[int | str, ...]:
 
 DEFAULT_STEPS = parse_steps(DEFAULT_PLAN)
 """The default plan in hundredths of a percent: (100, 500, 1000, 2500, 5000, 10000)."""
+
+
+def rule_as_written(text: str) -> str:
+    """The one-line form of rule `text`, its conditions in the order they were written.
+
+    `Rule` keeps its conditions in a canonical order (the user list first, then attributes by
+    name) because the manifest stores them as a mapping, and canonical YAML sorts mapping keys:
+    a rule must compare equal after a round trip through the file. People read rules in the
+    order they wrote them, so the release commands keep this text in the history (`rules` of
+    a `start` or `set` event) and print it (`Rollout.rule_texts`). Spacing is normalised;
+    anything else is exactly `Rule.text()`'s.
+
+    Raises:
+        InvalidInput: `text` is not a rule (`parse_rule`'s message).
+    """
+    rule = parse_rule(text)
+    body = text.split(":", 1)[1] if rule.name else text
+    conds = body.rpartition("->")[0].strip()
+    parts = []
+    for part in re.split(r"\s+and\s+", conds):
+        one = parse_rule(f"{part} -> canary").text()  # the condition's canonical spelling
+        parts.append(one.rpartition(" -> ")[0])
+    out = f"{' and '.join(parts)} -> {rule.outcome_text()}"
+    out = f"{rule.name}: {out}" if rule.name else out
+    return out if parse_rule(out) == rule else rule.text()
 
 
 def _step_value(s: int | str) -> int | float | str:
@@ -301,13 +328,44 @@ class Rollout:
                 f"every request -> baseline {base}; the canary {can} shadows it (mirror mode: "
                 "rules do not apply until live traffic starts)"
             ]
-        lines = [f"{i}. {r.describe()}" for i, r in enumerate(self.rules, 1)]
+        lines = []
+        for i, (r, text) in enumerate(zip(self.rules, self.rule_texts(), strict=True), 1):
+            what = (
+                f"pinned to the {r.variant}"
+                if r.variant
+                else f"{r.outcome_text()} of this group to the canary"
+            )
+            lines.append(f"{i}. {text}  ({what})")
         lines.append(
             f"{'then' if self.rules else 'every request'}: {format_weight(self.weight)}% to the "
             f"canary {can}, the rest to the baseline {base}, by a sticky hash of "
             f"{self.stick_by} (requests without one: at random)"
         )
         return lines
+
+    def rule_texts(self) -> tuple[str, ...]:
+        """The rules' one-line forms, each as it was written (see `rule_as_written`).
+
+        The text comes from the last change of this release that set the rules (its `rules`
+        detail), when it still parses to the same rule; otherwise `Rule.text()`.
+        """
+        written: Any = None
+        for e in reversed(self.history):
+            if e.release != self.release:
+                break
+            if "rules" in e.details:
+                written = e.details["rules"]
+                break
+        ok = isinstance(written, list) and len(written) == len(self.rules)
+        out = []
+        for i, rule in enumerate(self.rules):
+            text = written[i] if ok else None
+            try:
+                same = isinstance(text, str) and parse_rule(text) == rule
+            except InvalidInput:
+                same = False
+            out.append(text if same and isinstance(text, str) else rule.text())
+        return tuple(out)
 
     def replace(self, **changes: Any) -> Rollout:
         """A copy with some fields changed."""

@@ -210,8 +210,8 @@ class _Checker:
         self._scalar(value, schema, path)
         if len(self.out) > before:
             return  # a wrong type or value: the rest would only repeat it
-        if isinstance(value, dict) and self._object(value, schema, path):
-            return  # a misspelt field: what else is wrong would be its consequence
+        if isinstance(value, dict):
+            value = self._object(value, schema, path)
         if isinstance(value, list):
             self._array(value, schema, path)
         self._combinators(value, schema, path)
@@ -250,24 +250,28 @@ class _Checker:
         if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
             self.fail(path, f"must be below {schema['exclusiveMaximum']}, got {shown}")
 
-    def _object(self, value: dict[Any, Any], schema: dict[str, Any], path: Path) -> bool:
-        """Check a mapping; True when a field looks misspelt (then only that is reported)."""
+    def _object(self, value: dict[Any, Any], schema: dict[str, Any], path: Path) -> dict[Any, Any]:
+        """Check a mapping; return it as meant, each misspelt field under its right name.
+
+        A field that looks misspelt (`wieght` where `weight` is missing) is reported once, as
+        such, and then read as the field it was meant to be: its value is still checked, the
+        meant field does not count as missing, and every other problem is reported too.
+        """
         props: dict[str, Any] = schema.get("properties", {})
         extra = schema.get("additionalProperties", True)
+        typos: dict[str, str] = {}
         if extra is False:
             absent = [p for p in props if p not in value]
-            typos = {}
             for key in value:
                 if isinstance(key, str) and key not in props:
                     close = difflib.get_close_matches(key, absent, n=1, cutoff=0.75)
-                    if close:
+                    if close and close[0] not in typos.values():
                         typos[key] = close[0]
-            if typos:
-                for key, meant in typos.items():
-                    self.fail((*path, key), f"unknown field: did you mean {meant!r}?")
-                return True
+            for key, meant in typos.items():
+                self.fail((*path, key), f"unknown field: did you mean {meant!r}?")
+        meant_value = {typos.get(k, k): v for k, v in value.items()} if typos else value
         for name in schema.get("required", ()):
-            if name not in value:
+            if name not in meant_value:
                 self.fail(path, f"missing field {name!r}")
         if len(value) < schema.get("minProperties", 0):
             self.fail(path, "must not be empty")
@@ -281,14 +285,14 @@ class _Checker:
                 if not self.valid(key, key_schema):
                     self.fail(path, f"invalid key {key!r}{_expected(key_schema)}")
                     continue
-            if key in props:
-                self.run(item, props[key], (*path, key))
+            if typos.get(key, key) in props:
+                self.run(item, props[typos.get(key, key)], (*path, key))
             elif extra is False:
                 allowed = f" (allowed: {', '.join(props)})" if props else ""
                 self.fail((*path, key), f"unknown field{allowed}")
             elif isinstance(extra, dict):
                 self.run(item, extra, (*path, key))
-        return False
+        return meant_value
 
     def _array(self, value: list[Any], schema: dict[str, Any], path: Path) -> None:
         n = len(value)
