@@ -33,11 +33,31 @@ __all__ = [
     "lstat_beneath",
     "open_atomic",
     "open_beneath",
+    "read_bounded",
     "safe_join",
     "tmp_name",
 ]
 
 TMP_PREFIX = ".tmp-"
+
+
+def read_bounded(path: Path, limit: int, label: str = "") -> bytes:
+    """A user's input file, at most `limit` + 1 bytes of it (the caller judges the size).
+
+    A missing file raises NotFound, a directory or an unreadable file InvalidInput; each
+    message starts with `label` (e.g. `--requirements `) and the path.
+    """
+    from modelreg.errors import NotFound
+
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit + 1)
+    except FileNotFoundError:
+        raise NotFound(f"{label}{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{label}{path}: is a directory") from None
+    except OSError as exc:
+        raise InvalidInput(f"{label}{path}: cannot read ({exc.strerror})") from None
 
 
 def tmp_name(final_name: str = "") -> str:

@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from modelreg import yamlio
-from modelreg.errors import InvalidInput, NotFound
+from modelreg.errors import InvalidInput
 
 __all__ = [
     "FORMATS",
@@ -108,16 +108,10 @@ def read_requirements(path: str | os.PathLike[str]) -> Requirements:
         InvalidInput: It cannot be read, is too large, is of an unknown format, is malformed,
             or holds a credential in a URL.
     """
+    from modelreg.fsutil import read_bounded
+
     p = Path(path)
-    try:
-        with open(p, "rb") as fh:
-            data = fh.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise NotFound(f"--requirements {path}: no such file") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"--requirements {path}: is a directory") from None
-    except OSError as exc:
-        raise InvalidInput(f"--requirements {path}: cannot read ({exc.strerror})") from None
+    data = read_bounded(p, MAX_BYTES, "--requirements ")
     if len(data) > MAX_BYTES:
         raise InvalidInput(f"--requirements {path}: larger than {MAX_BYTES // 2**20} MiB")
     return parse_requirements(data, p.name, str(path))

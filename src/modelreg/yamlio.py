@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from modelreg.errors import InvalidInput, MregError, NotFound
+from modelreg.errors import InvalidInput, MregError
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "dump", "load", "load_file", "loads_data"]
 
@@ -55,16 +55,9 @@ def load(data: bytes, source: str = "<input>", error: type[MregError] = InvalidI
 
 def load_file(path: Path, error: type[MregError] = InvalidInput) -> Any:
     """Read and parse a YAML file; a missing file raises NotFound, unreadable InvalidInput."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise NotFound(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read ({exc.strerror})") from None
-    return load(data, str(path), error)
+    from modelreg.fsutil import read_bounded
+
+    return load(read_bounded(path, MAX_BYTES), str(path), error)
 
 
 def loads_data(data: bytes, source: str) -> Any:
