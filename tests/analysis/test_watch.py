@@ -137,3 +137,10 @@ def test_watch_of_an_ended_release_does_nothing(model):
     ops.abort(model, "m")
     report = watch(model, "m", once=True)
     assert report.outcome == "ended" and report.events == ()
+
+
+def test_the_library_refuses_to_analyze_an_ended_release_like_the_cli(model):
+    ops.start(model, "m", "1.1.0", steps="5,100")
+    ops.abort(model, "m", reason="bad")
+    with pytest.raises(InvalidInput, match=r"release 1 of m ended \(aborted at .*\); nothing to analyze"):
+        analyze(model, "m")

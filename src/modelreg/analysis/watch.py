@@ -155,10 +155,12 @@ def analyze(store: Store, name: str, *, source: Source | None = None) -> Analysi
 
     Raises:
         TransitionRefused: the model has no release.
+        InvalidInput: the release has ended (promoted or aborted): nothing to analyze.
         NotFound: no such model.
         IntegrityError: the manifest or a metrics file is damaged.
         SourceError: Prometheus could not be queried.
     """
+    ops.check_analyzable(store, name)  # an ended release: nothing to analyze (exit 2)
     rollout = _rollout(store, name)
     return _analyze(store, rollout, source)
 
