@@ -199,7 +199,7 @@ def promote(
     if force and not reason.strip():
         raise InvalidInput("--force needs --reason: a forced promotion must say why")
     who = _who(actor)
-    with store.locked():
+    with store.writing():
         mv = resolve(store, spec)
         _refuse_deprecated(store, mv, "promote")
         failed = check_gates(store, alias, mv)
@@ -256,7 +256,7 @@ def rollback(
     check_name(name)
     check_alias(alias)
     who = _who(actor)
-    with store.locked():
+    with store.writing():
         current = read_alias(store, name, alias)
         if current is None:
             if not version_list(store, name):
@@ -304,7 +304,7 @@ def deprecate(store: Store, spec: str, *, reason: str, actor: str | None = None)
     if not reason.strip():
         raise InvalidInput("deprecate needs --reason")
     who = _who(actor)
-    with store.locked():
+    with store.writing():
         mv = resolve(store, spec)
         state = read_state(store, mv.name, mv.version)
         here = tuple(a.alias for a in list_aliases(store, mv.name) if a.version == mv.version)
@@ -335,7 +335,7 @@ def tag(
     if not add and not remove:
         raise InvalidInput("give at least one tag to add or remove")
     who = _who(actor)
-    with store.locked():
+    with store.writing():
         mv = resolve(store, spec)
         state = read_state(store, mv.name, mv.version)
         before = state.tags if state.tags is not None else mv.tags

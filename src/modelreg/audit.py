@@ -77,6 +77,18 @@ class AuditEntry:
         return {**self.body(), "hash": self.hash}
 
     @classmethod
+    def parse(cls, line: bytes) -> AuditEntry:
+        """One stored line as an entry; ValueError for anything unreadable.
+
+        That includes JSON nested too deeply for the parser (a RecursionError, which used to
+        escape as an internal error, issue 15) and lines of the wrong shape.
+        """
+        try:
+            return cls.from_dict(json.loads(line))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise ValueError(f"unreadable audit entry ({type(exc).__name__})") from None
+
+    @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> AuditEntry:
         """Parse a stored line (KeyError/TypeError on a malformed one)."""
         return cls(
@@ -134,7 +146,7 @@ class AuditLog:
             return 0 <= int(json.loads(self.head_path.read_bytes())["seq"]) < last.seq
         except FileNotFoundError:  # the first append was killed before it wrote the head
             return last.seq == 1
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return False
 
     def last(self) -> AuditEntry | None:
@@ -173,8 +185,8 @@ class AuditLog:
             return None
         line = tail[prev_nl + 1 : nl]
         try:
-            return AuditEntry.from_dict(json.loads(line))
-        except (ValueError, KeyError, TypeError):
+            return AuditEntry.parse(line)
+        except ValueError:
             raise IntegrityError(
                 f"{self.path}: last entry is unreadable; run mreg verify"
             ) from None
@@ -189,8 +201,8 @@ class AuditLog:
         lines = data.split(b"\n")
         for lineno, line in enumerate(lines[:-1], 1):  # the last piece is "" or a torn line
             try:
-                out.append(AuditEntry.from_dict(json.loads(line)))
-            except (ValueError, KeyError, TypeError):
+                out.append(AuditEntry.parse(line))
+            except ValueError:
                 raise IntegrityError(f"{self.path}:{lineno}: unreadable audit entry") from None
         return out
 
@@ -203,7 +215,11 @@ class AuditLog:
         problems = []
         prev, seq = GENESIS, 0
         for e in entries:
-            if e.compute_hash() != e.hash:
+            try:
+                edited = e.compute_hash() != e.hash
+            except (ValueError, RecursionError):  # details nested too deeply to re-encode
+                edited = True
+            if edited:
                 problems.append(f"audit entry {e.seq}: content does not match its hash (edited)")
             if e.prev != prev or e.seq != seq + 1:
                 problems.append(
@@ -224,7 +240,7 @@ class AuditLog:
             seq, digest = int(head["seq"]), str(head["hash"])
         except FileNotFoundError:  # one entry: the first append, killed before its head
             return ["audit head is missing: entries may have been deleted"] if entries[1:] else []
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return [f"{self.head_path}: unreadable"]
         last = entries[-1].seq if entries else 0
         if last < seq:

@@ -353,7 +353,7 @@ def unpack(store: Store, path: Path, *, actor: str | None = None) -> UnpackResul
     finally:
         for tmp in staged.values():  # a refused bundle leaves nothing behind
             tmp.unlink(missing_ok=True)
-    with store.locked():
+    with store.writing():
         created = install_manifest(store, data, mv)
         if created:
             store.record(

@@ -267,7 +267,9 @@ def register(
             )
             return _same_or_conflict(old, build(hashed, old.version, None))
 
-    # 3. copy into objects/, hashing on the way
+    # 3. copy into objects/, hashing on the way; first make sure the change can be audited,
+    # so a refusal writes nothing, not even an orphan object (issue 15)
+    store.audit.last()
     total = sum(src.stat().st_size for _, src in inputs)
     tick = progress(total) if progress else None
     files = tuple(
@@ -280,7 +282,7 @@ def register(
         req_entry = FileEntry(req.name, digest, len(req.data), req.format)
 
     # 4. under the lock: settle the number, write the manifest, audit
-    with store.locked():
+    with store.writing():
         check_namespace(store, name)
         ver = _target_version(store, name, version, bump)
         candidate = build(files, ver, req_entry)

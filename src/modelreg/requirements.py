@@ -580,6 +580,8 @@ def _parse_poetry_lock(text: str, src: str) -> list[str]:
 def _parse_pipfile_lock(text: str, src: str) -> list[str]:
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise InvalidInput(f"{src}: nested too deeply") from None
     except ValueError as exc:
         line = getattr(exc, "lineno", None)
         raise InvalidInput(

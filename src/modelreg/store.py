@@ -254,6 +254,18 @@ class Store:
         with self._lock.hold():
             yield
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the write lock for a change that ends with an audit entry.
+
+        The audit trail's last entry is read first: when it is unreadable the change could not
+        be recorded, so it is refused before anything is written (IntegrityError, exit 1),
+        never half made (issue 15).
+        """
+        with self.locked():
+            self.audit.last()
+            yield
+
     def now(self) -> str:
         """The clock's time as an ISO 8601 UTC string with seconds, e.g. 2026-11-25T08:50:48Z."""
         return self.clock().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

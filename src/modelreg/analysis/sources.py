@@ -415,7 +415,7 @@ class PrometheusSource:
         try:
             with urllib.request.urlopen(f"{self.url}/api/v1/query?{qs}", timeout=self.timeout) as r:
                 doc = json.loads(r.read())
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, RecursionError) as exc:
             raise SourceError(f"Prometheus at {self.url}: {exc}") from None
         if doc.get("status") != "success":
             raise SourceError(f"Prometheus at {self.url} refused {expr!r}: {doc.get('error')}")

@@ -15,7 +15,6 @@ aborted manifest above every generation seen, and audits what was damaged.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -439,7 +438,7 @@ def start(
     else:
         w = int(plan[0])
     who = actor or default_author()
-    with store.locked():
+    with store.writing():
         before, state = _current(store, name)
         after_state = transition(name, state, "start")
         can = resolve(store, f"{name}@{canary}")
@@ -515,7 +514,7 @@ def update(
     rule_set, rule_texts = (None, []) if rules is None else _rules(rules)
     given = None if analysis is None else _analysis(analysis)
     who = actor or default_author()
-    with store.locked():
+    with store.writing():
         before, state = _current(store, name)
         transition(name, state, "set")
         assert before is not None  # the transition table allows set only on a live release
@@ -573,7 +572,7 @@ def step(store: Store, name: str, *, reason: str = "", actor: str | None = None)
         TransitionRefused: no live, unpaused release, or the plan has no further step.
     """
     who = actor or default_author()
-    with store.locked():
+    with store.writing():
         before, state = _current(store, name)
         transition(name, state, "step")
         assert before is not None
@@ -590,7 +589,7 @@ def step(store: Store, name: str, *, reason: str = "", actor: str | None = None)
 
 def _simple(store: Store, name: str, action: str, reason: str, actor: str | None) -> ReleaseChange:
     who = actor or default_author()
-    with store.locked():
+    with store.writing():
         before, state = _current(store, name)
         after_state = transition(name, state, action)
         assert before is not None
@@ -638,7 +637,7 @@ def promote(
     if force and not reason.strip():
         raise InvalidInput("--force needs --reason: a forced promotion must say why")
     who = actor or default_author()
-    with store.locked():
+    with store.writing():
         before, state = _current(store, name)
         after_state = transition(name, state, "promote")
         assert before is not None
@@ -692,7 +691,7 @@ def abort(
     if force and not reason.strip():
         raise InvalidInput("--force needs --reason: a forced abort must say why")
     who = actor or default_author()
-    with store.locked():
+    with store.writing():
         _require_model(store, name)
         path = release_path(store, name)
         try:
@@ -853,8 +852,8 @@ def _audit_events(store: Store, name: str) -> list[Event]:
         if b'"release.' not in line:
             continue
         try:
-            entry = AuditEntry.from_dict(json.loads(line))
-        except (ValueError, KeyError, TypeError):
+            entry = AuditEntry.parse(line)
+        except ValueError:
             continue
         if entry.model != name or not entry.action.startswith("release."):
             continue

@@ -26,7 +26,6 @@ local-only entries (never pushed, so nobody else has them) after the remote's.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -108,10 +107,11 @@ def parse_log(data: bytes, source: str) -> list[AuditEntry]:
     prev, seq = GENESIS, 0
     for lineno, line in enumerate(data.split(b"\n")[:-1], 1):
         try:
-            e = AuditEntry.from_dict(json.loads(line))
-        except (ValueError, KeyError, TypeError):
+            e = AuditEntry.parse(line)
+            intact = e.compute_hash() == e.hash
+        except (ValueError, RecursionError):
             raise IntegrityError(f"{source}:{lineno}: unreadable audit entry") from None
-        if e.compute_hash() != e.hash or e.prev != prev or e.seq != seq + 1:
+        if not intact or e.prev != prev or e.seq != seq + 1:
             raise IntegrityError(f"{source}:{lineno}: audit chain broken at entry {e.seq}")
         entries.append(e)
         prev, seq = e.hash, e.seq

@@ -279,7 +279,7 @@ def iter_lines(path: Path) -> Iterator[dict[str, Any]]:
     for raw in data.split(b"\n")[:-1]:
         try:
             doc = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # torn, or nested too deeply: not ours
             continue
         if isinstance(doc, dict):
             yield doc

@@ -144,13 +144,13 @@ def _lines(data: bytes) -> list[dict[str, Any]]:
         docs = json.loads(b"[" + body.rstrip(b"\n").replace(b"\n", b",") + b"]")
         if isinstance(docs, list) and all(isinstance(d, dict) for d in docs):
             return docs
-    except ValueError:
+    except (ValueError, RecursionError):  # a line nested too deeply is skipped below
         pass
     out = []
     for raw in data.split(b"\n")[:-1]:  # the last piece is "" or a torn line
         try:
             doc = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(doc, dict):
             out.append(doc)
