@@ -60,18 +60,44 @@ def ui(
     port: Annotated[
         int, typer.Option("--port", help="Port to listen on (0: any free port).", min=0)
     ] = 8765,
+    allowed_host: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--allowed-host",
+            help="Also answer requests whose Host header is NAME (or NAME:PORT; repeatable). "
+            "Needed with a wildcard --host (0.0.0.0, ::) for any name but this machine's "
+            "hostname, the loopback names and the address a request arrived on.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_any_host: Annotated[
+        bool,
+        typer.Option(
+            "--allow-any-host",
+            help="Dangerous: answer any Host and Origin header, which lets a web page on any "
+            "site read the registry through a visitor's browser (DNS rebinding). Only "
+            "behind a reverse proxy that checks Host itself.",
+        ),
+    ] = False,
     store: StoreOpt = None,
     remote: RemoteOpt = None,
     option: OptionOpt = None,
 ) -> None:
     """Serve a read-only web view of the store (or a remote): models, cards, diffs, releases."""
+    from modelreg.errors import InvalidInput
     from modelreg.ui import require_extra
 
     require_extra()
     from modelreg.ui.app import bind, serve
+    from modelreg.ui.hosts import HostPolicy
 
+    if allow_any_host and allowed_host:
+        raise InvalidInput("--allowed-host and --allow-any-host contradict: give one of them")
     view = _view(store, remote, option)
+    # A name given to --host (not an address) is what a browser will send in Host.
+    bound_name = host if host and not _is_address(host) else None
     sock = bind(host, port)
+    policy = HostPolicy.for_socket(sock, allowed_host or (), allow_any_host, bound_name)
     actual = sock.getsockname()[1]
     where = f"[{host}]" if ":" in host else host
     scope = (
@@ -83,8 +109,27 @@ def ui(
     def ready() -> None:
         typer.echo(f"mreg ui: serving {view.label} read-only at http://{where}:{actual}/")
         typer.echo(f"mreg ui: listening on {host} ({scope}); Ctrl-C stops")
+        if allow_any_host:
+            typer.echo(
+                "mreg ui: answering any Host and Origin (--allow-any-host): any web page a "
+                "visitor opens can read this registry through their browser unless a proxy "
+                "in front checks Host"
+            )
+        else:
+            typer.echo(f"mreg ui: answering only {policy.describe()} (others: 421)")
 
-    serve(view, sock, ready)
+    serve(view, sock, ready, allowed_hosts=allowed_host or (), allow_any_host=allow_any_host,
+          bound_name=bound_name)  # fmt: skip
+
+
+def _is_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host in ("", "::", "0.0.0.0")
+    return True
 
 
 def report(

@@ -4,6 +4,7 @@
 - `pages`: each page's data; `release`: the release page's numbers and charts.
 - `charts`: server-side SVG; `render`: Jinja2 templates and links.
 - `app`: the Starlette app and `serve()`; `report`: one self-contained HTML file, PNG charts.
+- `hosts`: which Host and Origin headers the server answers (DNS rebinding).
 - `demo`: a simulated canary with an automatic rollback, in simulated time (tests, bench,
   the screenshot in docs/).
 

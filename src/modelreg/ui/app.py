@@ -20,6 +20,10 @@ method that writes, and a file is found only through its version's manifest.
 No page shows a traceback: an unknown thing is a 404 page; a remote that cannot be read a
 502 page, a damaged store or any other failure a 500 page, each with one line of reason,
 and the server logs each failure as one line (`MREG_DEBUG=1` adds the traceback of a bug).
+
+Before any of that, a request whose `Host` is not the server's (DNS rebinding) gets 421 and
+one whose `Origin` is foreign 403, each a one-line plain-text body and one log line
+(`modelreg.ui.hosts`; `serve()` applies it by default, `allow_any_host=True` turns it off).
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import IntegrityError, InvalidInput, MregError, NotFound
 from modelreg.remote.backend import RemoteError
 from modelreg.ui import pages
+from modelreg.ui.hosts import HostPolicy
 from modelreg.ui.release import Memo
 from modelreg.ui.render import ServerLinks, compile_templates, csp, render
 from modelreg.ui.views import View, failure_reason, one_line
@@ -46,7 +51,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-__all__ = ["POLL_MS", "bind", "create_app", "log_line", "serve"]
+__all__ = ["POLL_MS", "HostPolicy", "bind", "create_app", "log_line", "serve"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -105,6 +110,39 @@ class _Guard:
                 await response(scope, receive, send)
 
 
+class _HostCheck:
+    """ASGI middleware: refuse a request whose Host or Origin is not this server's.
+
+    The refusal is a plain-text response of one line (421 for the Host, 403 for the
+    Origin), sent before routing, and one line of log.
+    """
+
+    def __init__(self, app: Any, policy: HostPolicy, log: Callable[[str], None]) -> None:
+        self.app = app
+        self.policy = policy
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            server = scope.get("server")
+            local = str(server[0]) if server else None
+            refusal = self.policy.check(scope.get("headers") or [], local)
+            if refusal is not None:
+                request = f"{scope.get('method', 'GET')} {scope.get('path', '-')}"
+                self.log(one_line(f"{request}: {refusal.status} refused: {refusal.reason}"))
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                from starlette.responses import PlainTextResponse
+
+                body = one_line(f"{refusal.status} refused: {refusal.reason}") + "\n"
+                headers = {**_HEADERS, "Content-Security-Policy": "default-src 'none'"}
+                response = PlainTextResponse(body, refusal.status, headers=headers)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _split(rest: str) -> tuple[str, list[str]]:
     """`NAME/-/a/b` → ("NAME", ["a", "b"]); `NAME` → ("NAME", [])."""
     parts = rest.split("/")
@@ -114,8 +152,15 @@ def _split(rest: str) -> tuple[str, list[str]]:
     return rest.rstrip("/"), []
 
 
-def create_app(view: View, log: Callable[[str], None] = log_line) -> Starlette:
-    """The app serving `view` read-only; `log` takes one line per failed request."""
+def create_app(
+    view: View, log: Callable[[str], None] = log_line, hosts: HostPolicy | None = None
+) -> Starlette:
+    """The app serving `view` read-only; `log` takes one line per failed request.
+
+    `hosts`: the Host and Origin headers it answers (`HostPolicy.for_socket`); None checks
+    none, since the app alone does not know where it is served: `serve()` passes the
+    policy of its socket.
+    """
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
@@ -253,7 +298,10 @@ def create_app(view: View, log: Callable[[str], None] = log_line) -> Starlette:
             RemoteError: on_remote,
             MregError: on_error,
         },
-        middleware=[Middleware(_Guard, on_error=on_bug)],
+        middleware=[
+            Middleware(_Guard, on_error=on_bug),
+            *([Middleware(_HostCheck, policy=hosts, log=log)] if hosts is not None else []),
+        ],
     )
 
 
@@ -275,11 +323,27 @@ def bind(host: str = "127.0.0.1", port: int = 8765) -> socket.socket:
     return sock
 
 
-def serve(view: View, sock: socket.socket, ready: Callable[[], None] | None = None) -> None:
-    """Serve `view` on a bound socket until interrupted; `ready()` once the app is built."""
+def serve(
+    view: View,
+    sock: socket.socket,
+    ready: Callable[[], None] | None = None,
+    *,
+    allowed_hosts: Iterable[str] = (),
+    allow_any_host: bool = False,
+    bound_name: str | None = None,
+) -> None:
+    """Serve `view` on a bound socket until interrupted; `ready()` once the app is built.
+
+    Only requests whose Host names the socket's address (or a loopback name when it is a
+    loopback address; `allowed_hosts`, the hostname and loopback names when it is a
+    wildcard) are answered, and only from the same origin: `HostPolicy.for_socket`.
+    `allow_any_host=True` answers any (dangerous: only behind a proxy that rewrites Host).
+    """
     import uvicorn
 
-    config = uvicorn.Config(create_app(view), log_level="warning", access_log=False, lifespan="off")
+    policy = HostPolicy.for_socket(sock, allowed_hosts, allow_any_host, bound_name)
+    app = create_app(view, hosts=policy)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     if ready is not None:
         ready()  # the caller says "serving" only now: the first visitor waits for no start-up
