@@ -8,7 +8,10 @@ A bundle is a plain tar (gzip-compressed when the file name ends in `.gz` or `.t
     requirements/<path>     the requirements file, when the version has one
 
 `pack` writes the two YAML documents first, so `unpack` reads the bundle in one streaming
-pass (memory stays bounded whatever the size, and `.tar.gz` works as well as `.tar`).
+pass (memory stays bounded whatever the size, and `.tar.gz` works as well as `.tar`): every
+tar is read through `open_tar`, whose `BoundedTarInfo` refuses an entry's extended headers
+(PAX, GNU long names, sparse maps) over their bound before tarfile reads them, and the
+YAML documents are at most 16 MiB, checked before they are read.
 Nothing in a bundle is trusted: every member name is checked before use, and a member that
 is not a regular file (links, devices, FIFOs), is not named by the manifest, appears twice,
 or has another size than the manifest says is refused before any byte is read; every file
@@ -28,7 +31,7 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from modelreg import __version__, yamlio
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
@@ -46,12 +49,35 @@ from modelreg.remote.ingest import (
 )
 from modelreg.store import Store
 
-__all__ = ["HEADER", "MANIFEST", "PackResult", "UnpackResult", "pack", "unpack"]
+__all__ = [
+    "HEADER",
+    "MANIFEST",
+    "MAX_ENTRY_HEADERS",
+    "MAX_EXTENDED_HEADER",
+    "PackResult",
+    "TarLimit",
+    "UnpackResult",
+    "forget_entries",
+    "open_tar",
+    "pack",
+    "unpack",
+]
 
 HEADER = "mreg-bundle.yaml"
 MANIFEST = "manifest.yaml"
 FORMAT = 1
-_MAX_DOC = 16 * 1024 * 1024
+_MAX_DOC = yamlio.MAX_BYTES
+MAX_EXTENDED_HEADER = 1024 * 1024
+"""The largest PAX header or GNU long name/link a tar entry may have (1 MiB).
+
+tarfile reads one whole before it yields the entry: its size is checked first. A
+bundle's PAX headers are a few hundred bytes; a path is at most 4096 (names.check_path).
+"""
+MAX_ENTRY_HEADERS = 2 * MAX_EXTENDED_HEADER
+"""All the header bytes of one tar entry together (2 MiB): its 512-byte header blocks, a
+chain of extended headers, a GNU sparse map's extension blocks or a PAX sparse map."""
+_MAX_FIELD = 8192  # a name, link target, user or group name kept (twice the longest path)
+_MAX_GLOBAL_RECORDS = 64  # PAX global records in force at once
 
 
 @dataclass(frozen=True)
@@ -135,6 +161,110 @@ class _Hashing:
         data = self.fh.read(n)
         self.h.update(data)
         return data
+
+
+class TarLimit(IntegrityError):
+    """A tar entry's headers are over a bound: refused before tarfile reads them."""
+
+
+_EXTENDED = {
+    tarfile.XHDTYPE: "PAX extended header",
+    tarfile.SOLARIS_XHDTYPE: "PAX extended header",
+    tarfile.XGLTYPE: "PAX global header",
+    tarfile.GNUTYPE_LONGNAME: "GNU long name",
+    tarfile.GNUTYPE_LONGLINK: "GNU long link",
+}
+
+
+class _Budget:
+    """The tar's file object while one entry's headers are read: at most `left` bytes.
+
+    tarfile reads a header's payload (and a sparse map's blocks) in one `read(n)` call per
+    piece: `n` is checked before the read allocates anything.
+    """
+
+    def __init__(self, fileobj: Any, offset: int) -> None:
+        self.fileobj, self.offset, self.left = fileobj, offset, MAX_ENTRY_HEADERS
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > self.left:
+            raise TarLimit(
+                f"tar entry at byte {self.offset:,}: its headers take more than the "
+                f"{MAX_ENTRY_HEADERS // (1024 * 1024)} MiB limit"
+            )
+        self.left -= n
+        data: bytes = self.fileobj.read(n)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fileobj, name)
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """A `TarInfo` that bounds what tarfile reads into memory for an entry's headers.
+
+    tarfile reads a PAX header ('x', 'g', Solaris 'X') or a GNU long name/link ('L', 'K')
+    wholly into memory, and a GNU sparse map block by block, before it yields the entry: a
+    1 MiB `.tar.gz` whose first header declared 1 GiB used 2.1 GB. Here each such header's
+    declared size is checked against `MAX_EXTENDED_HEADER` as soon as its 512-byte block is
+    parsed, and every read made for one entry's headers against `MAX_ENTRY_HEADERS`. What
+    the entry keeps is bounded too: names of at most 8192 characters, at most 64 global PAX
+    records in force, and no copy of the PAX records (mreg reads none).
+    """
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> BoundedTarInfo:
+        """Parse one 512-byte header; refuse an extended header over the limit."""
+        obj = super().frombuf(buf, encoding, errors)
+        what = _EXTENDED.get(obj.type)
+        if what is not None and obj.size > MAX_EXTENDED_HEADER:
+            raise TarLimit(
+                f"tar entry {obj.name!r}: {what} of {obj.size:,} bytes, more than the "
+                f"{MAX_EXTENDED_HEADER // (1024 * 1024)} MiB limit"
+            )
+        return obj
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> BoundedTarInfo:
+        """Read the next entry with its headers' reads bounded."""
+        fileobj = tar.fileobj
+        if isinstance(fileobj, _Budget):  # the entry after an extended header
+            return super().fromtarfile(tar)
+        tar.fileobj = _Budget(fileobj, tar.offset)
+        try:
+            obj = super().fromtarfile(tar)
+        except (ValueError, IndexError, RecursionError) as exc:
+            # tarfile's sparse-map and PAX parsers let these through on malformed input
+            raise tarfile.ReadError(f"malformed header ({type(exc).__name__})") from None
+        finally:
+            tar.fileobj = fileobj
+        for field in ("name", "linkname", "uname", "gname"):
+            if len(getattr(obj, field)) > _MAX_FIELD:
+                raise TarLimit(
+                    f"tar entry at byte {obj.offset:,}: its {field} is over {_MAX_FIELD:,} "
+                    "characters"
+                )
+        records = tar.pax_headers  # global records stay in force for the entries after
+        if records and (
+            len(records) > _MAX_GLOBAL_RECORDS
+            or sum(len(k) + len(v) for k, v in records.items()) > MAX_EXTENDED_HEADER
+        ):
+            raise TarLimit(
+                f"tar entry at byte {obj.offset:,}: PAX global records in force are more "
+                f"than {_MAX_GLOBAL_RECORDS} or more than 1 MiB"
+            )
+        obj.pax_headers = {}  # applied already; kept, they would add up entry after entry
+        return obj
+
+
+def open_tar(path: Path, mode: Literal["r|*", "r:*"]) -> tarfile.TarFile:
+    """`tarfile.open` for reading untrusted tars: entries' headers are bounded."""
+    return tarfile.open(path, mode, tarinfo=BoundedTarInfo)
+
+
+def forget_entries(tar: tarfile.TarFile) -> None:
+    """Drop the entries tarfile keeps in `members` (each entry read is appended there)."""
+    tar.members.clear()  # type: ignore[attr-defined]  # undocumented, present since 2.x
 
 
 def _compression(path: Path) -> bool:
@@ -262,9 +392,9 @@ def _locate(path: Path) -> tuple[Path, str | None]:
 def _first_entry(path: Path) -> str | None:
     """The name of the tar's first entry; None when it cannot be read (reported later)."""
     try:
-        with tarfile.open(path, "r|*") as tar:
+        with open_tar(path, "r|*") as tar:
             first = tar.next()
-    except (tarfile.TarError, OSError, EOFError):
+    except (tarfile.TarError, OSError, EOFError, TarLimit):
         return None
     return None if first is None else first.name
 
@@ -275,9 +405,11 @@ def _read_bundle(
     """Read and verify the bundle `path` in one streaming pass, staging its new objects."""
     size = 0
     try:
-        tar = tarfile.open(path, "r|*")
+        tar = open_tar(path, "r|*")
     except tarfile.TarError as exc:
         raise InvalidInput(f"{path}: not a tar file ({exc})") from None
+    except TarLimit as exc:
+        raise IntegrityError(f"{path}: {exc}") from None
     with tar:
         try:
             name, version, expect_id = _header(_read_doc(tar, HEADER), f"{path}:{HEADER}")
@@ -287,6 +419,7 @@ def _read_bundle(
             mv = parse_manifest(data, name, version, f"{path}:{MANIFEST}")
             expected, seen = _members(mv), set[str]()
             while (member := tar.next()) is not None:  # not `for`: it would restart
+                forget_entries(tar)  # one at a time: nothing here needs the earlier ones
                 f = _check_member(member, expected, seen)
                 if f is None:
                     continue
@@ -304,6 +437,8 @@ def _read_bundle(
                 size += f.size
         except tarfile.TarError as exc:
             raise IntegrityError(f"{path}: damaged tar ({exc})") from None
+        except TarLimit as exc:
+            raise IntegrityError(f"{path}: {exc}") from None
     missing = sorted(set(expected) - seen)
     if missing:
         raise IntegrityError(f"{path}: bundle is incomplete, missing {', '.join(missing[:3])}")

@@ -32,7 +32,9 @@ config holds (as a bundle's header must); its layers must be exactly the version
 and requirements file, in order, with their digests and sizes. A directory layout is read
 with `openat` and `O_NOFOLLOW` from the directory the caller named: a symbolic link, FIFO or
 device inside it is refused before it is opened for reading. A tar's entries are checked
-like a bundle's (names, links, devices, repeats) before a byte is read. Layer bytes are
+like a bundle's (names, links, devices, repeats) before a byte is read, its headers are
+bounded as a bundle's (`bundle.open_tar`), and what is kept of its entries (names, sparse
+maps) is at most 16 MiB. Layer bytes are
 staged in the store's `tmp/` while they are hashed; the caller commits them.
 """
 
@@ -47,6 +49,7 @@ import tarfile
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+from modelreg.bundle import TarLimit, forget_entries, open_tar
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.fsutil import lstat_beneath, open_beneath, safe_join
 from modelreg.hashing import copy_and_hash, hash_bytes, hash_file, hash_stream, is_digest
@@ -83,6 +86,7 @@ MAX_DOC = MAX_BYTES
 """The largest index.json, image manifest or config read (16 MiB, like a bundle's YAML)."""
 _MAX_MARKER = 64 * 1024
 _MAX_TAR_ENTRIES = 100_000
+_SPARSE_REGION = 128  # bytes of memory one region of a kept entry's sparse map takes
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")  # distribution-spec's tag grammar
 
 
@@ -358,7 +362,7 @@ class _TarSource(_Source):
     def __init__(self, path: Path) -> None:
         self.where = str(path)
         try:
-            self._tar = tarfile.open(path, "r:*")
+            self._tar = open_tar(path, "r:*")
         except (tarfile.TarError, OSError) as exc:
             raise InvalidInput(f"{path}: not a tar file ({exc})") from None
         try:
@@ -369,11 +373,12 @@ class _TarSource(_Source):
 
     def _scan(self) -> dict[str, tarfile.TarInfo]:
         found: dict[str, tarfile.TarInfo] = {}
-        count = 0
-        while (member := self._tar.next()) is not None:
+        count = kept = 0
+        while (member := self._next()) is not None:
             count += 1
             if count > _MAX_TAR_ENTRIES:
                 raise InvalidInput(f"{self.where}: more than {_MAX_TAR_ENTRIES:,} entries: refused")
+            forget_entries(self._tar)  # only `found` is kept
             name = _tar_name(member.name)
             if not name:
                 continue
@@ -387,6 +392,12 @@ class _TarSource(_Source):
                 )
             if name in found:
                 raise InvalidInput(f"{self.where}: entry {member.name!r} appears twice: refused")
+            kept += len(member.name) + _SPARSE_REGION * len(member.sparse or ())
+            if kept > MAX_DOC:
+                raise IntegrityError(
+                    f"{self.where}: its entries' names and sparse maps are over "
+                    f"{MAX_DOC // (1024 * 1024)} MiB: refused"
+                )
             found[name] = member
         roots = sorted(
             n[: -len("oci-layout")]
@@ -402,6 +413,12 @@ class _TarSource(_Source):
             raise InvalidInput(f"{self.where}: holds {len(roots)} OCI layouts: one per tar")
         prefix = roots[0]
         return {n[len(prefix) :]: m for n, m in found.items() if n.startswith(prefix)}
+
+    def _next(self) -> tarfile.TarInfo | None:
+        try:
+            return self._tar.next()
+        except TarLimit as exc:
+            raise IntegrityError(f"{self.where}: {exc}") from None
 
     def open(self, rel: str) -> tuple[IO[bytes], int]:
         """Open the entry `rel` of the layout."""
