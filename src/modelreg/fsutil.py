@@ -11,6 +11,8 @@ Files written *outside* the store, under a directory the user named (`mreg get -
 followed if it is a link (the user named it), but below it every directory is opened with
 `openat` and `O_NOFOLLOW`, so a link inside it that leads elsewhere (`out/sub -> /etc`) is
 refused instead of written through, even if it appears while the files are written.
+Files read from below a directory that someone else controls (a `file://` remote) go through
+`open_read_beneath`, which follows no link below that directory either.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from modelreg.errors import InvalidInput
+from modelreg.errors import InvalidInput, MregError
 from modelreg.names import check_path
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "lstat_beneath",
     "open_atomic",
     "open_beneath",
+    "open_read_beneath",
     "read_bounded",
     "safe_join",
     "tmp_name",
@@ -122,27 +125,32 @@ def safe_join(root: Path, relpath: str) -> Path:
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _not_followed(where: Path, dir_fd: int, name: str, exc: OSError) -> InvalidInput:
+def _not_followed(
+    where: Path, dir_fd: int, name: str, exc: OSError, error: type[MregError] = InvalidInput
+) -> MregError:
     """The error for a component that could not be opened as a directory without following."""
     try:
         mode = os.lstat(name, dir_fd=dir_fd).st_mode
     except OSError:
         mode = 0
     if stat.S_ISLNK(mode):
-        return InvalidInput(
-            f"{where} is a symbolic link: refusing to write through it (links inside an "
-            "output directory are never followed)"
+        verb = "write" if error is InvalidInput else "read"
+        return error(
+            f"{where} is a symbolic link: refusing to {verb} through it (links below the "
+            "directory mreg works in are never followed)"
         )
     if mode and not stat.S_ISDIR(mode):
-        return InvalidInput(f"{where} exists and is not a directory")
-    return InvalidInput(f"{where}: cannot open ({exc.strerror})")
+        return error(f"{where} exists and is not a directory")
+    return error(f"{where}: cannot open ({exc.strerror})")
 
 
-def _open_dirs(root: Path, parts: list[str], *, create: bool) -> int | None:
+def _open_dirs(
+    root: Path, parts: list[str], *, create: bool, error: type[MregError] = InvalidInput
+) -> int | None:
     """A descriptor of `root/parts...`, no component below `root` followed; None if absent.
 
     `root` itself is followed (the user named it) and created when `create`; so are missing
-    directories below it. A component that is a link or not a directory: InvalidInput.
+    directories below it. A component that is a link or not a directory: `error`.
     """
     if create:
         try:
@@ -174,10 +182,10 @@ def _open_dirs(root: Path, parts: list[str], *, create: bool) -> int | None:
                 try:
                     nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
-                    raise _not_followed(where, fd, name, exc) from None
+                    raise _not_followed(where, fd, name, exc, error) from None
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EACCES, errno.EPERM):
-                    raise _not_followed(where, fd, name, exc) from None
+                    raise _not_followed(where, fd, name, exc, error) from None
                 raise
             os.close(fd)
             fd = nfd
@@ -240,3 +248,41 @@ def open_beneath(root: Path, relpath: str, mode: int = 0o644) -> Iterator[Binary
             pass
     finally:
         os.close(dir_fd)
+
+
+def open_read_beneath(root: Path, relpath: str, error: type[MregError] = InvalidInput) -> BinaryIO:
+    """Open `root/relpath` for reading, never following a link below `root` (issue 15).
+
+    For trees someone else writes (a `file://` remote): a directory on the way or the file
+    itself that is a symbolic link, a file that is not a regular file (a FIFO would block
+    forever, a device could be anything), or an unsafe `relpath` raise `error`; a missing
+    file raises FileNotFoundError, as `open` does.
+    """
+    try:
+        parts = safe_join(Path("."), relpath).parts
+    except InvalidInput as exc:
+        raise error(str(exc)) from None
+    dir_fd = _open_dirs(root, list(parts[:-1]), create=False, error=error)
+    if dir_fd is None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(root / relpath))
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        try:
+            fd = os.open(parts[-1], flags, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise error(
+                    f"{root / relpath} is a symbolic link: refusing to read through it (links "
+                    "below the directory mreg works in are never followed)"
+                ) from None
+            raise
+    finally:
+        os.close(dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error(f"{root / relpath} is not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -41,41 +40,44 @@ class Measured:
     peak_mib: float
 
 
+_LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+"""Runs the command as its child and writes the child's peak RSS (KiB) to a file.
+
+Linux carries a process's RSS high-water mark across fork and exec, so a command forked
+straight from pytest would report at least pytest's own peak. Forked from this small
+launcher, it reports its own (plus the launcher's few MiB at most).
+"""
+
+
 def run_measured(
     *args: str, cwd: Path, env: dict[str, str] | None = None, label: str = "", timeout: float = 120
 ) -> Measured:
     """Run `mreg ARGS...` in `cwd`; return its exit code, output and peak RSS in MiB."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelreg", *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    out: list[bytes] = []
-    err: list[bytes] = []
-    readers = [
-        threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True),  # type: ignore[union-attr]
-        threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True),  # type: ignore[union-attr]
-    ]
-    for t in readers:
-        t.start()
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    for t in readers:
-        t.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    peak = usage.ru_maxrss / 1024
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "maxrss"
+        proc = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, str(report), sys.executable, "-m", "modelreg", *args],
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            timeout=timeout,
+        )
+        peak = int(report.read_text()) / 1024
     if label:
         REPORT.append({"case": label, "exit": proc.returncode, "peak_mib": round(peak, 1)})
     return Measured(
         proc.returncode,
-        (out[0] if out else b"").decode("utf-8", "replace"),
-        (err[0] if err else b"").decode("utf-8", "replace"),
+        proc.stdout.decode("utf-8", "replace"),
+        proc.stderr.decode("utf-8", "replace"),
         peak,
     )
 

@@ -397,7 +397,7 @@ def test_a_router_on_a_remote_refuses_a_tampered_object(model, tmp_path, caplog)
     f = model.resolve("m@1.2.0").files[0]
     obj = remote / "objects" / f.sha256[:2] / f.sha256
     obj.chmod(0o644)
-    obj.write_bytes(b"tampered weights!!!!")
+    obj.write_bytes(b"tampered weights!!")  # same length: the content, not the size, is wrong
     with caplog.at_level(logging.WARNING, logger="modelreg.serving"):
         assert routes(router, USERS[:40]) == serving
     st = router.stats()

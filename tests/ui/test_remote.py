@@ -23,6 +23,7 @@ import pytest
 from modelreg import Store
 from modelreg.errors import IntegrityError, NotFound
 from modelreg.remote import Remote
+from modelreg.remote.backend import RemoteError
 from modelreg.ui.app import create_app
 from modelreg.ui.views import RemoteView, open_remote
 from tests.cli.helpers import assert_one_line_error, ok
@@ -258,17 +259,18 @@ def test_failures_are_one_line_pages_and_one_log_line(tmp_path):
     app = create_app(view, log.append)
     card = f"/models/{MODEL}/-/versions/1.0.0"
     assert _asgi_get(app, card)[0] == 200
-    # A file of the file:// remote that can no longer be read (ELOOP): the remote failed.
+    # A file of the file:// remote replaced by a link (a loop here): never followed, so the
+    # version is not there (issue 15; it was a 502 from ELOOP when links were followed).
     manifest = remote_dir / "models" / MODEL / "versions" / "1.1.0.yaml"
     data = manifest.read_bytes()
     manifest.unlink()
     manifest.symlink_to(manifest.name)
     status, body = _asgi_get(app, f"/models/{MODEL}/-/versions/1.1.0")
-    assert status == 502 and "502 — remote unavailable" in body
-    assert len(log) == 1 and log[0].startswith(f"GET /models/{MODEL}/-/versions/1.1.0: 502 ")
+    assert status == 404, body
     manifest.unlink()
     manifest.write_bytes(data)
     for exc, code, title in (
+        (RemoteError("remote origin: connection refused\nsecond line"), 502, "remote unavailable"),
         (IntegrityError("bad manifest\nsecond line"), 500, "damaged store"),
         (RuntimeError("boom\nsecond line"), 500, "internal error"),
     ):

@@ -20,7 +20,6 @@ import re
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -251,16 +250,7 @@ def _read_manifest(path: Path) -> bytes | None:
 
 
 def _parse_manifest(data: bytes, path: Path, name: str) -> Rollout:
-    rollout = Rollout.stored(yamlio.load(data, str(path), IntegrityError), str(path), name)
-    gens = [e.generation for e in rollout.history]
-    if any(b <= a for a, b in pairwise(gens)):
-        raise IntegrityError(f"{path}: history generations do not increase")
-    if gens and gens[-1] != rollout.generation:
-        raise IntegrityError(
-            f"{path}: generation {rollout.generation}, but its history ends at generation "
-            f"{gens[-1]}"
-        )
-    return rollout
+    return Rollout.parse(data, str(path), name)
 
 
 def write_rollout(store: Store, rollout: Rollout) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 from modelreg.errors import IntegrityError, InvalidInput, TransitionRefused
@@ -424,6 +425,30 @@ class Rollout:
             raise IntegrityError(f"{where}: {exc}") from None
         if rollout.model != name:
             raise IntegrityError(f"{where}: manifest is for {rollout.model!r}, not {name!r}")
+        return rollout
+
+    @classmethod
+    def parse(cls, data: bytes, where: str, name: str) -> Rollout:
+        """The rollout manifest of `name` in a file's bytes, as the store's reader checks it.
+
+        The store's reader and `mreg pull` (a remote's manifest, issue 15) both come here, so
+        a store never takes in a manifest it would then call damaged. (Routers parse with
+        `stored` alone: they route by the current state and ignore the history.)
+
+        Raises:
+            IntegrityError: as `stored`, or the bytes are not a safe YAML document.
+        """
+        from modelreg import yamlio
+
+        rollout = cls.stored(yamlio.load(data, where, IntegrityError), where, name)
+        gens = [e.generation for e in rollout.history]
+        if any(b <= a for a, b in pairwise(gens)):
+            raise IntegrityError(f"{where}: history generations do not increase")
+        if gens and gens[-1] != rollout.generation:
+            raise IntegrityError(
+                f"{where}: generation {rollout.generation}, but its history ends at generation "
+                f"{gens[-1]}"
+            )
         return rollout
 
 

@@ -3,8 +3,12 @@
 Four kinds of backend, chosen by protocol:
 
 - `local` (`file://` and plain paths): plain POSIX calls. Writes go through a temp file,
-  fsync and rename (`fsutil.open_atomic`); compare-and-swap holds a `filelock` lock on
-  `locks/remote.lock` inside the remote directory.
+  fsync and rename (`fsutil.open_beneath`); compare-and-swap holds a `filelock` lock on
+  `locks/remote.lock` inside the remote directory. No symbolic link below the remote's
+  directory is ever followed (issue 15): a listing leaves links and other non-regular files
+  out and names them in `skipped`, and reads and writes open every directory on the way with
+  `O_NOFOLLOW` (`fsutil.open_read_beneath`, `open_beneath`), so a link swapped in after the
+  listing is refused too.
 - `s3` (s3fs: AWS S3, MinIO and other S3-compatible stores): an object appears whole or not
   at all (PUT and CompleteMultipartUpload are atomic). Compare-and-swap uses S3 conditional
   writes, `If-None-Match: *` to create and `If-Match: <etag>` to replace, when the server
@@ -21,16 +25,25 @@ is joined. fsspec and the drivers are imported here only, when a remote is opene
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from modelreg.errors import InvalidInput, MregError
-from modelreg.fsutil import TMP_PREFIX, open_atomic, safe_join, tmp_name
+from modelreg.errors import IntegrityError, InvalidInput, MregError
+from modelreg.fsutil import (
+    TMP_PREFIX,
+    lstat_beneath,
+    open_beneath,
+    open_read_beneath,
+    safe_join,
+    tmp_name,
+)
 from modelreg.remote.config import RemoteSpec
+from modelreg.remote.layout import read_limit
 
 __all__ = [
     "Backend",
@@ -168,6 +181,8 @@ class Backend:
             raise InvalidInput(f"remote {spec.name}: bad driver option: {exc}") from None
         self.root: str = self.fs._strip_protocol(spec.url).rstrip("/")
         self.local_root = Path(self.root) if self.kind == "local" else None
+        self.skipped: list[str] = []
+        """Paths local listings left out (links and other non-regular files), in order."""
         self.conditional = self.kind == "s3" and spec.mreg_option("conditional_writes", "auto") in (
             "auto",
             True,
@@ -248,8 +263,13 @@ class Backend:
                     entries = list(it)
             except FileNotFoundError:
                 return set(), {}
-            dirs = {e.name for e in entries if e.is_dir()}
-            files = {e.name: _stat_entry(e.stat()) for e in entries if e.is_file()}
+            dirs = {e.name for e in entries if e.is_dir(follow_symlinks=False)}
+            self.skipped += [e.name for e in entries if e.is_symlink()]
+            files = {
+                e.name: _stat_entry(e.stat(follow_symlinks=False))
+                for e in entries
+                if e.is_file(follow_symlinks=False)
+            }
             return dirs, {k: v for k, v in files.items() if not k.startswith(TMP_PREFIX)}
         self.fs.invalidate_cache()
         try:
@@ -289,30 +309,48 @@ class Backend:
             return
 
     def _list_local(self, prefix: str) -> dict[str, Entry]:
+        """Regular files only: links (to files or directories) and FIFOs go to `skipped`."""
         assert self.local_root is not None
         out: dict[str, Entry] = {}
         base = str(self.local_root)
-        for dirpath, dirnames, filenames in os.walk(os.path.join(base, prefix)):
+        top = os.path.join(base, prefix) if prefix else base
+        if prefix:  # the prefix's own directories are below the root: not followed either
+            try:
+                st = lstat_beneath(self.local_root, prefix)
+            except InvalidInput:
+                st = None
+                self.skipped.append(prefix)
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                if st is not None:
+                    self.skipped.append(prefix)
+                return out
+        for dirpath, dirnames, filenames in os.walk(top):  # never descends into a link
             if dirpath == base:
                 dirnames[:] = [d for d in dirnames if d + "/" not in _IGNORED_TOP]
-            prefix = dirpath[len(base) + 1 :]
-            for name in filenames:
+            at = dirpath[len(base) + 1 :]
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            for name in filenames + links:
                 if name.startswith(TMP_PREFIX):
                     continue
-                rel = f"{prefix}/{name}" if prefix else name
+                rel = f"{at}/{name}" if at else name
                 try:
-                    out[rel] = _stat_entry(os.stat(os.path.join(dirpath, name)))
+                    st = os.lstat(os.path.join(dirpath, name))
                 except FileNotFoundError:  # replaced or removed while listing
                     continue
+                if stat.S_ISREG(st.st_mode):
+                    out[rel] = _stat_entry(st)
+                else:
+                    self.skipped.append(rel)
         return out
 
     def stat(self, rel: str) -> Entry | None:
         """The entry of one file, or None when it does not exist."""
-        if self.local_root is not None:
+        if self.local_root is not None:  # a link is not followed: not a file of the remote
             try:
-                return _stat_entry(os.stat(self._local(rel)))
-            except FileNotFoundError:
+                st = lstat_beneath(self.local_root, rel)
+            except InvalidInput:  # a directory on the way is a link (or not a directory)
                 return None
+            return _stat_entry(st) if st is not None and stat.S_ISREG(st.st_mode) else None
         path = self.path(rel)
         self.fs.invalidate_cache(path)
         try:
@@ -321,34 +359,70 @@ class Backend:
             return None
         return Entry(int(info.get("size") or 0), _token(info))
 
-    def read(self, rel: str) -> bytes | None:
-        """A whole (small) file, or None when it does not exist."""
+    def read(self, rel: str, limit: int | None = None) -> bytes | None:
+        """A whole (small) file, or None when it does not exist.
+
+        At most `limit` bytes are read (by default `layout.read_limit(rel)`), whatever the
+        file's size (issue 15: a 1 GiB sparse manifest must not cost 1 GiB of memory): a
+        longer file raises IntegrityError after `limit` + 1 bytes, on every backend (a
+        ranged GET on object stores).
+        """
+        if limit is None:
+            limit = read_limit(rel)
         try:
             if self.local_root is not None:
-                return self._local(rel).read_bytes()
-            if self.kind == "s3":  # one GET (by default s3fs first asks for the size)
-                return bytes(self.fs.cat_file(self.path(rel), max_concurrency=1))
-            return bytes(self.fs.cat_file(self.path(rel)))
+                with self.open_local(rel) as fh:
+                    data = fh.read(limit + 1)
+            else:
+                data = self._head(self.path(rel), limit + 1)
         except FileNotFoundError:
             return None
+        if len(data) > limit:
+            raise IntegrityError(
+                f"remote {self.spec.name}: {rel} is larger than {human_limit(limit)}; not read"
+            )
+        return data
+
+    def _head(self, path: str, n: int) -> bytes:
+        """The first `n` bytes of an object: one ranged GET (s3fs would first ask the size).
+
+        An empty object has no byte range to satisfy (S3 answers 416), so a refused range
+        is looked at once more: an empty object is b"", anything else the driver's error.
+        """
+        extra = {"max_concurrency": 1} if self.kind == "s3" else {}
+        try:
+            return bytes(self.fs.cat_file(path, start=0, end=n, **extra))
+        except FileNotFoundError:
+            raise
+        except OSError:
+            self.fs.invalidate_cache(path)
+            if int(self.fs.info(path).get("size") or 0) == 0:
+                return b""
+            raise
+
+    def open_local(self, rel: str) -> BinaryIO:
+        """A `file://` remote's file opened for reading, no link below the root followed."""
+        assert self.local_root is not None
+        return open_read_beneath(self.local_root, rel, IntegrityError)
 
     def read_range(self, rel: str, start: int, end: int) -> bytes:
         """Bytes `[start, end)` of a file (one ranged GET on object stores)."""
         if self.local_root is not None:
-            with open(self._local(rel), "rb") as fh:
+            with self.open_local(rel) as fh:
                 fh.seek(start)
-                return fh.read(end - start)
+                return bytes(fh.read(end - start))
         return bytes(self.fs.cat_file(self.path(rel), start=start, end=end))
 
     # -- writing ----------------------------------------------------------------------------
 
     def write(self, rel: str, data: bytes, *, mode: int = 0o644) -> str:
         """Write a whole file so that readers never see it partial; return its new token."""
-        if self.local_root is not None:
-            dst = self._local(rel)
-            with open_atomic(dst, mode) as fh:
+        if self.local_root is not None:  # never through a link below the root
+            with open_beneath(self.local_root, rel, mode) as fh:
                 fh.write(data)
-            return _stat_entry(os.stat(dst)).token
+            st = lstat_beneath(self.local_root, rel)
+            assert st is not None
+            return _stat_entry(st).token
         if self.kind == "s3":
             return self._s3_put(rel, data, {})
         if self.kind == "object":
@@ -434,6 +508,14 @@ class Backend:
                 refused += 1
         self.conditional = refused == 2
         return self.conditional
+
+
+def human_limit(limit: int) -> str:
+    """A size limit as people read it: `16 MiB`, `512 KiB`, `100 bytes`."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if limit >= size and limit % size == 0:
+            return f"{limit // size} {unit}"
+    return f"{limit} bytes"
 
 
 def _stat_entry(st: os.stat_result) -> Entry:

@@ -7,7 +7,6 @@ metadata: it is never downloaded or joined to a local path.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +15,25 @@ from typing import Literal
 from modelreg.errors import InvalidInput, NotFound
 from modelreg.fsutil import TMP_PREFIX
 from modelreg.names import Version, check_alias, check_name, parse_ref
+from modelreg.yamlio import MAX_BYTES
 
-__all__ = ["AUDIT", "REF_KINDS", "Meta", "Scope", "classify", "local_metadata"]
+__all__ = [
+    "AUDIT",
+    "MAX_AUDIT_BYTES",
+    "REF_KINDS",
+    "Meta",
+    "Scope",
+    "classify",
+    "local_metadata",
+    "read_limit",
+]
 
 AUDIT = "audit/log.jsonl"
+MAX_AUDIT_BYTES = 64 * 1024 * 1024
+"""The largest remote audit log a command reads (issue 15): about 150,000 entries."""
 REF_KINDS = ("alias", "state", "release")
 """The moving refs: compared three ways on sync (merge.py), never overwritten blindly."""
 Kind = Literal["manifest", "alias", "state", "release", "audit"]
-_RELEASE_SEG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=-]{0,127}")
 _SUBDIRS: dict[str, Kind] = {"versions": "manifest", "aliases": "alias", "state": "state"}
 
 
@@ -35,6 +45,11 @@ class Meta:
     kind: Kind
     model: str | None = None
     key: str | None = None
+
+
+def read_limit(rel: str) -> int:
+    """How many bytes of a remote metadata file may be read: the audit log's bound, or YAML's."""
+    return MAX_AUDIT_BYTES if rel == AUDIT else MAX_BYTES
 
 
 def classify(rel: str) -> Meta | None:
@@ -55,9 +70,8 @@ def classify(rel: str) -> Meta | None:
                 return Meta(rel, kind, name, check_alias(stem))
             if Version.parse(stem).text == stem:
                 return Meta(rel, kind, name, stem)
-        elif parts[0] == "releases" and len(parts) >= 2:
-            if all(_RELEASE_SEG.fullmatch(p) and not p.endswith(".") for p in parts[1:]):
-                return Meta(rel, "release", rel[len("releases/") : -len(".yaml")])
+        elif parts[0] == "releases" and len(parts) >= 2:  # the model's name, as a store has it
+            return Meta(rel, "release", check_name(rel[len("releases/") : -len(".yaml")]))
     except InvalidInput:
         return None
     return None

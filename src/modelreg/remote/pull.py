@@ -96,11 +96,26 @@ def pull(
     recorded in the audit trail, which is rebased, so they are not lost).
     """
     t0 = time.monotonic()
+    _check_local_trail(store)
     s = Session.open(store, remote, jobs)
     with s.backend.errors():
         s.check_store(create=False)
         scope = Scope(specs, remote_hint(s) if remote is None else None)
         return _pull(s, scope, theirs, progress, t0)
+
+
+def _check_local_trail(store: Store) -> None:
+    """Refuse a pull the local audit trail could not merge, before anything is received.
+
+    A pull ends by merging the remote's trail into the local one and appending its own
+    entry; with a damaged local trail it would install versions and refs and then fail
+    (issue 15: a command that reports failure must not have made its change).
+    """
+    raw = read_local(store.root, Meta(AUDIT, "audit")) or b""
+    try:
+        parse_log(raw, str(store.audit.path))
+    except IntegrityError as exc:
+        raise IntegrityError(f"{exc}; nothing was pulled (see mreg fsck)") from None
 
 
 def _pull(
@@ -163,6 +178,7 @@ def _pull(
             del s.tracking.base[rel]
     updated, kept = _pull_refs(s, selected, rdata, theirs, conflicts, rejected)
     audit_in, rebased = _pull_audit(s, rdata, rejected)
+    rejected.extend(s.unreadable())  # links, oversized files: never read (#15)
     objects = len(todo) - len(bad)
     if objects or installed or updated:  # after the merge: a local entry, pushed next time
         try:
@@ -182,14 +198,24 @@ def _pull(
 
 
 def _check_ref(store: Store, m: Meta, data: bytes, source: str) -> None:
-    """Refuse a received ref that is malformed or names a version this store does not have."""
-    from modelreg.refs import AliasRef
+    """Refuse a received ref that is malformed or names a version this store does not have.
 
+    Each kind passes the parser its local reader uses, so a ref taken in is one `fsck`
+    accepts: an alias or version state, and a rollout manifest (issue 15: its weight,
+    rules, states and history, for this model, naming a baseline and a canary this store
+    holds with the very manifests it names).
+    """
+    from modelreg.refs import AliasRef
+    from modelreg.release.rollout import Rollout
+
+    if m.kind == "release":
+        rollout = Rollout.parse(data, source, str(m.model))
+        for role, side in (("baseline", rollout.baseline), ("canary", rollout.canary)):
+            _check_version(store, m, side.version, side.id, source, f"its {role} ")
+        return
     doc = yamlio.load(data, source, IntegrityError)
     if not isinstance(doc, dict):
         raise IntegrityError(f"{source}: not a mapping")
-    if m.kind == "release":
-        return
     version = str(m.key)
     if m.kind == "alias":
         try:
@@ -201,10 +227,19 @@ def _check_ref(store: Store, m: Meta, data: bytes, source: str) -> None:
         version = ref.version
     elif doc.get("kind") != "VersionState":
         raise IntegrityError(f"{source}: not a VersionState document")
+    _check_version(store, m, version, doc.get("id") if m.kind == "alias" else None, source)
+
+
+def _check_version(
+    store: Store, m: Meta, version: str, expect_id: object, source: str, what: str = ""
+) -> None:
+    """Refuse a ref to a version this store lacks, or whose manifest is not `expect_id`."""
     path = store.manifest_path(str(m.model), version)
     if not path.exists():
-        raise IntegrityError(f"{source}: names {m.model}@{version}, which this store does not have")
-    if m.kind == "alias" and hash_bytes(path.read_bytes()) != doc.get("id"):
+        raise IntegrityError(
+            f"{source}: {what}names {m.model}@{version}, which this store does not have"
+        )
+    if expect_id is not None and hash_bytes(path.read_bytes()) != expect_id:
         raise IntegrityError(f"{source}: expects another manifest for {m.model}@{version}")
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from modelreg import yamlio
 from modelreg.errors import IntegrityError, NotFound
 from modelreg.hashing import is_digest
-from modelreg.remote.backend import Backend, Entry
+from modelreg.remote.backend import Backend, Entry, human_limit
 from modelreg.remote.config import RemoteSpec
-from modelreg.remote.layout import AUDIT, Meta, classify
+from modelreg.remote.layout import AUDIT, Meta, classify, read_limit
 from modelreg.remote.tracking import Tracking
 from modelreg.remote.transfer import DEFAULT_JOBS, DEFAULT_PART_MIB, Transfer, TransferProgress
 from modelreg.store import Store, StoreConfig
@@ -59,6 +59,9 @@ class Session:
     fetched: int = 0
     fetched_bytes: int = 0
     empty: bool = False
+    refused: list[str] = field(default_factory=list)
+    """Remote metadata files `get` did not read (issue 15): larger than their bound
+    (`layout.read_limit`), or a link by the time they were opened."""
 
     @classmethod
     def open(cls, store: Store, remote: str | None, jobs: int | None = None) -> Session:
@@ -127,6 +130,10 @@ class Session:
             entry = self.listing.get(rel)
             if entry is None:
                 continue
+            if entry.size > read_limit(rel):  # known from the listing: not even asked for
+                limit = human_limit(read_limit(rel))
+                self.refused.append(f"{self.url}/{rel} is larger than {limit}: never read")
+                continue
             data = self.tracking.cached(rel, entry)
             if data is None:
                 todo.append(rel)
@@ -134,8 +141,8 @@ class Session:
                 out[rel] = data
         if todo:
             with self.backend.errors(), ThreadPoolExecutor(self.jobs) as pool:
-                for rel, data in zip(todo, pool.map(self.backend.read, todo), strict=True):
-                    if data is None:  # removed since the listing
+                for rel, data in zip(todo, pool.map(self._read, todo), strict=True):
+                    if data is None:  # removed since the listing, or refused
                         continue
                     self.fetched += 1
                     self.fetched_bytes += len(data)
@@ -143,11 +150,42 @@ class Session:
                     out[rel] = data
         return out
 
+    def unreadable(self) -> list[str]:
+        """Every remote file left unread, one message each.
+
+        Links and non-regular files a listing skipped (only a `file://` remote has them;
+        never followed), then what `get` refused.
+        """
+        links = [
+            f"{self.url}/{rel} is a symbolic link or not a regular file: never read"
+            for rel in self.backend.skipped
+        ]
+        return links + self.refused
+
+    def require_read(self) -> None:
+        """Raise IntegrityError when `get` left a file unread.
+
+        A command that compares or replaces remote metadata must not take an unread file
+        for an absent one (a push would overwrite it).
+        """
+        if self.refused:
+            more = f" (and {len(self.refused) - 1} more)" if len(self.refused) > 1 else ""
+            raise IntegrityError(f"{self.refused[0]}{more}")
+
+    def _read(self, rel: str) -> bytes | None:
+        """One file, bounded; a file that grew past its bound or became a link is refused."""
+        try:
+            return self.backend.read(rel)
+        except IntegrityError as exc:
+            self.refused.append(str(exc))
+            return None
+
     def check_store(self, *, create: bool) -> None:
         """Check the remote's `config.yaml` (format 1); `create` writes one on an empty remote."""
         if "config.yaml" in self.listing:
             source = f"{self.url}/config.yaml"
             data = self.get(["config.yaml"]).get("config.yaml", b"")
+            self.require_read()
             StoreConfig.from_dict(yamlio.load(data, source, IntegrityError), source)
         elif create:
             data = yamlio.dump(StoreConfig().to_dict())

@@ -83,6 +83,7 @@ def fetch(store: Store, remote: str | None = None, specs: Sequence[str] = ()) ->
         scope = Scope(specs, hint).resolve(versions_of(metas), lambda n, a: alias_target(s, n, a))
         selected = {rel: m for rel, m in metas.items() if scope.selects(m)}
         rdata = s.get(selected)
+        s.require_read()
         local = local_metadata(store.root)
         versions = sorted(
             f"{m.model}@{m.key}"
@@ -157,6 +158,7 @@ def status(store: Store, remote: str | None = None) -> StatusReport:
             s.check_store(create=False)
         metas = s.metadata()
         rdata = s.get(metas)
+        s.require_read()
         local = local_metadata(store.root)
         ldata = {rel: d for rel, m in local.items() if (d := read_local(store.root, m)) is not None}
         report = _compare(s, metas, rdata, local, ldata)

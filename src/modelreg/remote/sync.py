@@ -127,6 +127,7 @@ def _push(
     local = {rel: m for rel, m in every.items() if scope.selects(m)}
     ldata = {rel: b for rel, m in local.items() if (b := read_local(store.root, m)) is not None}
     rdata = s.get(rel for rel in ldata if rel in s.listing)
+    s.require_read()  # an unread remote file is not an absent one: never overwritten (#15)
     conflicts: list[str] = []
     # 1. decide
     # A manifest on the remote implies its objects are there (they are written first), so
@@ -246,7 +247,9 @@ def _push_audit(s: Session, *, behind: bool = False) -> int:
     store = s.store
     data = read_local(store.root, Meta(AUDIT, "audit")) or b""
     mine = parse_log(data, str(store.audit.path))
-    theirs = parse_log(s.get([AUDIT]).get(AUDIT, b""), f"{s.url}/{AUDIT}")
+    data_there = s.get([AUDIT]).get(AUDIT, b"")
+    s.require_read()
+    theirs = parse_log(data_there, f"{s.url}/{AUDIT}")
     for attempt in range(_AUDIT_RETRIES):
         cmp = compare_logs(mine, theirs, s.tracking.audit_base())
         if cmp.state == "same":  # another push of this store sent exactly this log

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelreg.errors import IntegrityError, MregError
-from modelreg.fsutil import open_atomic, tmp_name
+from modelreg.fsutil import open_beneath, tmp_name
 from modelreg.hashing import CHUNK_SIZE, copy_and_hash, hash_bytes, hash_file
 from modelreg.objects import ObjectStore
 from modelreg.remote.backend import Backend
@@ -189,7 +189,7 @@ class Transfer:
         rel = object_rel(digest)
         b = self.backend
         if b.local_root is not None:
-            with open(src, "rb") as fh, open_atomic(b._local(rel), 0o444) as out:
+            with open(src, "rb") as fh, open_beneath(b.local_root, rel, 0o444) as out:
                 got, n = copy_and_hash(fh, out.fileno(), lambda k: self._tick(0, k))
                 check_received(got, digest, "local object")
         elif b.kind == "s3":
@@ -364,16 +364,21 @@ class Transfer:
             self._tick(1, len(data))
             return len(data)
         if b.local_root is not None:
-            local = b._local(rel)
 
             def write(fd: int) -> tuple[str, int]:
-                with open(local, "rb") as src:
+                with b.open_local(rel) as src:  # no link below the remote followed (#15)
+                    n = os.fstat(src.fileno()).st_size
+                    if n > size:  # never copy more than the manifest allows (#15)
+                        raise IntegrityError(
+                            f"remote object {rel} {digest[:12]} has {n} bytes, but the "
+                            f"manifest says {size}; rejected"
+                        )
                     return copy_and_hash(src, fd, lambda k: self._tick(0, k))
 
         elif b.kind == "s3":
 
             def write(fd: int) -> tuple[str, int]:
-                return self._s3_stream(rel, fd)
+                return self._s3_stream(rel, fd, size)
 
         else:
 
@@ -393,11 +398,13 @@ class Transfer:
         self._tick(0, len(data))
         return len(data)
 
-    def _s3_stream(self, rel: str, fd: int) -> tuple[str, int]:
+    def _s3_stream(self, rel: str, fd: int, size: int) -> tuple[str, int]:
         """One streamed GET, read 1 MiB at a time, hashed and written in order.
 
         One request per object: a store that serves ranges by copying the whole object (as
         moto does) is not asked for it 128 times, and memory stays at one chunk in flight.
+        Reading stops once more than `size` bytes came: a longer object is refused without
+        filling the disk with the rest of it (#15).
         """
         from fsspec.asyn import sync
 
@@ -406,7 +413,7 @@ class Transfer:
         body = fs.call_s3("get_object", Bucket=bucket, Key=key)["Body"]
         h, written = hashlib.sha256(), 0
         try:
-            while chunk := sync(fs.loop, body.read, CHUNK_SIZE):
+            while written <= size and (chunk := sync(fs.loop, body.read, CHUNK_SIZE)):
                 written += self._sink(h, fd, chunk)
         finally:
             body.close()
