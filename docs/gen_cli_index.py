@@ -6,7 +6,7 @@ Run it after adding a command or changing the first paragraph of a command's hel
 tests/test_quality.py fails until the table matches the app.
 """
 
-from modelreg.cli._index import write_summary
+from modelreg.cli._index_gen import write_summary
 
 if __name__ == "__main__":
     print(write_summary())

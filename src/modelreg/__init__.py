@@ -24,8 +24,7 @@ from modelreg.errors import (
     StoreNotFound,
     TransitionRefused,
 )
-
-__version__ = "0.1.0"
+from modelreg.version import __version__
 
 __all__ = [
     "Conflict",

@@ -15,9 +15,10 @@ from typing import Any
 from modelreg.catalog import load_version, resolve, version_list
 from modelreg.conditions import Condition
 from modelreg.errors import Conflict, GateFailed, InvalidInput, NotFound, TransitionRefused
+from modelreg.handle import StoreHandle
 from modelreg.lineage import default_author
 from modelreg.manifest import ModelVersion
-from modelreg.names import Version, check_alias, check_name
+from modelreg.names import Version, check_alias, check_name, check_tag
 from modelreg.refs import (
     AliasEvent,
     AliasRef,
@@ -28,8 +29,6 @@ from modelreg.refs import (
     write_alias,
     write_state,
 )
-from modelreg.register import check_tag
-from modelreg.store import Store
 
 __all__ = [
     "AliasChange",
@@ -125,7 +124,7 @@ class TagChange:
         }
 
 
-def check_gates(store: Store, alias: str, mv: ModelVersion) -> list[str]:
+def check_gates(store: StoreHandle, alias: str, mv: ModelVersion) -> list[str]:
     """The gate conditions of `alias` that `mv` fails, each with the value it has."""
     failed = []
     for text in store.config.gates.get(alias, ()):
@@ -141,7 +140,7 @@ def _who(actor: str | None) -> str:
 
 
 def _move(
-    store: Store,
+    store: StoreHandle,
     mv: ModelVersion,
     alias: str,
     action: str,
@@ -173,7 +172,7 @@ def _move(
     )  # fmt: skip
 
 
-def _refuse_deprecated(store: Store, mv: ModelVersion, what: str) -> None:
+def _refuse_deprecated(store: StoreHandle, mv: ModelVersion, what: str) -> None:
     dep = read_state(store, mv.name, mv.version).deprecated
     if dep:
         raise TransitionRefused(
@@ -182,7 +181,7 @@ def _refuse_deprecated(store: Store, mv: ModelVersion, what: str) -> None:
 
 
 def promote(
-    store: Store,
+    store: StoreHandle,
     spec: str,
     alias: str,
     *,
@@ -238,7 +237,7 @@ def _nothing_left(name: str, alias: str, current: AliasRef) -> str:
 
 
 def rollback(
-    store: Store,
+    store: StoreHandle,
     name: str,
     alias: str = "production",
     *,
@@ -284,7 +283,7 @@ def rollback(
         return _move(store, mv, alias, "rollback", who, reason, force, ())
 
 
-def history(store: Store, name: str, alias: str | None = None) -> list[AliasEvent]:
+def history(store: StoreHandle, name: str, alias: str | None = None) -> list[AliasEvent]:
     """Every move of the model's aliases (or of one alias), in time order."""
     if not version_list(store, name):
         raise NotFound(f"no model named {name!r}")
@@ -299,7 +298,9 @@ def history(store: Store, name: str, alias: str | None = None) -> list[AliasEven
     return sorted(events, key=lambda e: (e.time, e.alias, e.generation))
 
 
-def deprecate(store: Store, spec: str, *, reason: str, actor: str | None = None) -> Deprecation:
+def deprecate(
+    store: StoreHandle, spec: str, *, reason: str, actor: str | None = None
+) -> Deprecation:
     """Mark a version deprecated (files kept, promotion refused from now on)."""
     if not reason.strip():
         raise InvalidInput("deprecate needs --reason")
@@ -322,7 +323,7 @@ def deprecate(store: Store, spec: str, *, reason: str, actor: str | None = None)
 
 
 def tag(
-    store: Store,
+    store: StoreHandle,
     spec: str,
     add: Sequence[str] = (),
     remove: Sequence[str] = (),

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg import yamlio
-from modelreg.errors import IntegrityError, InvalidInput, NotFound
+from modelreg.errors import Conflict, IntegrityError, InvalidInput, NotFound
+from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_bytes
 from modelreg.manifest import ModelVersion
 from modelreg.names import Version, check_name, parse_ref
 from modelreg.refs import AliasEvent, AliasRef, list_aliases, read_alias, read_state
-from modelreg.store import Store
 
 if TYPE_CHECKING:
     from modelreg.conditions import Condition
@@ -136,7 +136,7 @@ class VersionDiff:
         }
 
 
-def model_names(store: Store) -> list[str]:
+def model_names(store: StoreHandle) -> list[str]:
     """Every registered model name, sorted (namespaced names included)."""
     out: list[str] = []
     if not store.models_dir.is_dir():
@@ -151,7 +151,7 @@ def model_names(store: Store) -> list[str]:
     return out
 
 
-def version_list(store: Store, name: str) -> list[Version]:
+def version_list(store: StoreHandle, name: str) -> list[Version]:
     """Every version of a model (unsorted); empty for an unknown model."""
     d = store.model_dir(name) / "versions"
     if not d.is_dir():
@@ -164,7 +164,7 @@ def version_list(store: Store, name: str) -> list[Version]:
     return out
 
 
-def load_version(store: Store, name: str, version: str) -> ModelVersion:
+def load_version(store: StoreHandle, name: str, version: str) -> ModelVersion:
     """Read and check one manifest; IntegrityError if the file is damaged."""
     path = store.manifest_path(name, version)
     try:
@@ -183,7 +183,7 @@ def load_version(store: Store, name: str, version: str) -> ModelVersion:
     return mv
 
 
-def require_model(store: Store, name: str) -> list[Version]:
+def require_model(store: StoreHandle, name: str) -> list[Version]:
     """The versions of `name`; NotFound (exit 2) when there is no such model."""
     vs = version_list(store, name)
     if not vs:
@@ -191,7 +191,7 @@ def require_model(store: Store, name: str) -> list[Version]:
     return vs
 
 
-def resolve(store: Store, spec: str) -> ModelVersion:
+def resolve(store: StoreHandle, spec: str) -> ModelVersion:
     """The version named by `NAME[@REF]`: a version, an alias, or `latest` (the default)."""
     ref = parse_ref(spec)
     vs = require_model(store, ref.name)
@@ -213,7 +213,7 @@ def resolve(store: Store, spec: str) -> ModelVersion:
     return mv
 
 
-def _info(mv: ModelVersion, aliases: list[AliasRef], store: Store) -> VersionInfo:
+def _info(mv: ModelVersion, aliases: list[AliasRef], store: StoreHandle) -> VersionInfo:
     state = read_state(store, mv.name, mv.version)
     here = [a for a in aliases if a.version == mv.version]
     return VersionInfo(
@@ -225,13 +225,13 @@ def _info(mv: ModelVersion, aliases: list[AliasRef], store: Store) -> VersionInf
     )
 
 
-def info(store: Store, spec: str) -> VersionInfo:
+def info(store: StoreHandle, spec: str) -> VersionInfo:
     """`resolve` plus aliases, current tags and deprecation."""
     mv = resolve(store, spec)
     return _info(mv, list_aliases(store, mv.name), store)
 
 
-def models(store: Store) -> list[ModelSummary]:
+def models(store: StoreHandle) -> list[ModelSummary]:
     """Every model with its version count, latest version, aliases and last registration."""
     out = []
     for name in model_names(store):
@@ -274,7 +274,7 @@ def _sort_key(sort: str) -> tuple[Any, Callable[[VersionInfo], bool]]:
 
 
 def versions(
-    store: Store,
+    store: StoreHandle,
     name: str | None = None,
     *,
     tags: Sequence[str] = (),
@@ -329,7 +329,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def diff(store: Store, spec_a: str, spec_b: str) -> VersionDiff:
+def diff(store: StoreHandle, spec_a: str, spec_b: str) -> VersionDiff:
     """Compare two versions (of the same or different models)."""
     a, b = resolve(store, spec_a), resolve(store, spec_b)
     code_a = a.code.to_dict() if a.code else {}
@@ -390,7 +390,7 @@ class Materialized:
         }
 
 
-def get(store: Store, spec: str, out: Path, *, force: bool = False) -> Materialized:
+def get(store: StoreHandle, spec: str, out: Path, *, force: bool = False) -> Materialized:
     """Write a version's files under `out`, re-hashing every byte.
 
     A destination file that already holds the right content is left alone; one with other
@@ -433,3 +433,14 @@ def get(store: Store, spec: str, out: Path, *, force: bool = False) -> Materiali
         store.objects.copy_out(f.sha256, dst, beneath=out)
         written.append(dst)
     return Materialized(mv, out, tuple(written))
+
+
+def check_namespace(store: StoreHandle, name: str) -> None:
+    """A name cannot be both a model and a namespace (as git refuses refs a and a/b)."""
+    ns, sep, _ = name.partition("/")
+    if sep and (store.models_dir / ns / "versions").exists():
+        raise Conflict(f"cannot register {name!r}: {ns!r} is already a model, not a namespace")
+    if not sep:
+        d = store.models_dir / name
+        if d.is_dir() and not (d / "versions").exists():
+            raise Conflict(f"cannot register {name!r}: it is a namespace of other models")

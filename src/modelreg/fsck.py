@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from modelreg.errors import InvalidInput, MregError
+from modelreg.findings import ERROR_KINDS, WARNING_KINDS, Finding, Repair
 from modelreg.fsutil import TMP_PREFIX
+from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_file
-from modelreg.store import Store
 
 __all__ = [
     "ERROR_KINDS",
@@ -43,17 +44,6 @@ __all__ = [
     "referenced_objects",
 ]
 
-ERROR_KINDS = (
-    "missing-object",
-    "corrupt-object",
-    "bad-manifest",
-    "bad-ref",
-    "dangling-alias",
-    "dangling-state",
-    "dangling-rollout-ref",
-    "audit-chain-broken",
-)
-WARNING_KINDS = ("orphan-object", "leftover-temp", "audit-torn-line")
 DEFAULT_TEMP_AGE = 3600.0
 """Seconds after its last write before `repair` removes a temp file (an hour: no write of
 mreg leaves a temp file untouched that long while it is alive)."""
@@ -61,44 +51,6 @@ mreg leaves a temp file untouched that long while it is alive)."""
 
 class FsckFailed(MregError):
     """`mreg fsck` found errors (or `--repair` could not fix them all): exit 1."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem: its kind (see ERROR_KINDS, WARNING_KINDS), where, and what."""
-
-    kind: str
-    path: str
-    message: str
-    digest: str | None = None
-
-    @property
-    def severity(self) -> str:
-        """`error` (the store is damaged) or `warning` (garbage, harmless to readers)."""
-        return "warning" if self.kind in WARNING_KINDS else "error"
-
-    def to_dict(self) -> dict[str, Any]:
-        """One entry of `findings` in `mreg fsck --json`."""
-        return {
-            "kind": self.kind,
-            "severity": self.severity,
-            "path": self.path,
-            "message": self.message,
-            "digest": self.digest,
-        }
-
-
-@dataclass(frozen=True)
-class Repair:
-    """One thing `repair` did: removed a temp, cut the audit log, restored an object."""
-
-    action: str
-    path: str
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        """One entry of `repairs` in `mreg fsck --json`."""
-        return {"action": self.action, "path": self.path, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -165,11 +117,11 @@ class _Refs:
     claims: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
 
 
-def _rel(store: Store, path: Path) -> str:
+def _rel(store: StoreHandle, path: Path) -> str:
     return path.relative_to(store.root).as_posix()
 
 
-def _scan_versions(store: Store, out: list[Finding]) -> _Refs:
+def _scan_versions(store: StoreHandle, out: list[Finding]) -> _Refs:
     from modelreg.catalog import load_version, model_names, version_list
     from modelreg.refs import read_state
     from modelreg.remote.ingest import manifest_objects
@@ -204,7 +156,7 @@ def _scan_versions(store: Store, out: list[Finding]) -> _Refs:
     return refs
 
 
-def _scan_aliases(store: Store, refs: _Refs, out: list[Finding]) -> None:
+def _scan_aliases(store: StoreHandle, refs: _Refs, out: list[Finding]) -> None:
     from modelreg.catalog import model_names
     from modelreg.refs import read_alias
 
@@ -232,7 +184,7 @@ def _scan_aliases(store: Store, refs: _Refs, out: list[Finding]) -> None:
                 out.append(Finding("dangling-alias", _rel(store, p), msg))
 
 
-def _scan_rollouts(store: Store, refs: _Refs, out: list[Finding]) -> None:
+def _scan_rollouts(store: StoreHandle, refs: _Refs, out: list[Finding]) -> None:
     releases = store.root / "releases"
     if not releases.is_dir():
         return
@@ -260,7 +212,7 @@ def _scan_rollouts(store: Store, refs: _Refs, out: list[Finding]) -> None:
                 out.append(Finding("dangling-rollout-ref", _rel(store, p), msg))
 
 
-def _scan_audit(store: Store, out: list[Finding]) -> int:
+def _scan_audit(store: StoreHandle, out: list[Finding]) -> int:
     rel = _rel(store, store.audit.path)
     for problem in store.audit.verify():
         if "torn line" in problem:
@@ -283,7 +235,7 @@ def _hash_ok(path: Path, digest: str) -> tuple[bool | None, int]:
 
 
 def _scan_objects(
-    store: Store, refs: _Refs, quick: bool, jobs: int, out: list[Finding]
+    store: StoreHandle, refs: _Refs, quick: bool, jobs: int, out: list[Finding]
 ) -> tuple[int, int, int]:
     """Check objects; return (objects seen, objects hashed, bytes hashed).
 
@@ -348,7 +300,7 @@ def _scan_objects(
     return seen, hashed, nbytes
 
 
-def referenced_objects(store: Store) -> dict[str, tuple[int, str]]:
+def referenced_objects(store: StoreHandle) -> dict[str, tuple[int, str]]:
     """Digest -> (size, first user) of every object a manifest names.
 
     Raises:
@@ -368,7 +320,7 @@ def referenced_objects(store: Store) -> dict[str, tuple[int, str]]:
 
 
 def fsck(
-    store: Store,
+    store: StoreHandle,
     *,
     quick: bool = False,
     repair: bool = False,

@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 from modelreg.errors import IntegrityError, InvalidInput
 from modelreg.fsck import referenced_objects
 from modelreg.fsutil import tmp_name
+from modelreg.handle import StoreHandle
 from modelreg.hashing import is_digest
 from modelreg.repair import leftover_temps, remove_temp, writer_alive
-from modelreg.store import Store
 
 if TYPE_CHECKING:
     from modelreg.remote.backend import Backend
@@ -104,7 +104,7 @@ class GcReport:
 
 
 def gc(
-    store: Store,
+    store: StoreHandle,
     *,
     grace: float = DEFAULT_GRACE,
     dry_run: bool = False,
@@ -172,7 +172,7 @@ def _size(path: Path) -> int:
 
 
 def _collect_all(
-    store: Store, candidates: list[tuple[str, int]], cutoff: float
+    store: StoreHandle, candidates: list[tuple[str, int]], cutoff: float
 ) -> tuple[list[tuple[str, int]], int]:
     """Remove the candidates in two steps each; return (removed, kept because freshened)."""
     removed: list[tuple[str, int]] = []
@@ -276,7 +276,7 @@ def _remote_objects(backend: Backend) -> dict[str, tuple[int, float | None]]:
     return out
 
 
-def _gc_remote(store: Store, remote: str, grace: float, dry_run: bool) -> GcReport:
+def _gc_remote(store: StoreHandle, remote: str, grace: float, dry_run: bool) -> GcReport:
     from modelreg.remote.session import Session
     from modelreg.remote.transfer import object_rel
 
@@ -322,7 +322,7 @@ def _gc_remote(store: Store, remote: str, grace: float, dry_run: bool) -> GcRepo
     )  # fmt: skip
 
 
-def _resend(store: Store, remote: str, removed: dict[str, int]) -> tuple[str, ...]:
+def _resend(store: StoreHandle, remote: str, removed: dict[str, int]) -> tuple[str, ...]:
     """After deleting, re-list: send back any removed object a manifest written meanwhile names.
 
     Raises IntegrityError when such an object is not in this store either (the remote needs

@@ -40,6 +40,7 @@ __all__ = [
     "check_alias",
     "check_name",
     "check_path",
+    "check_tag",
     "parse_ref",
 ]
 
@@ -212,3 +213,13 @@ def parse_ref(spec: str, default: str | None = LATEST) -> Ref:
         Version.parse(ref)  # raises the precise semver error
     check_alias(ref)
     return Ref(name, ref, "alias")
+
+
+_TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=/-]{0,127}")
+
+
+def check_tag(tag: str) -> str:
+    """Return `tag` if it is a valid tag (1-128 of letters, digits, `._:=/-`), else raise."""
+    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
+        raise InvalidInput(f"invalid tag {tag!r}: use letters, digits and '._:=/-'")
+    return tag

@@ -49,14 +49,14 @@ import tarfile
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from modelreg.bundle import TarLimit, forget_entries, open_tar
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.fsutil import lstat_beneath, open_beneath, safe_join
+from modelreg.handle import StoreHandle
 from modelreg.hashing import copy_and_hash, hash_bytes, hash_file, hash_stream, is_digest
 from modelreg.manifest import FileEntry, ModelVersion
 from modelreg.names import Version, check_name
 from modelreg.remote.ingest import check_received, manifest_objects, parse_manifest, stage_object
-from modelreg.store import Store
+from modelreg.tarsafe import TarLimit, forget_entries, open_tar
 from modelreg.yamlio import MAX_BYTES
 
 __all__ = [
@@ -125,7 +125,7 @@ def _put_bytes(out: Path, data: bytes) -> str:
     return digest
 
 
-def _put_object(store: Store, out: Path, digest: str) -> None:
+def _put_object(store: StoreHandle, out: Path, digest: str) -> None:
     if _present(out, digest):
         return
     # re-hashed on the way (a corrupt object is refused), no link below `out` followed
@@ -202,7 +202,7 @@ def _existing_index(out: Path, name: str) -> list[dict[str, Any]]:
     return manifests
 
 
-def write_layout(store: Store, mv: ModelVersion, manifest: bytes, out: Path) -> str:
+def write_layout(store: StoreHandle, mv: ModelVersion, manifest: bytes, out: Path) -> str:
     """Write (or extend) the OCI image layout `out` with `mv`; return the manifest digest."""
     previous = _existing_index(out, mv.name)
     _check_blob_dirs(out)  # a clear error before any write; open_beneath enforces it
@@ -570,7 +570,7 @@ def _check_layers(layers: Any, mv: ModelVersion, expected: list[FileEntry], what
         raise IntegrityError(f"{what}: incomplete, no layer for {expected[len(layers)].path}")
 
 
-def _receive(store: Store, src: _Source, f: FileEntry, staged: dict[str, Path]) -> None:
+def _receive(store: StoreHandle, src: _Source, f: FileEntry, staged: dict[str, Path]) -> None:
     """Verify one layer blob; stage it in the store's `tmp/` unless the store has it."""
     what = f"OCI layer {f.path}"
     fh, size = src.open(_rel(f.sha256))
@@ -590,7 +590,7 @@ def _receive(store: Store, src: _Source, f: FileEntry, staged: dict[str, Path]) 
 
 
 def _read(
-    store: Store, src: _Source, staged: dict[str, Path], tag: str | None
+    store: StoreHandle, src: _Source, staged: dict[str, Path], tag: str | None
 ) -> tuple[bytes, ModelVersion, int]:
     where = src.where
     try:
@@ -626,7 +626,7 @@ def _read(
 
 
 def read_layout(
-    store: Store, path: Path, staged: dict[str, Path], *, tag: str | None = None
+    store: StoreHandle, path: Path, staged: dict[str, Path], *, tag: str | None = None
 ) -> tuple[bytes, ModelVersion, int]:
     """Read and verify the version held by the OCI image layout `path` (`mreg unpack`).
 

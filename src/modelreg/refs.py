@@ -14,9 +14,9 @@ from typing import Any
 from modelreg import yamlio
 from modelreg.errors import IntegrityError, InvalidInput
 from modelreg.fsutil import TMP_PREFIX, atomic_write
+from modelreg.handle import StoreHandle
 from modelreg.hashing import is_digest
 from modelreg.names import Version, check_alias
-from modelreg.store import Store
 
 __all__ = [
     "AliasEvent",
@@ -126,7 +126,7 @@ def _load(path: Path) -> Any:
     return yamlio.load_file(path, IntegrityError) if path.exists() else None
 
 
-def read_alias(store: Store, name: str, alias: str) -> AliasRef | None:
+def read_alias(store: StoreHandle, name: str, alias: str) -> AliasRef | None:
     """The alias ref, or None when the alias was never set."""
     path = store.alias_path(name, alias)
     doc = _load(path)
@@ -139,7 +139,7 @@ def read_alias(store: Store, name: str, alias: str) -> AliasRef | None:
         raise IntegrityError(f"{path}: malformed alias file ({exc})") from None
 
 
-def list_aliases(store: Store, name: str) -> list[AliasRef]:
+def list_aliases(store: StoreHandle, name: str) -> list[AliasRef]:
     """Every alias of a model, sorted by alias name."""
     d = store.model_dir(name) / "aliases"
     if not d.is_dir():
@@ -155,12 +155,12 @@ def list_aliases(store: Store, name: str) -> list[AliasRef]:
     return [r for r in refs if r is not None]
 
 
-def write_alias(store: Store, ref: AliasRef) -> None:
+def write_alias(store: StoreHandle, ref: AliasRef) -> None:
     """Replace the alias file (caller holds the lock)."""
     atomic_write(store.alias_path(ref.model, ref.alias), yamlio.dump(ref.to_dict()))
 
 
-def read_state(store: Store, name: str, version: str) -> VersionState:
+def read_state(store: StoreHandle, name: str, version: str) -> VersionState:
     """A version's mutable state (the default state when it has no state file)."""
     path = store.state_path(name, version)
     doc = _load(path)
@@ -180,6 +180,6 @@ def read_state(store: Store, name: str, version: str) -> VersionState:
         raise IntegrityError(f"{path}: malformed state file ({exc})") from None
 
 
-def write_state(store: Store, name: str, version: str, state: VersionState) -> None:
+def write_state(store: StoreHandle, name: str, version: str, state: VersionState) -> None:
     """Replace a version's state file (caller holds the lock)."""
     atomic_write(store.state_path(name, version), yamlio.dump(state.to_dict()))

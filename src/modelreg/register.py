@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelreg import __version__, yamlio
+from modelreg import yamlio
+from modelreg.catalog import check_namespace
 from modelreg.errors import Conflict, InvalidInput, NotFound
 from modelreg.fsutil import atomic_write
+from modelreg.handle import StoreHandle
 from modelreg.hashing import Progress, hash_bytes, hash_file
 from modelreg.lineage import code_lineage, data_lineage, default_author, walk_files
 from modelreg.manifest import (
@@ -35,15 +37,15 @@ from modelreg.manifest import (
     check_files,
     detect_format,
 )
-from modelreg.names import FIRST_BASE, Version, check_name, check_path
-from modelreg.store import Store
+from modelreg.names import FIRST_BASE, Version, check_name, check_path, check_tag
+from modelreg.version import __version__
 
 if TYPE_CHECKING:
     from modelreg.requirements import Requirements
 
 __all__ = ["RegisterResult", "check_namespace", "check_tag", "register"]
+# check_namespace (catalog) and check_tag (names) are re-exported: they were defined here.
 
-_TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=/-]{0,127}")
 _SPLIT_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _BUMPS = ("major", "minor", "patch")
 DEFAULT_BUMP = "minor"
@@ -70,13 +72,6 @@ class RegisterResult:
             "files": [f.to_dict() for f in self.version.files],
             "size": self.version.size,
         }
-
-
-def check_tag(tag: str) -> str:
-    """Return `tag` if it is a valid tag (1-128 of letters, digits, `._:=/-`), else raise."""
-    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
-        raise InvalidInput(f"invalid tag {tag!r}: use letters, digits and '._:=/-'")
-    return tag
 
 
 def check_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -175,7 +170,7 @@ def _requirements(path: str | os.PathLike[str]) -> Requirements:
     return req
 
 
-def _target_version(store: Store, name: str, version: str | None, bump: str | None) -> str:
+def _target_version(store: StoreHandle, name: str, version: str | None, bump: str | None) -> str:
     if version is not None:
         return Version.parse(version).text
     from modelreg.catalog import version_list
@@ -185,26 +180,15 @@ def _target_version(store: Store, name: str, version: str | None, bump: str | No
     return base.bump(bump or DEFAULT_BUMP).text  # type: ignore[arg-type]
 
 
-def _existing(store: Store, name: str, version: str) -> ModelVersion | None:
+def _existing(store: StoreHandle, name: str, version: str) -> ModelVersion | None:
     from modelreg.catalog import load_version
 
     path = store.manifest_path(name, version)
     return load_version(store, name, version) if path.exists() else None
 
 
-def check_namespace(store: Store, name: str) -> None:
-    """A name cannot be both a model and a namespace (as git refuses refs a and a/b)."""
-    ns, sep, _ = name.partition("/")
-    if sep and (store.models_dir / ns / "versions").exists():
-        raise Conflict(f"cannot register {name!r}: {ns!r} is already a model, not a namespace")
-    if not sep:
-        d = store.models_dir / name
-        if d.is_dir() and not (d / "versions").exists():
-            raise Conflict(f"cannot register {name!r}: it is a namespace of other models")
-
-
 def register(
-    store: Store,
+    store: StoreHandle,
     name: str,
     paths: Sequence[str | os.PathLike[str]],
     *,

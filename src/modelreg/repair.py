@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 
 from modelreg.errors import MregError
 from modelreg.fsutil import TMP_PREFIX, fsync_dir, tmp_name
+from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_file
 from modelreg.objects import ObjectStore
-from modelreg.store import Store
 
 if TYPE_CHECKING:
-    from modelreg.fsck import Finding, Repair
+    from modelreg.findings import Finding, Repair
     from modelreg.remote.backend import Backend
 
 __all__ = [
@@ -51,7 +51,7 @@ CHANGES = ("removed-temp", "cut-torn-audit-line", "restored", "quarantined")
 what could not be done: `restore-skipped`, `restore-failed`, `not-recorded`)."""
 
 
-def leftover_temps(store: Store) -> Iterator[tuple[Path, float]]:
+def leftover_temps(store: StoreHandle) -> Iterator[tuple[Path, float]]:
     """Temp files and directories left by interrupted writes, with their age in seconds.
 
     Everything in `tmp/`, and every `.tmp-*` name elsewhere in the store (`objects/` holds
@@ -111,7 +111,7 @@ def remove_temp(path: Path) -> int:
     return size
 
 
-def quarantine(store: Store, path: Path) -> Path:
+def quarantine(store: StoreHandle, path: Path) -> Path:
     """Move a damaged file into `lost+found/` (never deleted); return where it went."""
     lost = store.root / LOST_FOUND
     lost.mkdir(exist_ok=True)
@@ -148,7 +148,7 @@ def _still_bad(objects: ObjectStore, digest: str, size: int | None) -> bool:
         return True
 
 
-def _restore(store: Store, backend: Backend, digest: str, size: int) -> str:
+def _restore(store: StoreHandle, backend: Backend, digest: str, size: int) -> str:
     """Fetch `digest` from the remote, verified, then put it in place; return what was done."""
     from modelreg.remote.transfer import Transfer
 
@@ -168,7 +168,7 @@ def _restore(store: Store, backend: Backend, digest: str, size: int) -> str:
 
 
 def repair(
-    store: Store,
+    store: StoreHandle,
     findings: list[Finding],
     referenced: dict[str, tuple[int, str]],
     remote: str | None,
@@ -176,7 +176,7 @@ def repair(
     repairs: list[Repair],
 ) -> set[Finding]:
     """Fix what is safe to fix (see the module docstring); return the findings fixed."""
-    from modelreg.fsck import Repair
+    from modelreg.findings import Repair
 
     fixed: set[Finding] = set()
     freed_bytes = {"removed-temp": 0, "cut-torn-audit-line": 0}
@@ -215,7 +215,7 @@ def repair(
 
 
 def _record(
-    store: Store, remote: str | None, repairs: list[Repair], freed_bytes: dict[str, int]
+    store: StoreHandle, remote: str | None, repairs: list[Repair], freed_bytes: dict[str, int]
 ) -> None:
     """Append one `fsck-repair` audit entry when something changed (#13); never fails repair.
 
@@ -223,7 +223,7 @@ def _record(
     reported as `not-recorded` (fsck reports the damaged log itself as an error).
     """
     from modelreg.errors import IntegrityError
-    from modelreg.fsck import Repair
+    from modelreg.findings import Repair
     from modelreg.remote.record import public_url, record
 
     done = [r for r in repairs if r.action in CHANGES]
@@ -250,14 +250,14 @@ def _record(
 
 
 def _restore_objects(
-    store: Store,
+    store: StoreHandle,
     findings: list[Finding],
     referenced: dict[str, tuple[int, str]],
     remote: str | None,
     repairs: list[Repair],
     fixed: set[Finding],
 ) -> None:
-    from modelreg.fsck import Repair
+    from modelreg.findings import Repair
 
     todo = [
         f

@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from modelreg import schemas, yamlio
+from modelreg.config import StoreConfig
 from modelreg.errors import IntegrityError, InvalidInput, MregError, NotFound, StoreNotFound
+from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_bytes
+from modelreg.layout import DIRNAME
 from modelreg.names import Version, check_alias, check_name
-from modelreg.store import DIRNAME, Store, StoreConfig
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -247,7 +249,7 @@ class _References:
 
     def __init__(self, root: Path | None) -> None:
         self.root = root
-        self.store = None if root is None else Store(root, StoreConfig())
+        self.store = None if root is None else StoreHandle(root, StoreConfig())
         self._ids: dict[tuple[str, str], str | None] = {}
 
     def manifest_id(self, model: str, version: str) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelreg.store import Store
+from modelreg.handle import StoreHandle
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -40,7 +40,7 @@ class VerifyReport:
         }
 
 
-def verify(store: Store, *, objects: bool = True) -> VerifyReport:
+def verify(store: StoreHandle, *, objects: bool = True) -> VerifyReport:
     """Check everything the store holds; never modifies it (`objects=False`: no re-hashing)."""
     from modelreg.fsck import fsck
 

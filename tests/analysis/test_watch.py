@@ -142,5 +142,7 @@ def test_watch_of_an_ended_release_does_nothing(model):
 def test_the_library_refuses_to_analyze_an_ended_release_like_the_cli(model):
     ops.start(model, "m", "1.1.0", steps="5,100")
     ops.abort(model, "m", reason="bad")
-    with pytest.raises(InvalidInput, match=r"release 1 of m ended \(aborted at .*\); nothing to analyze"):
+    with pytest.raises(
+        InvalidInput, match=r"release 1 of m ended \(aborted at .*\); nothing to analyze"
+    ):
         analyze(model, "m")

@@ -35,7 +35,7 @@ from modelreg.release.rollout import PAUSED, Rollout
 from modelreg.serving.aggregate import iter_lines
 
 if TYPE_CHECKING:
-    from modelreg.store import Store
+    from modelreg.handle import StoreHandle
 
 __all__ = [
     "Analysis",
@@ -140,7 +140,7 @@ class Analysis:
         }
 
 
-def _rollout(store: Store, name: str) -> Rollout:
+def _rollout(store: StoreHandle, name: str) -> Rollout:
     rollout = ops.read_rollout(store, name)
     if rollout is None:
         ops.status(store, name)  # NotFound for an unknown model
@@ -150,7 +150,7 @@ def _rollout(store: Store, name: str) -> Rollout:
     return rollout
 
 
-def analyze(store: Store, name: str, *, source: Source | None = None) -> Analysis:
+def analyze(store: StoreHandle, name: str, *, source: Source | None = None) -> Analysis:
     """Judge the model's release (its current phase) on its checks and policy.
 
     Raises:
@@ -165,7 +165,7 @@ def analyze(store: Store, name: str, *, source: Source | None = None) -> Analysi
     return _analyze(store, rollout, source)
 
 
-def _analyze(store: Store, rollout: Rollout, source: Source | None) -> Analysis:
+def _analyze(store: StoreHandle, rollout: Rollout, source: Source | None) -> Analysis:
     checks, policy = plan_of(rollout.analysis)
     src = source if source is not None else StoreSource(store.root, now=store.clock().timestamp())
     sample = src.read(rollout, policy.stratum_s)
@@ -232,18 +232,20 @@ class WatchReport:
         }
 
 
-def log_path(store: Store, name: str, release: int) -> Path:
+def log_path(store: StoreHandle, name: str, release: int) -> Path:
     """`analysis/NAME/<release>.jsonl`: the judgments of one release (name checked first)."""
     *ns, last = ops.release_path(store, name).relative_to(store.root / "releases").parts
     return store.root.joinpath("analysis", *ns, last.removesuffix(".yaml"), f"{release}.jsonl")
 
 
-def judgments(store: Store, name: str, release: int) -> list[dict[str, Any]]:
+def judgments(store: StoreHandle, name: str, release: int) -> list[dict[str, Any]]:
     """The judgment log of a release, oldest first."""
     return list(iter_lines(log_path(store, name, release)))
 
 
-def _log(store: Store, name: str, release: int, event: WatchEvent, analysis: Analysis) -> None:
+def _log(
+    store: StoreHandle, name: str, release: int, event: WatchEvent, analysis: Analysis
+) -> None:
     path = log_path(store, name, release)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {**event.to_dict(), "checks": [r.to_dict() for r in analysis.results]}
@@ -256,7 +258,7 @@ def _log(store: Store, name: str, release: int, event: WatchEvent, analysis: Ana
         os.close(fd)
 
 
-def _passes(store: Store, rollout: Rollout) -> int:
+def _passes(store: StoreHandle, rollout: Rollout) -> int:
     return sum(
         1
         for j in judgments(store, rollout.model, rollout.release)
@@ -264,7 +266,7 @@ def _passes(store: Store, rollout: Rollout) -> int:
     )
 
 
-def _act(store: Store, r: Rollout, a: Analysis, promote: bool, actor: str | None) -> str:
+def _act(store: StoreHandle, r: Rollout, a: Analysis, promote: bool, actor: str | None) -> str:
     """Abort, step, promote, or nothing, for one analysis; return the action taken."""
     name = r.model
     if a.verdict == FAIL:
@@ -297,7 +299,7 @@ def _act(store: Store, r: Rollout, a: Analysis, promote: bool, actor: str | None
 
 
 def watch(
-    store: Store,
+    store: StoreHandle,
     name: str,
     *,
     interval_s: float = 30.0,
@@ -345,7 +347,7 @@ def watch(
 
 
 def _watch(
-    store: Store, name: str, interval_s: float, max_duration_s: float | None, once: bool,
+    store: StoreHandle, name: str, interval_s: float, max_duration_s: float | None, once: bool,
     promote: bool, source: Source | None, actor: str | None, clock: Callable[[], float],
     sleep: Callable[[float], None], on_event: Callable[[WatchEvent], None] | None,
 ) -> WatchReport:  # fmt: skip

@@ -51,9 +51,9 @@ from modelreg.release.rules import Rule, check_attribute, parse_rule, rules_from
 
 if TYPE_CHECKING:
     from modelreg.aliases import AliasChange
+    from modelreg.handle import StoreHandle
     from modelreg.manifest import ModelVersion
     from modelreg.refs import AliasRef
-    from modelreg.store import Store
 
 __all__ = [
     "PRODUCTION",
@@ -205,13 +205,13 @@ class ReleaseChange:
 # -- the manifest file ------------------------------------------------------------------------
 
 
-def release_path(store: Store, name: str) -> Path:
+def release_path(store: StoreHandle, name: str) -> Path:
     """`releases/NAME.yaml` (namespaced names: `releases/team/name.yaml`); name checked first."""
     *ns, last = check_name(name).split("/")
     return store.root.joinpath("releases", *ns, f"{last}.yaml")
 
 
-def read_rollout(store: Store, name: str) -> Rollout | None:
+def read_rollout(store: StoreHandle, name: str) -> Rollout | None:
     """The model's rollout manifest, or None when it never had a release.
 
     Raises:
@@ -253,7 +253,7 @@ def _parse_manifest(data: bytes, path: Path, name: str) -> Rollout:
     return Rollout.parse(data, str(path), name)
 
 
-def write_rollout(store: Store, rollout: Rollout) -> None:
+def write_rollout(store: StoreHandle, rollout: Rollout) -> None:
     """Replace the manifest atomically (the caller holds the store lock)."""
     atomic_write(release_path(store, rollout.model), yamlio.dump(rollout.to_dict()))
 
@@ -285,17 +285,17 @@ def _read_bytes(path: Path) -> bytes:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _require_model(store: Store, name: str) -> None:
+def _require_model(store: StoreHandle, name: str) -> None:
     if not version_list(store, check_name(name)):
         raise NotFound(f"no model named {name!r}")
 
 
-def _production(store: Store, name: str) -> str | None:
+def _production(store: StoreHandle, name: str) -> str | None:
     ref = read_alias(store, name, PRODUCTION)
     return ref.version if ref else None
 
 
-def _status(store: Store, name: str, rollout: Rollout | None) -> ReleaseStatus:
+def _status(store: StoreHandle, name: str, rollout: Rollout | None) -> ReleaseStatus:
     ref = read_alias(store, name, PRODUCTION)
     return ReleaseStatus(name, rollout, ref.version if ref else None, ref.generation if ref else 0)
 
@@ -331,14 +331,14 @@ def _check_texts(analysis: Sequence[dict[str, Any]]) -> tuple[list[str], dict[st
     return [c.text() for c in checks], policy
 
 
-def _current(store: Store, name: str) -> tuple[Rollout | None, str]:
+def _current(store: StoreHandle, name: str) -> tuple[Rollout | None, str]:
     _require_model(store, name)
     r = read_rollout(store, name)
     return r, (r.state if r else NONE)
 
 
 def _commit(
-    store: Store,
+    store: StoreHandle,
     before: Rollout | None,
     after: Rollout,
     action: str,
@@ -370,7 +370,7 @@ def _commit(
     return ReleaseChange(action, True, previous, status, promotion, recovery)
 
 
-def _unchanged(store: Store, r: Rollout, action: str) -> ReleaseChange:
+def _unchanged(store: StoreHandle, r: Rollout, action: str) -> ReleaseChange:
     return ReleaseChange(action, False, r.state, _status(store, r.model, r))
 
 
@@ -382,7 +382,7 @@ def _side(mv: ModelVersion) -> Side:
 
 
 def start(
-    store: Store,
+    store: StoreHandle,
     name: str,
     canary: str,
     *,
@@ -471,7 +471,7 @@ def start(
 
 
 def update(
-    store: Store,
+    store: StoreHandle,
     name: str,
     *,
     weight: float | str | None = None,
@@ -555,7 +555,9 @@ def _merge_analysis(
     return tuple(checks + (new_policy or cur_policy))
 
 
-def step(store: Store, name: str, *, reason: str = "", actor: str | None = None) -> ReleaseChange:
+def step(
+    store: StoreHandle, name: str, *, reason: str = "", actor: str | None = None
+) -> ReleaseChange:
     """Move the canary weight to the plan's next step (from shadow: the first live weight).
 
     Raises:
@@ -577,7 +579,9 @@ def step(store: Store, name: str, *, reason: str = "", actor: str | None = None)
         return _commit(store, before, after, "step", who, reason, details)
 
 
-def _simple(store: Store, name: str, action: str, reason: str, actor: str | None) -> ReleaseChange:
+def _simple(
+    store: StoreHandle, name: str, action: str, reason: str, actor: str | None
+) -> ReleaseChange:
     who = actor or default_author()
     with store.writing():
         before, state = _current(store, name)
@@ -586,7 +590,9 @@ def _simple(store: Store, name: str, action: str, reason: str, actor: str | None
         return _commit(store, before, before.replace(state=after_state), action, who, reason, {})
 
 
-def pause(store: Store, name: str, *, reason: str = "", actor: str | None = None) -> ReleaseChange:
+def pause(
+    store: StoreHandle, name: str, *, reason: str = "", actor: str | None = None
+) -> ReleaseChange:
     """Freeze the release: traffic keeps its current split; set and step are refused.
 
     Raises:
@@ -595,7 +601,9 @@ def pause(store: Store, name: str, *, reason: str = "", actor: str | None = None
     return _simple(store, name, "pause", reason, actor)
 
 
-def resume(store: Store, name: str, *, reason: str = "", actor: str | None = None) -> ReleaseChange:
+def resume(
+    store: StoreHandle, name: str, *, reason: str = "", actor: str | None = None
+) -> ReleaseChange:
     """Resume a paused release.
 
     Raises:
@@ -605,7 +613,7 @@ def resume(store: Store, name: str, *, reason: str = "", actor: str | None = Non
 
 
 def promote(
-    store: Store,
+    store: StoreHandle,
     name: str,
     *,
     reason: str = "",
@@ -652,7 +660,7 @@ def promote(
 
 
 def abort(
-    store: Store,
+    store: StoreHandle,
     name: str,
     *,
     reason: str = "",
@@ -719,7 +727,7 @@ _FORCE_HINT = (
 )
 
 
-def _missing(store: Store, name: str, path: Path) -> str | None:
+def _missing(store: StoreHandle, name: str, path: Path) -> str | None:
     """Why a missing manifest is damage (the audit trail shows releases), else None."""
     events = _audit_events(store, name)
     if not events:
@@ -731,7 +739,7 @@ def _missing(store: Store, name: str, path: Path) -> str | None:
     )
 
 
-def _behind(store: Store, name: str, path: Path, rollout: Rollout) -> str | None:
+def _behind(store: StoreHandle, name: str, path: Path, rollout: Rollout) -> str | None:
     """Why a readable manifest is stale (the audit trail has later generations), else None."""
     latest = max((e.generation for e in _audit_events(store, name)), default=0)
     if latest <= rollout.generation:
@@ -742,7 +750,7 @@ def _behind(store: Store, name: str, path: Path, rollout: Rollout) -> str | None
     )
 
 
-def _rel(store: Store, path: Path) -> str:
+def _rel(store: StoreHandle, path: Path) -> str:
     try:
         return path.relative_to(store.root).as_posix()
     except ValueError:  # pragma: no cover (every release path is under the store)
@@ -791,7 +799,7 @@ def _load_mapping(text: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _metrics_releases(store: Store, name: str) -> list[int]:
+def _metrics_releases(store: StoreHandle, name: str) -> list[int]:
     """The release numbers the model's metrics and judgment files are kept under."""
     *ns, last = name.split("/")
     found: list[int] = []
@@ -825,7 +833,7 @@ def _event(doc: Any) -> Event | None:
     return e if e is not None and e.release >= 1 and e.generation >= 1 else None
 
 
-def _audit_events(store: Store, name: str) -> list[Event]:
+def _audit_events(store: StoreHandle, name: str) -> list[Event]:
     """The model's release changes as the audit trail recorded them (unreadable lines skipped).
 
     Each `release.ACTION` entry holds the change's release, generation, state, weight, shadow
@@ -866,7 +874,7 @@ def _side_in(details: dict[str, Any], role: str) -> Side | None:
                   _side_of)  # fmt: skip
 
 
-def _routable(store: Store, name: str, side: Side | None) -> bool:
+def _routable(store: StoreHandle, name: str, side: Side | None) -> bool:
     """True when `side`'s version exists with the manifest id recorded (routers need that)."""
     if side is None:
         return False
@@ -881,7 +889,7 @@ def _first(*values: T | None) -> T | None:
 
 
 def _recover(
-    store: Store, name: str, path: Path, damage: str
+    store: StoreHandle, name: str, path: Path, damage: str
 ) -> tuple[Rollout, Recovery, AliasRef | None]:
     """The release as it was at its last readable generation, rebuilt from what is left.
 
@@ -990,7 +998,7 @@ def _recover(
 
 
 def _forced_abort(
-    store: Store, name: str, damage: str, path: Path, who: str, reason: str
+    store: StoreHandle, name: str, damage: str, path: Path, who: str, reason: str
 ) -> ReleaseChange:
     """Recover the release from what can be read, and write it aborted (lock held)."""
     damage = damage.replace(str(path), _rel(store, path))
@@ -1015,7 +1023,7 @@ def _forced_abort(
     return _commit(store, before, after, "abort", who, reason, details, recovery=recovery)
 
 
-def check_analyzable(store: Store, name: str) -> None:
+def check_analyzable(store: StoreHandle, name: str) -> None:
     """Refuse to analyze a release that has ended (called before the analysis runs).
 
     A model without a release is left to the analysis (its own message); an unknown model
@@ -1039,13 +1047,13 @@ def check_analyzable(store: Store, name: str) -> None:
     )
 
 
-def status(store: Store, name: str) -> ReleaseStatus:
+def status(store: StoreHandle, name: str) -> ReleaseStatus:
     """The model's release state, weights, rules, steps, generation and last changes."""
     rollout, _ = _current(store, name)
     return _status(store, name, rollout)
 
 
-def history(store: Store, name: str) -> list[Event]:
+def history(store: StoreHandle, name: str) -> list[Event]:
     """Every change of every release of the model, oldest first."""
     rollout, _ = _current(store, name)
     return list(rollout.history) if rollout else []

@@ -18,7 +18,7 @@ __all__ = ["Remote", "RemoteSpec"]
 
 if TYPE_CHECKING:
     from modelreg.remote.cache import Remote
-    from modelreg.remote.config import RemoteSpec
+    from modelreg.remote.spec import RemoteSpec
 
 
 def __getattr__(name: str) -> Any:
@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return Remote
     if name == "RemoteSpec":
-        from modelreg.remote.config import RemoteSpec
+        from modelreg.remote.spec import RemoteSpec
 
         return RemoteSpec
     raise AttributeError(f"module 'modelreg.remote' has no attribute {name!r}")

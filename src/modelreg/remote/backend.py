@@ -42,8 +42,8 @@ from modelreg.fsutil import (
     safe_join,
     tmp_name,
 )
-from modelreg.remote.config import RemoteSpec
 from modelreg.remote.layout import read_limit
+from modelreg.remote.spec import RemoteSpec
 
 __all__ = [
     "Backend",

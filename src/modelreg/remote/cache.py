@@ -32,7 +32,7 @@ from modelreg.manifest import FileEntry, ModelVersion
 from modelreg.names import Version, check_name, parse_ref
 from modelreg.objects import ObjectStore
 from modelreg.remote.backend import Backend
-from modelreg.remote.config import RemoteSpec, normalize_url
+from modelreg.remote.spec import RemoteSpec, normalize_url
 from modelreg.remote.transfer import Transfer, object_rel
 
 __all__ = ["Remote", "default_cache_dir"]

@@ -15,10 +15,10 @@ from pathlib import Path
 from modelreg import yamlio
 from modelreg.errors import Conflict, IntegrityError
 from modelreg.fsutil import atomic_write, tmp_name
+from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_bytes
 from modelreg.manifest import FileEntry, ModelVersion
 from modelreg.objects import ObjectStore
-from modelreg.store import Store
 
 __all__ = [
     "check_received",
@@ -119,14 +119,14 @@ def manifest_objects(mv: ModelVersion) -> list[FileEntry]:
     return files
 
 
-def install_manifest(store: Store, data: bytes, mv: ModelVersion) -> bool:
+def install_manifest(store: StoreHandle, data: bytes, mv: ModelVersion) -> bool:
     """Write a parsed manifest's exact bytes into the store; return True if it was new.
 
     Raises IntegrityError if an object it names is missing or has another size than the
     manifest says, Conflict if the version exists with other content (nothing is
     overwritten) or the name clashes with a namespace.
     """
-    from modelreg.register import check_namespace
+    from modelreg.catalog import check_namespace
 
     for f in manifest_objects(mv):
         try:

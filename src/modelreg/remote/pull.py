@@ -18,6 +18,7 @@ from typing import Any
 from modelreg import yamlio
 from modelreg.errors import Conflict, IntegrityError, MregError
 from modelreg.fsutil import atomic_write, safe_join
+from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_bytes
 from modelreg.lineage import default_author
 from modelreg.manifest import ModelVersion
@@ -35,7 +36,6 @@ from modelreg.remote.record import public_url, record
 from modelreg.remote.session import Session, complete_lines, read_local
 from modelreg.remote.status import alias_target, remote_hint, versions_of
 from modelreg.remote.transfer import TransferProgress, wait_all
-from modelreg.store import Store
 
 __all__ = ["PullResult", "pull"]
 
@@ -82,7 +82,7 @@ class PullResult:
 
 
 def pull(
-    store: Store,
+    store: StoreHandle,
     remote: str | None = None,
     specs: Sequence[str] = (),
     *,
@@ -104,7 +104,7 @@ def pull(
         return _pull(s, scope, theirs, progress, t0)
 
 
-def _check_local_trail(store: Store) -> None:
+def _check_local_trail(store: StoreHandle) -> None:
     """Refuse a pull the local audit trail could not merge, before anything is received.
 
     A pull ends by merging the remote's trail into the local one and appending its own
@@ -197,7 +197,7 @@ def _pull(
     )  # fmt: skip
 
 
-def _check_ref(store: Store, m: Meta, data: bytes, source: str) -> None:
+def _check_ref(store: StoreHandle, m: Meta, data: bytes, source: str) -> None:
     """Refuse a received ref that is malformed or names a version this store does not have.
 
     Each kind passes the parser its local reader uses, so a ref taken in is one `fsck`
@@ -231,7 +231,7 @@ def _check_ref(store: Store, m: Meta, data: bytes, source: str) -> None:
 
 
 def _check_version(
-    store: Store, m: Meta, version: str, expect_id: object, source: str, what: str = ""
+    store: StoreHandle, m: Meta, version: str, expect_id: object, source: str, what: str = ""
 ) -> None:
     """Refuse a ref to a version this store lacks, or whose manifest is not `expect_id`."""
     path = store.manifest_path(str(m.model), version)

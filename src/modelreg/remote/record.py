@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from modelreg.audit import AuditEntry
+from modelreg.handle import StoreHandle
 from modelreg.lineage import default_author
-from modelreg.store import Store
 
 __all__ = ["public_url", "record"]
 
@@ -33,7 +33,7 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def record(store: Store, action: str, **details: Any) -> AuditEntry:
+def record(store: StoreHandle, action: str, **details: Any) -> AuditEntry:
     """Append one entry for a store-wide change (`model` is null), under the store lock.
 
     Raises:

@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelreg import yamlio
+from modelreg.config import StoreConfig
 from modelreg.errors import IntegrityError, NotFound
+from modelreg.handle import StoreHandle
 from modelreg.hashing import is_digest
 from modelreg.remote.backend import Backend, Entry, human_limit
-from modelreg.remote.config import RemoteSpec
 from modelreg.remote.layout import AUDIT, Meta, classify, read_limit
+from modelreg.remote.spec import RemoteSpec
 from modelreg.remote.tracking import Tracking
 from modelreg.remote.transfer import DEFAULT_JOBS, DEFAULT_PART_MIB, Transfer, TransferProgress
-from modelreg.store import Store, StoreConfig
 
 __all__ = ["Session", "complete_lines", "read_local"]
 
@@ -49,7 +50,7 @@ def read_local(root: Path, meta: Meta) -> bytes | None:
 class Session:
     """A remote opened for one push, pull, fetch or status."""
 
-    store: Store
+    store: StoreHandle
     spec: RemoteSpec
     backend: Backend
     tracking: Tracking
@@ -64,7 +65,7 @@ class Session:
     (`layout.read_limit`), or a link by the time they were opened."""
 
     @classmethod
-    def open(cls, store: Store, remote: str | None, jobs: int | None = None) -> Session:
+    def open(cls, store: StoreHandle, remote: str | None, jobs: int | None = None) -> Session:
         """Resolve the remote (name, default or only one), connect, and list it."""
         spec = store.remotes.get(remote)
         backend = Backend(spec)

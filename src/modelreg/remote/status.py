@@ -12,12 +12,12 @@ from typing import Any
 
 from modelreg import yamlio
 from modelreg.errors import IntegrityError
+from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_bytes
 from modelreg.remote.ingest import manifest_objects, parse_manifest
 from modelreg.remote.layout import AUDIT, REF_KINDS, Meta, Scope, local_metadata
 from modelreg.remote.merge import LogComparison, compare_logs, compare_ref, parse_log
 from modelreg.remote.session import Session, read_local
-from modelreg.store import Store
 
 __all__ = [
     "FetchResult",
@@ -73,7 +73,7 @@ class FetchResult:
         }
 
 
-def fetch(store: Store, remote: str | None = None, specs: Sequence[str] = ()) -> FetchResult:
+def fetch(store: StoreHandle, remote: str | None = None, specs: Sequence[str] = ()) -> FetchResult:
     """Download the remote's metadata (manifests, refs, audit log), never its objects."""
     s = Session.open(store, remote)
     with s.backend.errors():
@@ -150,7 +150,7 @@ class StatusReport:
         }
 
 
-def status(store: Store, remote: str | None = None) -> StatusReport:
+def status(store: StoreHandle, remote: str | None = None) -> StatusReport:
     """Compare the store with a remote; an empty remote has everything to push."""
     s = Session.open(store, remote)
     with s.backend.errors():

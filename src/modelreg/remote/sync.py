@@ -18,7 +18,7 @@ objects behind (and, on S3, an incomplete multipart upload that the bucket's lif
 rule reaps), so running it again sends only what is still missing.
 
 `pull` (pull.py), `fetch` and `status` (status.py) are re-exported here: `modelreg.remote.sync`
-is the module the `Store` facades call.
+is the module the `StoreHandle` facades call.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelreg.errors import Conflict, IntegrityError
+from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_bytes
 from modelreg.remote.backend import Entry
 from modelreg.remote.ingest import manifest_objects, parse_manifest
@@ -39,7 +40,6 @@ from modelreg.remote.record import public_url, record
 from modelreg.remote.session import Session, read_local
 from modelreg.remote.status import FetchResult, StatusReport, fetch, status, versions_of
 from modelreg.remote.transfer import TransferProgress, wait_all
-from modelreg.store import Store
 
 __all__ = [
     "FetchResult",
@@ -86,7 +86,7 @@ class PushResult:
         }
 
 
-def _local_alias_target(store: Store, name: str, alias: str) -> str | None:
+def _local_alias_target(store: StoreHandle, name: str, alias: str) -> str | None:
     from modelreg.refs import read_alias
 
     ref = read_alias(store, name, alias)
@@ -97,7 +97,7 @@ def _local_alias_target(store: Store, name: str, alias: str) -> str | None:
 
 
 def push(
-    store: Store,
+    store: StoreHandle,
     remote: str | None = None,
     specs: Sequence[str] = (),
     *,

@@ -21,8 +21,8 @@ from modelreg.errors import InvalidInput
 from modelreg.fsutil import atomic_write
 
 if TYPE_CHECKING:
+    from modelreg.handle import StoreHandle
     from modelreg.release.export.plan import Export, ExportOptions
-    from modelreg.store import Store
 
 __all__ = ["WatchReport", "parse_duration", "watch", "write"]
 
@@ -72,7 +72,7 @@ class WatchReport:
 
 
 def watch(
-    store: Store,
+    store: StoreHandle,
     name: str,
     format: str,
     options: ExportOptions | None,
@@ -91,7 +91,7 @@ def watch(
         LossyExport: the release changed to something the format cannot express.
         IntegrityError: the rollout manifest is damaged.
     """
-    from modelreg.release.export import export
+    from modelreg.release.export.render import export
 
     if interval_s <= 0:
         raise InvalidInput("the watch interval must be above 0")

@@ -1,0 +1,87 @@
+"""The store's `config.yaml`: format version, promotion gates per alias, remotes (storage layer).
+
+Parsed once when a store is opened (`StoreHandle.open`), checked as every input is: an
+unknown kind or format, malformed gates or remotes are an IntegrityError naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from modelreg.errors import IntegrityError, InvalidInput
+from modelreg.names import check_alias
+
+if TYPE_CHECKING:
+    from modelreg.remote.spec import RemoteSpec
+
+__all__ = ["FORMAT", "StoreConfig"]
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The parsed `config.yaml`: format version, promotion gates per alias, remotes.
+
+    `remotes` and `default_remote` (issue 4) are written only when set, so a store without
+    remotes keeps the exact `config.yaml` of format 1. They never hold secrets (see
+    `modelreg.remote.spec`).
+    """
+
+    format: int = FORMAT
+    gates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    remotes: dict[str, RemoteSpec] = field(default_factory=dict)
+    default_remote: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The document written to `config.yaml`."""
+        doc: dict[str, Any] = {
+            "schema": "mreg/v1",
+            "kind": "StoreConfig",
+            "format": self.format,
+            "gates": {k: list(v) for k, v in self.gates.items()},
+        }
+        if self.remotes:
+            doc["remotes"] = {k: r.to_dict() for k, r in self.remotes.items()}
+        if self.default_remote is not None:
+            doc["default_remote"] = self.default_remote
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: Any, source: str) -> StoreConfig:
+        """Parse and check a config document; raise IntegrityError if it is unusable."""
+        if not isinstance(doc, dict) or doc.get("kind") != "StoreConfig":
+            raise IntegrityError(f"{source}: not an mreg store config (kind StoreConfig)")
+        fmt = doc.get("format")
+        if fmt != FORMAT:
+            raise IntegrityError(
+                f"{source}: store format {fmt!r} is not supported by this mreg (format {FORMAT})"
+            )
+        gates = doc.get("gates") or {}
+        if not isinstance(gates, dict):
+            raise IntegrityError(f"{source}: gates must map alias names to condition lists")
+        parsed: dict[str, tuple[str, ...]] = {}
+        if gates:
+            from modelreg.conditions import Condition
+        for alias, conds in gates.items():
+            try:
+                check_alias(str(alias))
+                if not isinstance(conds, list):
+                    raise InvalidInput("expected a list of conditions")
+                checked = []
+                for i, c in enumerate(conds):
+                    try:
+                        checked.append(str(Condition.parse(str(c))))
+                    except InvalidInput as exc:
+                        raise InvalidInput(f"[{i}]: {exc}") from None
+                parsed[str(alias)] = tuple(checked)
+            except InvalidInput as exc:
+                sep = "" if str(exc).startswith("[") else ": "
+                raise IntegrityError(f"{source}: gates.{alias}{sep}{exc}") from None
+        if "remotes" not in doc and "default_remote" not in doc:
+            return cls(format=FORMAT, gates=parsed)  # remote.config not imported: ~3 ms less
+        from modelreg.remote.spec import parse_remotes
+
+        remotes, default = parse_remotes(doc, source)
+        return cls(format=FORMAT, gates=parsed, remotes=remotes, default_remote=default)

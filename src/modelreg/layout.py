@@ -1,0 +1,188 @@
+"""The store's layout: every directory name and relative path of `.modelreg/`, spelled once.
+
+The on-disk contract is docs/store-format.md::
+
+    .modelreg/
+      config.yaml                       format version, promotion gates, remotes
+      objects/ab/<sha256>               artifacts, content-addressed, read-only
+      models/NAME/versions/V.yaml       immutable version manifests
+      models/NAME/aliases/A.yaml        alias refs: current version, generation, history
+      models/NAME/state/V.yaml          mutable per-version state: tags, deprecation
+      releases/NAME.yaml                rollout manifests
+      metrics/NAME/...                  what routers recorded (serving/metrics.py's format)
+      audit/log.jsonl, audit/head.json  hash-chained audit trail and its head
+      remotes/NAME/                     what this store tracks of each remote
+      locks/store.lock                  the write lock
+      tmp/                              staging for objects
+
+This module is the base layer (docs/architecture.md): it knows names and paths and the one
+walk that finds a store, and imports nothing of mreg but `names`. Paths are relative POSIX
+strings (`rel_*`, what a remote mirrors) or `Path`s under a root (`*_path`); names and
+versions are validated before they are joined.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from modelreg.names import check_alias, check_name
+
+__all__ = [
+    "AUDIT_HEAD",
+    "AUDIT_LOG",
+    "CONFIG",
+    "DIRNAME",
+    "LOCK",
+    "METRICS",
+    "MODELS",
+    "OBJECTS",
+    "RELEASES",
+    "REMOTES",
+    "SUBDIRS",
+    "TMP",
+    "alias_path",
+    "find_root",
+    "manifest_path",
+    "metrics_dir",
+    "model_dir",
+    "object_rel",
+    "rel_alias",
+    "rel_manifest",
+    "rel_release",
+    "rel_state",
+    "release_path",
+    "remote_dir",
+    "state_path",
+    "store_root",
+]
+
+DIRNAME = ".modelreg"
+CONFIG = "config.yaml"
+OBJECTS = "objects"
+MODELS = "models"
+RELEASES = "releases"
+METRICS = "metrics"
+REMOTES = "remotes"
+TMP = "tmp"
+LOCK = "locks/store.lock"
+AUDIT_LOG = "audit/log.jsonl"
+AUDIT_HEAD = "audit/head.json"
+SUBDIRS = (OBJECTS, MODELS, "audit", "locks", TMP)
+"""The directories `mreg init` creates."""
+
+
+# -- relative paths (a remote mirrors them) -----------------------------------------------------
+
+
+def _model_rel(name: str) -> str:
+    return f"{MODELS}/{check_name(name)}"
+
+
+def rel_manifest(name: str, version: str) -> str:
+    """`models/NAME/versions/V.yaml` (`version` must already be validated)."""
+    return f"{_model_rel(name)}/versions/{version}.yaml"
+
+
+def rel_alias(name: str, alias: str) -> str:
+    """`models/NAME/aliases/A.yaml`."""
+    return f"{_model_rel(name)}/aliases/{check_alias(alias)}.yaml"
+
+
+def rel_state(name: str, version: str) -> str:
+    """`models/NAME/state/V.yaml` (`version` must already be validated)."""
+    return f"{_model_rel(name)}/state/{version}.yaml"
+
+
+def rel_release(name: str) -> str:
+    """`releases/NAME.yaml` (`releases/team/name.yaml` for a namespaced name)."""
+    return f"{RELEASES}/{check_name(name)}.yaml"
+
+
+def object_rel(digest: str) -> str:
+    """`objects/ab/<sha256>` (the digest is the caller's to check)."""
+    return f"{OBJECTS}/{digest[:2]}/{digest}"
+
+
+# -- paths under a store root --------------------------------------------------------------------
+
+
+def _under(root: Path, rel: str) -> Path:
+    return root.joinpath(*rel.split("/"))
+
+
+def model_dir(root: Path, name: str) -> Path:
+    """The directory of a model (two levels for namespaced names)."""
+    return _under(root, _model_rel(name))
+
+
+def manifest_path(root: Path, name: str, version: str) -> Path:
+    """Where a version's manifest lives."""
+    return _under(root, rel_manifest(name, version))
+
+
+def alias_path(root: Path, name: str, alias: str) -> Path:
+    """Where an alias ref lives."""
+    return _under(root, rel_alias(name, alias))
+
+
+def state_path(root: Path, name: str, version: str) -> Path:
+    """Where a version's mutable state (tags, deprecation) lives."""
+    return _under(root, rel_state(name, version))
+
+
+def release_path(root: Path, name: str) -> Path:
+    """Where a model's rollout manifest lives."""
+    return _under(root, rel_release(name))
+
+
+def metrics_dir(root: Path, name: str) -> Path:
+    """Where routers flush a model's metrics (`metrics/NAME/`)."""
+    return _under(root, f"{METRICS}/{check_name(name)}")
+
+
+def remote_dir(root: Path, remote: str) -> Path:
+    """What this store tracks of one remote (`remotes/NAME/`; the name is checked by config)."""
+    return root / REMOTES / remote
+
+
+# -- finding a store ---------------------------------------------------------------------------
+
+
+def store_root(path: Path) -> Path | None:
+    """`path` itself when it is a `.modelreg` directory, else `path/.modelreg`, if a store.
+
+    A store is a directory holding `config.yaml`; its content is not read here.
+    """
+    candidates = (path, path / DIRNAME) if path.name == DIRNAME else (path / DIRNAME,)
+    for root in candidates:
+        if (root / CONFIG).is_file():
+            return root
+    return None
+
+
+def find_root(start: Path | None = None, explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The store's root, found as git finds a repository; the one discovery walk of mreg.
+
+    `explicit`, else `MREG_STORE`, names the store (its directory or the one holding it);
+    else the walk goes up from `start` (default: the working directory) and stops at the
+    directories in `MREG_CEILING_DIRS` (colon-separated, like `GIT_CEILING_DIRECTORIES`).
+
+    Raises:
+        FileNotFoundError: no store there; its `filename` is the directory named or walked
+            from, and `args[1]` says which ("named" or "walked"), for the caller's message.
+    """
+    chosen = explicit or os.environ.get("MREG_STORE")
+    if chosen:
+        p = Path(chosen).absolute()
+        if (root := store_root(p)) is not None:
+            return root
+        raise FileNotFoundError(2, "named", str(p))
+    here = (start or Path.cwd()).absolute()
+    ceilings = {Path(c).absolute() for c in os.environ.get("MREG_CEILING_DIRS", "").split(":") if c}
+    for d in (here, *here.parents):
+        if (root := store_root(d)) is not None:
+            return root
+        if d in ceilings:
+            break
+    raise FileNotFoundError(2, "walked", str(here))
