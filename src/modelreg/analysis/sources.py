@@ -28,9 +28,9 @@ from typing import Any
 
 from modelreg.errors import IntegrityError, InvalidInput, MregError
 from modelreg.fsutil import atomic_write, tmp_name
+from modelreg.metricsfile import SEGMENT_S, metrics_dir
 from modelreg.release.rollout import LIVE, Rollout
 from modelreg.serving.aggregate import EXPOSURE_S, LogHistogram, iter_lines
-from modelreg.serving.metrics import SEGMENT_S
 
 __all__ = [
     "COMPACT_GRACE_S",
@@ -99,12 +99,6 @@ class Sample:
     """The width of the exposure windows of `Side.strata`."""
     attributed: bool = True
     """Whether late outcomes count in their request's window (False: Prometheus totals)."""
-
-
-def metrics_dir(root: Path, name: str, release: int) -> Path:
-    """`metrics/NAME/<release>/` under the store root (the name was checked by the caller)."""
-    *ns, last = name.split("/")
-    return root.joinpath("metrics", *ns, last, str(release))
 
 
 def _phases(rollout: Rollout) -> tuple[set[int], set[int]]:

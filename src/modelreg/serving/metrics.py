@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import os
-import re
 import secrets
 import socket
 import threading
@@ -45,6 +44,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import MregError
+from modelreg.metricsfile import (
+    FORMAT,
+    SEGMENT_S,
+    metrics_dir,
+    process_name,
+    segment_file,
+    segment_of,
+)
 from modelreg.serving.aggregate import (
     EXPOSURE_S,
     INV_LOG_GAMMA,
@@ -65,10 +72,7 @@ log = logging.getLogger("modelreg.serving")
 
 _log, _ceil = math.log, math.ceil
 FLUSH_INTERVAL_S = 10.0
-SEGMENT_S = 600
 """A process starts a new file every 10 minutes, so closed segments can be compacted."""
-FORMAT = 1
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class Timer:
@@ -444,14 +448,12 @@ class Metrics:
 
     def path(self, release: int, now: float | None = None) -> Path:
         """The file this process appends to for `release` (at wall time `now`)."""
-        segment = int((self._wall() if now is None else now) // SEGMENT_S)
+        segment = segment_of(self._wall() if now is None else now)
         if self._pid != os.getpid():  # first flush, or a forked worker: a file of its own
             self._pid = os.getpid()
-            host = _SAFE.sub("_", socket.gethostname())[:64]
-            self._name = f"{host}-{self._pid}-{secrets.token_hex(3)}"
-        *ns, last = self._source.name.split("/")
-        directory = self._source.root.joinpath("metrics", *ns, last, str(release))
-        return directory / f"{self._name}-{segment}.jsonl"
+            self._name = process_name(socket.gethostname(), self._pid, secrets.token_hex(3))
+        directory = metrics_dir(self._source.root, self._source.name, release)
+        return segment_file(directory, self._name, segment)
 
     def flush(self) -> int:
         """Append what changed since the last flush; return the number of lines written.
