@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelreg import yamlio
+from modelreg import layout, yamlio
 from modelreg.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_bytes
@@ -153,7 +153,7 @@ def model_names(store: StoreHandle) -> list[str]:
 
 def version_list(store: StoreHandle, name: str) -> list[Version]:
     """Every version of a model (unsorted); empty for an unknown model."""
-    d = store.model_dir(name) / "versions"
+    d = layout.versions_dir(store.root, name)
     if not d.is_dir():
         return []
     out = []

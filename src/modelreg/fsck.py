@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelreg import layout
 from modelreg.errors import InvalidInput, MregError
 from modelreg.findings import ERROR_KINDS, WARNING_KINDS, Finding, Repair
 from modelreg.fsutil import TMP_PREFIX
@@ -140,8 +141,8 @@ def _scan_versions(store: StoreHandle, out: list[Finding]) -> _Refs:
                 user = f"{name}@{v.text}:{f.path}"
                 refs.objects.setdefault(f.sha256, (f.size, user))
                 refs.claims.setdefault(f.sha256, []).append((f.size, user, _rel(store, path)))
-        state_dir = store.model_dir(name) / "state"
-        for p in sorted(state_dir.glob("*.yaml")) if state_dir.is_dir() else ():
+        states = layout.state_dir(store.root, name)
+        for p in sorted(states.glob("*.yaml")) if states.is_dir() else ():
             if p.name.startswith(TMP_PREFIX):  # reported as leftover-temp
                 continue
             version = p.name[:-5]
@@ -161,7 +162,7 @@ def _scan_aliases(store: StoreHandle, refs: _Refs, out: list[Finding]) -> None:
     from modelreg.refs import read_alias
 
     for name in model_names(store):
-        d = store.model_dir(name) / "aliases"
+        d = layout.aliases_dir(store.root, name)
         for p in sorted(d.glob("*.yaml")) if d.is_dir() else ():
             if p.name.startswith(TMP_PREFIX):  # reported as leftover-temp
                 continue
@@ -185,7 +186,7 @@ def _scan_aliases(store: StoreHandle, refs: _Refs, out: list[Finding]) -> None:
 
 
 def _scan_rollouts(store: StoreHandle, refs: _Refs, out: list[Finding]) -> None:
-    releases = store.root / "releases"
+    releases = layout.releases_dir(store.root)
     if not releases.is_dir():
         return
     from modelreg.release.ops import read_rollout

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelreg import layout
 from modelreg.errors import IntegrityError, InvalidInput
 from modelreg.fsck import referenced_objects
 from modelreg.fsutil import tmp_name
@@ -179,7 +180,7 @@ def _collect_all(
     kept = 0
     if not candidates:
         return removed, kept
-    trash = store.root / "tmp" / tmp_name("gc")
+    trash = store.root / layout.TMP / tmp_name("gc")
     try:
         for digest, size in candidates:
             if _collect(store.objects.path(digest), trash, cutoff):

@@ -29,11 +29,13 @@ from pathlib import Path
 from modelreg.names import check_alias, check_name
 
 __all__ = [
+    "ANALYSIS",
     "AUDIT_HEAD",
     "AUDIT_LOG",
     "CONFIG",
     "DIRNAME",
     "LOCK",
+    "LOCKS",
     "METRICS",
     "MODELS",
     "OBJECTS",
@@ -42,6 +44,8 @@ __all__ = [
     "SUBDIRS",
     "TMP",
     "alias_path",
+    "aliases_dir",
+    "analysis_log",
     "find_root",
     "manifest_path",
     "metrics_dir",
@@ -52,9 +56,13 @@ __all__ = [
     "rel_release",
     "rel_state",
     "release_path",
+    "releases_dir",
     "remote_dir",
+    "state_dir",
     "state_path",
     "store_root",
+    "versions_dir",
+    "watch_lock",
 ]
 
 DIRNAME = ".modelreg"
@@ -63,12 +71,14 @@ OBJECTS = "objects"
 MODELS = "models"
 RELEASES = "releases"
 METRICS = "metrics"
+ANALYSIS = "analysis"
+LOCKS = "locks"
 REMOTES = "remotes"
 TMP = "tmp"
 LOCK = "locks/store.lock"
 AUDIT_LOG = "audit/log.jsonl"
 AUDIT_HEAD = "audit/head.json"
-SUBDIRS = (OBJECTS, MODELS, "audit", "locks", TMP)
+SUBDIRS = (OBJECTS, MODELS, "audit", LOCKS, TMP)
 """The directories `mreg init` creates."""
 
 
@@ -134,6 +144,36 @@ def state_path(root: Path, name: str, version: str) -> Path:
 def release_path(root: Path, name: str) -> Path:
     """Where a model's rollout manifest lives."""
     return _under(root, rel_release(name))
+
+
+def versions_dir(root: Path, name: str) -> Path:
+    """A model's manifests (`models/NAME/versions/`)."""
+    return model_dir(root, name) / "versions"
+
+
+def aliases_dir(root: Path, name: str) -> Path:
+    """A model's alias refs (`models/NAME/aliases/`)."""
+    return model_dir(root, name) / "aliases"
+
+
+def state_dir(root: Path, name: str) -> Path:
+    """A model's per-version state files (`models/NAME/state/`)."""
+    return model_dir(root, name) / "state"
+
+
+def releases_dir(root: Path) -> Path:
+    """Every model's rollout manifest (`releases/`)."""
+    return root / RELEASES
+
+
+def analysis_log(root: Path, name: str, release: int) -> Path:
+    """`analysis/NAME/<release>.jsonl`: the judgments `release watch` made of one release."""
+    return _under(root, f"{ANALYSIS}/{check_name(name)}/{release}.jsonl")
+
+
+def watch_lock(root: Path, name: str) -> Path:
+    """The lock one `release watch` of a model holds (`locks/watch-NAME.lock`)."""
+    return root / LOCKS / f"watch-{check_name(name).replace('/', '--')}.lock"
 
 
 def metrics_dir(root: Path, name: str) -> Path:

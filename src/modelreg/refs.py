@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelreg import yamlio
+from modelreg import layout, yamlio
 from modelreg.errors import IntegrityError, InvalidInput
 from modelreg.fsutil import TMP_PREFIX, atomic_write
 from modelreg.handle import StoreHandle
@@ -141,7 +141,7 @@ def read_alias(store: StoreHandle, name: str, alias: str) -> AliasRef | None:
 
 def list_aliases(store: StoreHandle, name: str) -> list[AliasRef]:
     """Every alias of a model, sorted by alias name."""
-    d = store.model_dir(name) / "aliases"
+    d = layout.aliases_dir(store.root, name)
     if not d.is_dir():
         return []
     # A `.tmp-*` file is a write in progress or one a crash cut short (fsck --repair sweeps

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelreg import layout
 from modelreg.errors import MregError
 from modelreg.fsutil import TMP_PREFIX, fsync_dir, tmp_name
 from modelreg.handle import StoreHandle
@@ -66,14 +67,15 @@ def leftover_temps(store: StoreHandle) -> Iterator[tuple[Path, float]]:
         except FileNotFoundError:
             return -1.0
 
-    tmp = store.root / "tmp"
+    tmp = store.root / layout.TMP
     if tmp.is_dir():
         for p in sorted(tmp.iterdir()):
             yield p, age(p)
     for dirpath, dirnames, filenames in os.walk(store.root):
         here = Path(dirpath)
         if here == store.root:
-            dirnames[:] = [d for d in dirnames if d not in ("objects", "tmp", "locks", LOST_FOUND)]
+            skip = (layout.OBJECTS, layout.TMP, layout.LOCKS, LOST_FOUND)
+            dirnames[:] = [d for d in dirnames if d not in skip]
         for n in [*dirnames, *filenames]:
             if n.startswith(TMP_PREFIX):
                 yield here / n, age(here / n)
@@ -152,8 +154,8 @@ def _restore(store: StoreHandle, backend: Backend, digest: str, size: int) -> st
     """Fetch `digest` from the remote, verified, then put it in place; return what was done."""
     from modelreg.remote.transfer import Transfer
 
-    staging = store.root / "tmp" / tmp_name("restore")
-    staged = ObjectStore(staging, store.root / "tmp")
+    staging = store.root / layout.TMP / tmp_name("restore")
+    staged = ObjectStore(staging, store.root / layout.TMP)
     try:
         with backend.errors(), Transfer(backend, staged, jobs=1) as t:
             t.download(digest, size)  # IntegrityError if absent or bad there: nothing moves

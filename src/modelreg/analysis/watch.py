@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from modelreg import layout
 from modelreg.analysis.checks import Policy, plan_of
 from modelreg.analysis.judge import FAIL, INCONCLUSIVE, PASS, CheckResult, judge
 from modelreg.analysis.sources import Sample, StoreSource, compact
@@ -234,8 +235,7 @@ class WatchReport:
 
 def log_path(store: StoreHandle, name: str, release: int) -> Path:
     """`analysis/NAME/<release>.jsonl`: the judgments of one release (name checked first)."""
-    *ns, last = ops.release_path(store, name).relative_to(store.root / "releases").parts
-    return store.root.joinpath("analysis", *ns, last.removesuffix(".yaml"), f"{release}.jsonl")
+    return layout.analysis_log(store.root, name, release)
 
 
 def judgments(store: StoreHandle, name: str, release: int) -> list[dict[str, Any]]:
@@ -337,7 +337,7 @@ def watch(
 
     if not interval_s > 0:
         raise InvalidInput("the watch interval must be above 0 seconds")
-    lock = store.root / "locks" / f"watch-{name.replace('/', '--')}.lock"
+    lock = layout.watch_lock(store.root, name)
     try:
         with hold(lock, timeout=0):
             return _watch(store, name, interval_s, max_duration_s, once, promote, source, actor,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from modelreg import yamlio
+from modelreg import layout, yamlio
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.fsutil import atomic_write
 from modelreg.remote.spec import (
@@ -128,7 +128,7 @@ class RemoteRegistry:
             remotes = {k: v for k, v in cfg.remotes.items() if k != name}
             chosen = cfg.default_remote if cfg.default_remote != name else None
             self._save(replace(cfg, remotes=remotes, default_remote=chosen))
-            shutil.rmtree(self.store.root / "remotes" / name, ignore_errors=True)
+            shutil.rmtree(layout.remote_dir(self.store.root, name), ignore_errors=True)
         return spec
 
     def set_default(self, name: str) -> RemoteSpec:
@@ -143,9 +143,9 @@ class RemoteRegistry:
     def _reload(self) -> StoreConfig:
         from modelreg.config import StoreConfig
 
-        path = self.store.root / "config.yaml"
+        path = self.store.root / layout.CONFIG
         return StoreConfig.from_dict(yamlio.load_file(path, IntegrityError), str(path))
 
     def _save(self, cfg: StoreConfig) -> None:
-        atomic_write(self.store.root / "config.yaml", yamlio.dump(cfg.to_dict()))
+        atomic_write(self.store.root / layout.CONFIG, yamlio.dump(cfg.to_dict()))
         self.store.config = cfg

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelreg import yamlio
+from modelreg import layout, yamlio
 from modelreg.config import StoreConfig
 from modelreg.errors import IntegrityError, NotFound
 from modelreg.handle import StoreHandle
@@ -69,7 +69,7 @@ class Session:
         """Resolve the remote (name, default or only one), connect, and list it."""
         spec = store.remotes.get(remote)
         backend = Backend(spec)
-        tracking = Tracking.load(store.root / "remotes" / spec.name, spec.url)
+        tracking = Tracking.load(layout.remote_dir(store.root, spec.name), spec.url)
         n = jobs or int(spec.mreg_option("jobs", DEFAULT_JOBS))
         part = int(spec.mreg_option("part_size_mib", DEFAULT_PART_MIB)) << 20
         session = cls(store, spec, backend, tracking, jobs=max(1, n), part_size=part)
