@@ -25,6 +25,7 @@ __all__ = [
     "accumulate",
     "delta",
     "difference",
+    "forget_written",
     "iter_lines",
 ]
 
@@ -257,6 +258,26 @@ def accumulate(acc: dict[str, Any], snap: dict[str, Any]) -> None:
     for name, (c, s, ss) in snap["out"].items():
         o = out.setdefault(name, [0, 0.0, 0.0])
         o[0], o[1], o[2] = o[0] + c, o[1] + s, o[2] + ss
+
+
+def forget_written(g: Group, written: Mapping[int, Mapping[str, list[float]]]) -> None:
+    """Take the late outcomes just written out of the group's pending ones."""
+    with g.lock:
+        for bucket, outcomes in written.items():
+            pending = g.oe.get(bucket)
+            if pending is None:
+                continue
+            for name, (c, s, sq) in outcomes.items():
+                o = pending.get(name)
+                if o is None:
+                    continue
+                o[0] -= c
+                o[1] -= s
+                o[2] -= sq
+                if o[0] <= 0:
+                    del pending[name]
+            if not pending:
+                del g.oe[bucket]
 
 
 def _number(x: Any) -> bool:

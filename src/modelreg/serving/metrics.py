@@ -28,7 +28,6 @@ is imported only by `expose()` (the `prometheus` extra).
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import math
@@ -37,11 +36,9 @@ import secrets
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelreg.errors import MregError
 from modelreg.metricsfile import (
@@ -52,6 +49,7 @@ from modelreg.metricsfile import (
     segment_file,
     segment_of,
 )
+from modelreg.serving import process
 from modelreg.serving.aggregate import (
     EXPOSURE_S,
     INV_LOG_GAMMA,
@@ -60,11 +58,11 @@ from modelreg.serving.aggregate import (
     accumulate,
     delta,
     difference,
+    forget_written,
 )
+from modelreg.serving.decision import Decision, RouterStats
 from modelreg.serving.reload import Source, parse_rollout
-
-if TYPE_CHECKING:
-    from modelreg.serving.router import Decision, RouterStats
+from modelreg.serving.timer import Timer
 
 __all__ = ["FLUSH_INTERVAL_S", "SEGMENT_S", "Metrics", "Timer"]
 
@@ -72,66 +70,7 @@ log = logging.getLogger("modelreg.serving")
 
 _log, _ceil = math.log, math.ceil
 FLUSH_INTERVAL_S = 10.0
-"""A process starts a new file every 10 minutes, so closed segments can be compacted."""
-
-
-class Timer:
-    """`with router.timer(d) as t:` records the block's latency, and an error if it raises.
-
-    `t.fail()` marks an error without an exception; `t.outcome(clicked=1)` adds outcomes;
-    `t.score = 0.83` records the prediction score used for drift checks.
-    """
-
-    __slots__ = ("_d", "_error", "_metrics", "_outcomes", "_start", "score")
-
-    def __init__(self, metrics: Metrics, d: Decision) -> None:
-        self._metrics, self._d = metrics, d
-        self._error = False
-        self._outcomes: dict[str, float] = {}
-        self.score: float | None = None
-        self._start = 0.0
-
-    def fail(self) -> None:
-        """Count this request as an error."""
-        self._error = True
-
-    def outcome(self, **outcomes: float) -> None:
-        """Record business outcomes with the request."""
-        self._outcomes.update(outcomes)
-
-    def __enter__(self) -> Timer:
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        ms = (time.perf_counter() - self._start) * 1000.0
-        self._metrics.record(
-            self._d, ms, self._error or exc_type is not None, self.score, **self._outcomes
-        )
-
-
-_LIVE: weakref.WeakSet[Metrics] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_all() -> None:  # pragma: no cover (runs at interpreter exit; tested in a subprocess)
-    for m in list(_LIVE):
-        m.close()
-
-
-def _after_fork_in_child() -> None:
-    for m in list(_LIVE):
-        m._forked()
-
-
-# A pre-forking server (gunicorn --preload, uWSGI) forks workers from a process that may have
-# recorded requests: each worker must not flush the parent's unflushed counts a second time.
-os.register_at_fork(after_in_child=_after_fork_in_child)
+"""Seconds between two flushes (at most; files change every `SEGMENT_S`, see metricsfile)."""
 
 
 class Metrics:
@@ -179,7 +118,7 @@ class Metrics:
         self._stop = threading.Event()
         self._next = clock() + self._until_boundary()
         self._exposed: Any = None
-        _LIVE.add(self)
+        process.register(self)
 
     def _forked(self) -> None:
         """In a forked child: the parent flushes what it recorded, so count from zero here.
@@ -489,12 +428,12 @@ class Metrics:
                     by_release.setdefault(releases[g.generation], []).append(line)
                     done.append((g, snap))
                 for release, lines in by_release.items():
-                    _append(self.path(release, now), "".join(x + "\n" for x in lines))
+                    process.append(self.path(release, now), "".join(x + "\n" for x in lines))
                     self.lines += len(lines)
                 for g, snap in done:
                     g.flushed = snap
                     if snap["oe"]:
-                        _forget(g, snap["oe"])
+                        forget_written(g, snap["oe"])
                 written = len(done)
             else:
                 written = 0
@@ -530,7 +469,7 @@ class Metrics:
             self.flush()
         except Exception as exc:  # closing must not raise from a serving process's shutdown
             self._failed(exc)
-        _LIVE.discard(self)
+        process.unregister(self)
 
     # -- Prometheus ---------------------------------------------------------------------------
 
@@ -551,39 +490,3 @@ class Metrics:
 
         self._exposed = serve(self, self._source.name, port, addr)
         return int(self._exposed.server_port)
-
-
-def _forget(g: Group, written: Mapping[int, Mapping[str, list[float]]]) -> None:
-    """Take the late outcomes just written out of the group's pending ones."""
-    with g.lock:
-        for bucket, outcomes in written.items():
-            pending = g.oe.get(bucket)
-            if pending is None:
-                continue
-            for name, (c, s, sq) in outcomes.items():
-                o = pending.get(name)
-                if o is None:
-                    continue
-                o[0] -= c
-                o[1] -= s
-                o[2] -= sq
-                if o[0] <= 0:
-                    del pending[name]
-            if not pending:
-                del g.oe[bucket]
-
-
-def _append(path: Path, text: str) -> None:
-    """Append to this process's own file (O_APPEND; one write per flush)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        data = text.encode()
-        while data:
-            n = os.write(fd, data)
-            data = data[n:]
-    finally:
-        os.close(fd)

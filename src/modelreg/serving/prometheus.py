@@ -34,11 +34,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from modelreg.serving.aggregate import LogHistogram, accumulate
+from modelreg.serving.protocols import Totals
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
-
-    from modelreg.serving.metrics import Metrics
 
 __all__ = ["DIFF_BUCKETS", "LATENCY_BUCKETS", "SCORE_BUCKETS", "MetricsCollector", "serve"]
 
@@ -69,9 +68,13 @@ def _buckets(counts: list[int], bounds: Iterable[float], total: int) -> list[tup
 
 
 class MetricsCollector(Collector):
-    """Yields the recorder's totals per (version, variant) at every scrape."""
+    """Yields the recorder's totals per (version, variant) at every scrape.
 
-    def __init__(self, metrics: Metrics, model: str) -> None:
+    `metrics` is any `protocols.Totals` (normally the router's `Metrics`): the collector
+    reads its groups, its retired totals and the router's health, nothing else.
+    """
+
+    def __init__(self, metrics: Totals, model: str) -> None:
         self._metrics = metrics
         self._model = model
 
@@ -155,7 +158,7 @@ def _copy(acc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def serve(metrics: Metrics, model: str, port: int, addr: str) -> Any:
+def serve(metrics: Totals, model: str, port: int, addr: str) -> Any:
     """Start an HTTP server for `/metrics` on its own registry; return the server."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MetricsCollector(metrics, model))

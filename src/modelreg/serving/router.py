@@ -11,6 +11,9 @@ preallocated, so a call costs one SHA-256 of the key and a few comparisons. At m
 (missing, half-written, unparsable, invalid, naming a missing version, a failing loader)
 keeps the last good plan, logs a warning on the `modelreg.serving` logger and counts an
 error in `stats()`. See docs/release.md ("The Router").
+
+The decisions are in `serving.decision`, the compiled plans in `serving.plan`, the recorder
+behind `router.record` in `serving.metrics`.
 """
 
 from __future__ import annotations
@@ -22,15 +25,16 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelreg.errors import IntegrityError, InvalidInput, MregError, NotFound
-from modelreg.release.bucketing import BUCKETS, FULL, Bucketer, threshold, unpack_u64
+from modelreg.release.bucketing import BUCKETS, FULL, unpack_u64
 from modelreg.release.rollout import ABORTED, LIVE, PROMOTED, Rollout, Side
-from modelreg.release.rules import USER_ID, compile_rule
+from modelreg.release.rules import USER_ID
+from modelreg.serving.decision import Decision, RouterStats, Target
 from modelreg.serving.metrics import FLUSH_INTERVAL_S, Metrics
+from modelreg.serving.plan import Config, Fast, Fixed, Split
 from modelreg.serving.reload import (
     ProductionRef,
     Source,
@@ -45,202 +49,6 @@ log = logging.getLogger("modelreg.serving")
 
 Loader = Callable[["Target"], Any]
 Releaser = Callable[["Target", Any], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A version the router can send requests to: version, manifest id, files directory."""
-
-    version: str
-    id: str
-    path: Path | None
-    files: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form."""
-        return {
-            "version": self.version,
-            "id": self.id,
-            "path": None if self.path is None else str(self.path),
-            "files": list(self.files),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Where one request goes.
-
-    `variant` is `canary` or `baseline`; `reason` says what decided: `rule` (see `rule`),
-    `weight` (the global split), `shadow`, `promoted`, `aborted` or `production` (no live
-    release). In shadow mode `shadow` names the canary, which serving code may run on a copy
-    of the request; otherwise it is None.
-    """
-
-    variant: str
-    target: Target
-    reason: str
-    rule: str | None = None
-    shadow: Target | None = None
-    generation: int = 0
-
-    @property
-    def version(self) -> str:
-        """The version that answers the request."""
-        return self.target.version
-
-    @property
-    def id(self) -> str:
-        """Its manifest id."""
-        return self.target.id
-
-    @property
-    def path(self) -> Path | None:
-        """The directory holding its files (None when the router does not materialise)."""
-        return self.target.path
-
-    def to_dict(self, at: float | None = None) -> dict[str, Any]:
-        """Plain-data form, for request logs and for `record_outcome` later.
-
-        `time` is the request's exposure in epoch seconds: `at`, or now. Take the dict when
-        the request is answered; `record_outcome(d_dict, ...)` attributes late outcomes to
-        that exposure (the decision object itself is shared by many requests).
-        """
-        return {
-            "variant": self.variant,
-            "version": self.version,
-            "id": self.id,
-            "reason": self.reason,
-            "rule": self.rule,
-            "shadow": None if self.shadow is None else self.shadow.version,
-            "generation": self.generation,
-            "time": time.time() if at is None else at,
-        }
-
-
-@dataclass(frozen=True)
-class RouterStats:
-    """Counters and the configuration in force (for metrics and health checks).
-
-    `errors` counts failed checks (each also logged once per distinct error on the
-    `modelreg.serving` logger); Prometheus exposes them as `mreg_config_reload_failures_total`.
-    """
-
-    checks: int
-    reloads: int
-    errors: int
-    last_error: str | None
-    state: str
-    generation: int
-    versions: tuple[str, ...]
-    failing: bool = False
-    """True while the latest check failed: the last good configuration is still in force."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form."""
-        return {
-            "checks": self.checks,
-            "reloads": self.reloads,
-            "errors": self.errors,
-            "last_error": self.last_error,
-            "state": self.state,
-            "generation": self.generation,
-            "versions": list(self.versions),
-            "failing": self.failing,
-        }
-
-
-# -- plans: a compiled configuration; `decide` is the hot path --------------------------------
-
-_Fast = tuple[Any, int, "Decision", "Decision"]
-"""(seed prefix hash state, canary threshold, canary decision, baseline decision)."""
-
-
-class _Fixed:
-    __slots__ = ("decision",)
-
-    def __init__(self, decision: Decision) -> None:
-        self.decision = decision
-
-    def decide(self, user_id: Any, attributes: Mapping[str, Any] | None) -> Decision:
-        return self.decision
-
-
-class _Split:
-    """The global weight, after the rules (if any) in order."""
-
-    __slots__ = (
-        "_by_user",
-        "_rand",
-        "_rules",
-        "_stick",
-        "baseline",
-        "canary",
-        "prefix",
-        "threshold",
-    )
-
-    def __init__(
-        self,
-        rollout: Rollout,
-        baseline: Target,
-        canary: Target,
-        rand: Callable[[], float],
-    ) -> None:
-        gen = rollout.generation
-        self.prefix = Bucketer(rollout.seed).prefix
-        self._stick = rollout.stick_by
-        self._by_user = rollout.stick_by == USER_ID
-        self._rand = rand
-        self.threshold = threshold(rollout.weight)
-        self.canary = Decision("canary", canary, "weight", None, None, gen)
-        self.baseline = Decision("baseline", baseline, "weight", None, None, gen)
-        rules = []
-        for i, rule in enumerate(rollout.rules, 1):
-            label = rule.name or str(i)
-            c = Decision("canary", canary, "rule", label, None, gen)
-            b = Decision("baseline", baseline, "rule", label, None, gen)
-            if rule.variant is not None:
-                pinned = c if rule.variant == "canary" else b
-                rules.append((compile_rule(rule), -1, pinned, pinned))
-            else:
-                rules.append((compile_rule(rule), threshold(rule.weight or 0), c, b))
-        self._rules = tuple(rules)
-
-    def _bucket(self, user_id: Any, attributes: Mapping[str, Any] | None) -> int:
-        if self._by_user:
-            key = user_id
-            if key is None and attributes:
-                key = attributes.get(USER_ID)
-        else:
-            key = attributes.get(self._stick) if attributes else None
-        if key is None:  # no stickiness key: split at random by the weight
-            return int(self._rand() * BUCKETS)
-        if key.__class__ is not str:
-            key = str(key)
-        h = self.prefix.copy()
-        try:
-            h.update(key.encode())
-        except UnicodeEncodeError:
-            h.update(key.encode("utf-8", "surrogatepass"))
-        return int(unpack_u64(h.digest())[0]) % BUCKETS
-
-    def decide(self, user_id: Any, attributes: Mapping[str, Any] | None) -> Decision:
-        for check, t, canary, baseline in self._rules:
-            if check(user_id, attributes):
-                if t < 0:
-                    return canary
-                return canary if self._bucket(user_id, attributes) < t else baseline
-        return self.canary if self._bucket(user_id, attributes) < self.threshold else self.baseline
-
-
-@dataclass(frozen=True)
-class _Config:
-    plan: _Fixed | _Split
-    fast: _Fast | None
-    state: str
-    generation: int
-    targets: dict[str, Target]
-    from_rollout: bool
 
 
 # -- the router -------------------------------------------------------------------------------
@@ -483,7 +291,7 @@ class Router:
         self._install(config)
         return True
 
-    def _initial(self) -> _Config:
+    def _initial(self) -> Config:
         self._sig = self._source.signature()
         self._racy = Source.is_racy(self._sig)
         self._attempted = None
@@ -520,7 +328,7 @@ class Router:
             raise IntegrityError(f"{name}@{version}: cannot prepare its files ({exc})") from None
         return Target(version, digest, path, tuple(f.path for f in files))
 
-    def _build(self, data: tuple[bytes | None, bytes | None], had_rollout: bool) -> _Config:
+    def _build(self, data: tuple[bytes | None, bytes | None], had_rollout: bool) -> Config:
         raw_rollout, raw_alias = data
         src = self._source
         rollout = None
@@ -538,9 +346,9 @@ class Router:
 
     def _compile(
         self, rollout: Rollout | None, maybe_prod: ProductionRef | MregError | None
-    ) -> _Config:
+    ) -> Config:
         name = self.name
-        fast: _Fast | None = None
+        fast: Fast | None = None
         if isinstance(maybe_prod, MregError) and (rollout is None or rollout.state not in LIVE):
             raise maybe_prod
         prod = maybe_prod if isinstance(maybe_prod, ProductionRef) else None
@@ -551,14 +359,14 @@ class Router:
         if rollout is not None and rollout.state in LIVE:
             base, can = side(rollout.baseline), side(rollout.canary)
             gen = rollout.generation
-            plan: _Fixed | _Split
+            plan: Fixed | Split
             if rollout.shadow:
-                plan = _Fixed(Decision("baseline", base, "shadow", None, can, gen))
+                plan = Fixed(Decision("baseline", base, "shadow", None, can, gen))
             elif not rollout.rules and rollout.weight in (0, FULL):
                 variant, t = ("canary", can) if rollout.weight == FULL else ("baseline", base)
-                plan = _Fixed(Decision(variant, t, "weight", None, None, gen))
+                plan = Fixed(Decision(variant, t, "weight", None, None, gen))
             else:
-                plan = _Split(rollout, base, can, self._rand)
+                plan = Split(rollout, base, can, self._rand)
                 if not rollout.rules and rollout.stick_by == USER_ID:
                     fast = (plan.prefix, plan.threshold, plan.canary, plan.baseline)
             targets = {base.id: base, can.id: can}
@@ -568,7 +376,7 @@ class Router:
             ended = rollout.state == PROMOTED
             t = side(rollout.canary if ended else rollout.baseline)
             reason = PROMOTED if ended else ABORTED
-            plan = _Fixed(
+            plan = Fixed(
                 Decision(
                     "canary" if ended else "baseline", t, reason, None, None, rollout.generation
                 )
@@ -577,7 +385,7 @@ class Router:
         elif prod is not None:  # no release, or production moved after the release ended
             t = side(prod)
             gen = rollout.generation if rollout else 0
-            plan = _Fixed(Decision("baseline", t, "production", None, None, gen))
+            plan = Fixed(Decision("baseline", t, "production", None, None, gen))
             targets = {t.id: t}
         else:
             raise NotFound(f"{name} has no release and no production alias: nothing to route to")
@@ -585,7 +393,7 @@ class Router:
             self._preload(targets)
         state = rollout.state if rollout else "none"
         generation = rollout.generation if rollout else 0
-        return _Config(plan, fast, state, generation, targets, rollout is not None)
+        return Config(plan, fast, state, generation, targets, rollout is not None)
 
     def _preload(self, targets: dict[str, Target]) -> None:
         assert self._loader is not None
@@ -594,7 +402,7 @@ class Router:
                 if digest not in self._models:
                     self._models[digest] = self._loader(t)
 
-    def _install(self, config: _Config) -> None:
+    def _install(self, config: Config) -> None:
         old = self._config
         self._config = config
         self._known = dict(config.targets)
@@ -609,7 +417,7 @@ class Router:
         )
         self._release_unrouted(old)
 
-    def _release_unrouted(self, old: _Config | None) -> None:
+    def _release_unrouted(self, old: Config | None) -> None:
         with self._load_lock:
             gone = [d for d in self._models if d not in self._config.targets]
             released = [(d, self._models.pop(d)) for d in gone]
@@ -649,7 +457,7 @@ class Router:
         if self._thread is not None:
             self._thread.join()
         old = self._config
-        self._config = _Config(old.plan, old.fast, old.state, old.generation, {}, old.from_rollout)
+        self._config = Config(old.plan, old.fast, old.state, old.generation, {}, old.from_rollout)
         self._release_unrouted(old)
 
     def __enter__(self) -> Router:
