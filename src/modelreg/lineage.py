@@ -1,7 +1,8 @@
 """Lineage: where a version's code and data came from, and who is registering it.
 
-Code lineage uses gitpython (imported lazily) with the `GIT_*` variables that a git hook
-exports scrubbed, so a hook run does not confuse the lookup. Data given as a local path is
+Code lineage runs `git` itself (a few plumbing commands, no gitpython) in an environment
+without the `GIT_*` variables that a git hook exports, so a hook run does not confuse the
+lookup; the process's own `os.environ` is never changed (issue 16). Data given as a local path is
 hashed (a directory as a tree digest of its sorted relative paths and file digests); a URI
 (`s3://...`, `https://...`) is recorded as given.
 """
@@ -13,7 +14,6 @@ import hashlib
 import os
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from modelreg.errors import InvalidInput, NotFound
@@ -89,61 +89,70 @@ def _hash_readable(path: Path) -> tuple[str, int]:
         raise InvalidInput(f"{path}: permission denied") from None
 
 
-@contextmanager
-def _scrubbed_git_env() -> Iterator[None]:
-    saved = {k: os.environ.pop(k) for k in _GIT_ENV if k in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
+def _git_env() -> dict[str, str]:
+    """The environment of our `git` runs: this process's, without a hook's `GIT_*` paths."""
+    return {k: v for k, v in os.environ.items() if k not in _GIT_ENV}
+
+
+def _git(where: Path, *args: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run `git -C where ARGS` with `env`: its exit status and stripped stdout."""
+    out = subprocess.run(
+        ["git", "-C", str(where), *args],
+        capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return out.returncode, out.stdout.strip()
 
 
 def code_lineage(path: Path | None, *, required: bool = False) -> CodeRef | None:
     """Git lineage of the work tree containing `path` (default: the current directory).
 
     Returns None outside a git work tree, unless `required` (an explicit `--code DIR`), which
-    raises InvalidInput instead. `dirty` means tracked files differ from the commit.
+    raises InvalidInput instead. `dirty` means tracked files differ from the commit (in the
+    index or the work tree; untracked files do not count).
     """
     where = (path or Path.cwd()).resolve()
     if required and not where.is_dir():
         raise NotFound(f"--code {path}: no such directory")
     if not _inside_git_work_tree(where):
-        # Most registers outside a repository: answered without importing gitpython (~35 ms).
+        # Most registers outside a repository: answered without running git.
         if required:
             raise InvalidInput(f"--code {path}: not inside a git work tree")
         return None
-    import git  # lazy: gitpython costs ~35-70 ms to import
-
-    with _scrubbed_git_env():
-        try:
-            repo = git.Repo(where, search_parent_directories=True)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+    env = _git_env()
+    cwd = where if where.is_dir() else where.parent
+    try:
+        status, inside = _git(cwd, "rev-parse", "--is-inside-work-tree", env=env)
+        if status != 0:
             if required:
-                raise InvalidInput(f"--code {path}: not inside a git work tree") from None
+                raise InvalidInput(f"--code {path}: not inside a git work tree")
             return None
-        try:
-            if repo.bare or repo.working_tree_dir is None:
-                return None
-            try:
-                commit = repo.head.commit.hexsha
-            except ValueError:  # a repository without commits yet
-                if required:
-                    raise InvalidInput(f"--code {path}: the repository has no commits") from None
-                return None
-            branch = None if repo.head.is_detached else repo.active_branch.name
-            origin = next((r for r in repo.remotes if r.name == "origin"), None)
-            url = next(iter(origin.urls), None) if origin is not None else None
-            root = Path(repo.working_tree_dir).resolve()
-            rel = where.relative_to(root).as_posix() if where != root else ""
-            return CodeRef(
-                repo=url or str(root),
-                commit=commit,
-                branch=branch,
-                dirty=repo.is_dirty(untracked_files=False),
-                path="" if rel == "." else rel,
-            )
-        finally:
-            repo.close()
+        if inside != "true":  # a bare repository, or inside its .git directory
+            return None
+        status, commit = _git(cwd, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", env=env)
+        if status != 0 or not commit:  # a repository without commits yet
+            if required:
+                raise InvalidInput(f"--code {path}: the repository has no commits")
+            return None
+        _, top = _git(cwd, "rev-parse", "--show-toplevel", env=env)
+        detached, branch = _git(cwd, "symbolic-ref", "--quiet", "--short", "HEAD", env=env)
+        no_origin, url = _git(cwd, "remote", "get-url", "origin", env=env)
+        dirty = any(
+            _git(cwd, "diff", *cached, "--quiet", "--no-ext-diff", "--no-textconv", env=env)[0]
+            for cached in (("--cached",), ())
+        )
+    except OSError as exc:  # no git executable
+        if required:
+            raise InvalidInput(f"--code {path}: cannot run git: {exc.strerror}") from None
+        return None
+    root = Path(top).resolve()
+    rel = where.relative_to(root).as_posix() if where != root else ""
+    return CodeRef(
+        repo=(url if not no_origin else "") or str(root),
+        commit=commit,
+        branch=(branch if not detached else "") or None,
+        dirty=dirty,
+        path="" if rel == "." else rel,
+    )
 
 
 def _inside_git_work_tree(where: Path) -> bool:
@@ -169,11 +178,10 @@ def default_author() -> str:
 def _git_user_config() -> dict[str, str]:
     """The `user.name` and `user.email` git has (those set), read with one `git config` run."""
     try:
-        with _scrubbed_git_env():
-            out = subprocess.run(
-                ["git", "config", "--get-regexp", r"^user\.(name|email)$"],
-                capture_output=True, text=True, timeout=5,
-            )  # fmt: skip
+        out = subprocess.run(
+            ["git", "config", "--get-regexp", r"^user\.(name|email)$"],
+            capture_output=True, text=True, timeout=5, env=_git_env(), stdin=subprocess.DEVNULL,
+        )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return {}
     found: dict[str, str] = {}

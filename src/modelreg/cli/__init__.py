@@ -98,8 +98,9 @@ def _new_app() -> typer.Typer:
 def _show_version(value: bool) -> None:
     if value:
         from modelreg import __version__
+        from modelreg.cli._output import raw
 
-        sys.stdout.write(f"mreg {__version__}\n")
+        raw(f"mreg {__version__}\n")
         raise typer.Exit()
 
 
@@ -136,7 +137,7 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and turn every outcome into the documented exit code."""
-    from modelreg.cli._output import error
+    from modelreg.cli._output import error, raw, stderr_line
     from modelreg.errors import MregError
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     if args == ["--version"]:  # answered before any command is built
         from modelreg import __version__
 
-        sys.stdout.write(f"mreg {__version__}\n")
+        raw(f"mreg {__version__}\n")
         return
     if args in ([], ["--help"]):  # the listing only: see modelreg.cli._index
         cli = index_app(_new_app())
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
         if as_json:
             error("interrupted", as_json=True, kind="Interrupted", exit_code=130)
         else:
-            sys.stderr.write("mreg: interrupted\n")
+            stderr_line("interrupted")
         sys.exit(130)
     except Exception as exc:  # the funnel: anything unexpected is a bug, reported as such
         if as_json and _is_usage_error(exc):

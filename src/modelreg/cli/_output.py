@@ -1,4 +1,10 @@
-"""The only module that prints: rich for people, JSON for machines, one-line errors."""
+"""The only module that prints: rich for people, JSON for machines, one-line errors.
+
+Every other module of `modelreg.cli` writes through these functions (tests/cli/
+test_output_only.py checks it): `Output` for a command's result and remarks, `raw` for text
+printed as is (YAML, a JSON Schema, a line per problem), `stderr_line` for a line on stderr,
+`error` for failures and `progress` for a progress bar.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress, ProgressColumn
 
-__all__ = ["Output", "error", "human_size"]
+__all__ = ["Output", "error", "human_size", "progress", "raw", "stderr_line"]
 
 
 def human_size(n: int, *, grouped: bool = False) -> str:
@@ -33,6 +40,26 @@ def _console(stderr: bool = False) -> Console:
     # Piped output (CI logs, files) gets room for whole tables instead of rich's 80 columns.
     width = None if stream.isatty() or "COLUMNS" in os.environ else 160
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def raw(text: str) -> None:
+    """Write `text` on stdout as is, and flush (documents, lines other programs read)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def stderr_line(text: str) -> None:
+    """Write one line on stderr, as `mreg: TEXT` (losses, notes, interruptions)."""
+    sys.stderr.write(f"mreg: {text}\n")
+
+
+def progress(*columns: str | ProgressColumn) -> Progress | None:
+    """A transient rich progress bar on stderr, or None when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import Progress
+
+    return Progress(*columns, console=_console(stderr=True), transient=True)
 
 
 class Output:

@@ -1,20 +1,19 @@
 """`mreg release export` (issue 7): a model's routing as Kubernetes YAML for a mesh or gateway.
 
-One call of `modelreg.release.export.export` (or `watch` with `--watch`); this module parses
-options and prints: the documents on stdout (or to `--output`), what the format cannot
-express and other remarks on stderr.
+One call of `Store.release_export` (or `Store.release_export_watch` with `--watch`), the
+facade over `modelreg.release.export`; this module parses options and prints: the documents
+on stdout (or to `--output`), what the format cannot express and other remarks on stderr.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from modelreg.cli._common import JsonOpt, StoreOpt, open_store
-from modelreg.cli._output import Output
+from modelreg.cli._output import Output, raw, stderr_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,10 +29,10 @@ def _report(result: Export, as_json: bool) -> None:
     """Losses always go to stderr (they are why the export fails); notes unless --json."""
     label = "lost (--lossy)" if result.lossy else "cannot express"
     for loss in result.losses:
-        sys.stderr.write(f"mreg: {label}: {loss}\n")
+        stderr_line(f"{label}: {loss}")
     if not as_json:
         for note in result.notes:
-            sys.stderr.write(f"mreg: note: {note}\n")
+            stderr_line(f"note: {note}")
 
 
 def export(
@@ -147,8 +146,8 @@ def export(
             _report(result, as_json)
             out.note(f"generation {result.generation}: wrote {output}")
 
-        report = ex.watch(
-            st, name, format, options, output, interval_s=ex.parse_duration(interval),
+        report = st.release_export_watch(
+            name, format, options, output, interval_s=ex.parse_duration(interval),
             max_duration_s=None if max_duration is None else ex.parse_duration(max_duration),
             max_writes=max_writes, on_write=wrote,
         )  # fmt: skip
@@ -157,7 +156,7 @@ def export(
             lambda c: c.print(f"{report.writes} write(s) in {report.checks} check(s)"),
         )
         return
-    result = ex.export(st, name, format, options)
+    result = st.release_export(name, format, options)
     _report(result, as_json)
     result.raise_for_losses()
     if output is not None:
@@ -170,7 +169,7 @@ def export(
     elif as_json:
         out.result(result.to_dict(), lambda c: None)
     else:
-        sys.stdout.write(result.yaml().decode("utf-8"))
+        raw(result.yaml().decode("utf-8"))
 
 
 def install(release_app: typer.Typer) -> None:

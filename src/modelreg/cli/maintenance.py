@@ -1,4 +1,4 @@
-"""`mreg fsck` and `mreg gc` (issue 8): one call each of `modelreg.fsck` and `modelreg.gc`."""
+"""`mreg fsck` and `mreg gc` (issue 8): one call each of `Store.fsck` and `Store.gc`."""
 
 from __future__ import annotations
 
@@ -48,11 +48,9 @@ def fsck(
     as_json: JsonOpt = False,
 ) -> None:
     """Check every manifest, object, alias, rollout and the audit chain; exit 1 on errors."""
-    from modelreg.fsck import fsck as run
     from modelreg.gc import parse_duration
 
-    report = run(
-        open_store(store),
+    report = open_store(store).fsck(
         quick=quick,
         repair=repair,
         remote=remote,
@@ -101,10 +99,10 @@ def gc(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove objects no manifest names, older than a grace period (here, or on --remote)."""
-    from modelreg.gc import gc as run
     from modelreg.gc import parse_duration
 
-    report = run(open_store(store), grace=parse_duration(grace), dry_run=dry_run, remote=remote)
+    st = open_store(store)
+    report = st.gc(grace=parse_duration(grace), dry_run=dry_run, remote=remote)
 
     def render(c: Console) -> None:
         verb = "would remove" if report.dry_run else "removed"

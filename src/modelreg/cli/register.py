@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from modelreg.cli._common import JsonOpt, StoreOpt, open_store
-from modelreg.cli._output import Output, human_size
+from modelreg.cli._output import Output, human_size, progress
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -25,22 +24,18 @@ def _progress_bar() -> tuple[Callable[[int], Callable[[int], None]], Callable[[]
     state: dict[str, object] = {}
 
     def start(total: int) -> Callable[[int], None]:
-        if total < _PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        if total < _PROGRESS_MIN_BYTES:
             return lambda n: None
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TransferSpeedColumn,
-        )
+        from rich.progress import BarColumn, DownloadColumn, TransferSpeedColumn
 
-        bar = Progress(
+        bar = progress(
             "[progress.description]{task.description}",
             BarColumn(),
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
-            transient=True,
         )
+        if bar is None:  # stderr is not a terminal
+            return lambda n: None
         bar.start()
         task = bar.add_task("hashing and storing", total=total)
         state["bar"] = bar

@@ -1,8 +1,8 @@
 """`mreg release start|set|step|pause|resume|promote|abort|status|history|analyze|watch`.
 
-Issues 5 and 6. Each command is one call of `modelreg.release.ops` with the same name (`set` is
-`ops.update`), or of `modelreg.analysis` (`analyze`, `watch`); this module only parses
-options and prints results.
+Issues 5 and 6. Each command is one call of the facade, `Store.release_CMD` (which calls
+`modelreg.release.ops`, where `set` is `ops.update`, or `modelreg.analysis` for `analyze` and
+`watch`); this module only parses options and prints results.
 """
 
 from __future__ import annotations
@@ -204,10 +204,8 @@ def start(
     as_json: JsonOpt = False,
 ) -> None:
     """Start a canary release of a version against the baseline (default: production)."""
-    from modelreg.release import ops
-
-    change = ops.start(
-        open_store(store), name, canary, baseline=baseline, weight=weight, steps=steps,
+    change = open_store(store).release_start(
+        name, canary, baseline=baseline, weight=weight, steps=steps,
         stick_by=stick_by, rules=_rules(rule, rules_file) or (), shadow=shadow, reason=reason,
         analysis=_checks(check, checks_file) or (),
     )  # fmt: skip
@@ -251,7 +249,6 @@ def set_(
 ) -> None:
     """Set the canary weight, replace the rules or the analysis checks, or go to shadow mode."""
     from modelreg.errors import InvalidInput
-    from modelreg.release import ops
 
     rules = _rules(rule, rules_file)
     if no_rules:
@@ -263,8 +260,8 @@ def set_(
         if analysis is not None:
             raise InvalidInput("--no-checks cannot be combined with --check or --checks-file")
         analysis = []
-    change = ops.update(
-        open_store(store), name, weight=weight, rules=rules, shadow=True if shadow else None,
+    change = open_store(store).release_set(
+        name, weight=weight, rules=rules, shadow=True if shadow else None,
         analysis=analysis, reason=reason,
     )  # fmt: skip
     _show_change(change, as_json)
@@ -275,9 +272,7 @@ def step(
     name: NameArg, reason: ReasonOpt = "", store: StoreOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Move the canary to the next weight of the step plan."""
-    from modelreg.release import ops
-
-    _show_change(ops.step(open_store(store), name, reason=reason), as_json)
+    _show_change(open_store(store).release_step(name, reason=reason), as_json)
 
 
 @release_app.command()
@@ -285,9 +280,7 @@ def pause(
     name: NameArg, reason: ReasonOpt = "", store: StoreOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Pause the release: traffic keeps its split, set and step are refused until resume."""
-    from modelreg.release import ops
-
-    _show_change(ops.pause(open_store(store), name, reason=reason), as_json)
+    _show_change(open_store(store).release_pause(name, reason=reason), as_json)
 
 
 @release_app.command()
@@ -295,9 +288,7 @@ def resume(
     name: NameArg, reason: ReasonOpt = "", store: StoreOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Resume a paused release."""
-    from modelreg.release import ops
-
-    _show_change(ops.resume(open_store(store), name, reason=reason), as_json)
+    _show_change(open_store(store).release_resume(name, reason=reason), as_json)
 
 
 @release_app.command()
@@ -311,9 +302,8 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Move production to the canary (through its promotion gates) and end the release."""
-    from modelreg.release import ops
-
-    _show_change(ops.promote(open_store(store), name, reason=reason, force=force), as_json)
+    change = open_store(store).release_promote(name, reason=reason, force=force)
+    _show_change(change, as_json)
 
 
 @release_app.command()
@@ -333,26 +323,20 @@ def abort(
     as_json: JsonOpt = False,
 ) -> None:
     """Roll back now: all traffic to the baseline, and the release ends."""
-    from modelreg.release import ops
-
-    _show_change(ops.abort(open_store(store), name, reason=reason, force=force), as_json)
+    _show_change(open_store(store).release_abort(name, reason=reason, force=force), as_json)
 
 
 @release_app.command()
 def status(name: NameArg, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Show the release: state, weights, routing order, steps, generation, last changes."""
-    from modelreg.release import ops
-
-    st = ops.status(open_store(store), name)
+    st = open_store(store).release_status(name)
     Output(as_json).result(st.to_dict(), lambda c: _render_status(c, st))
 
 
 @release_app.command()
 def history(name: NameArg, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Show every change of every release of the model."""
-    from modelreg.release import ops
-
-    events = ops.history(open_store(store), name)
+    events = open_store(store).release_history(name)
 
     def render(c: Console) -> None:
         from rich.markup import escape
@@ -442,10 +426,8 @@ def analyze(
 ) -> None:
     """Judge the canary against the baseline. Exit 0 pass, 1 fail, 3 inconclusive."""
     from modelreg.analysis import Inconclusive
-    from modelreg.analysis import analyze as run
 
-    st = open_store(store)
-    result = run(st, name, source=_source(prometheus))
+    result = open_store(store).release_analyze(name, source=_source(prometheus))
 
     def render(c: Console) -> None:
         _render_analysis(c, result)
@@ -489,7 +471,6 @@ def watch(
     Exits 1 when it rolled the release back, 0 otherwise.
     """
     from modelreg.analysis import CheckFailed
-    from modelreg.analysis import watch as run
     from modelreg.analysis.watch import parse_duration
 
     out = Output(as_json)
@@ -499,8 +480,8 @@ def watch(
             f"{e.time} gen {e.generation} {e.weight:g}%: {e.verdict} -> {e.action}: {e.summary}"
         )
 
-    report = run(
-        open_store(store), name, interval_s=parse_duration(interval),
+    report = open_store(store).release_watch(
+        name, interval_s=parse_duration(interval),
         max_duration_s=None if max_duration is None else parse_duration(max_duration),
         once=once, promote=not no_promote, source=_source(prometheus), on_event=progress,
     )  # fmt: skip

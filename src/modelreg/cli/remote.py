@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from modelreg.cli._common import JsonOpt, StoreOpt, open_store
-from modelreg.cli._output import Output, human_size
+from modelreg.cli._output import Output, human_size, progress
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,25 +47,20 @@ class _Bar:
         self.lock = threading.Lock()
 
     def start(self, objects: int, nbytes: int) -> None:
-        if not objects or not sys.stderr.isatty():
+        if not objects:
             return
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TransferSpeedColumn,
-        )
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TransferSpeedColumn
 
-        self.total = objects
-        self.bar = Progress(
+        self.bar = progress(
             TextColumn("{task.description}"),
             BarColumn(),
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
             TextColumn("{task.fields[objects]}"),
-            transient=True,
         )
+        if self.bar is None:  # stderr is not a terminal
+            return
+        self.total = objects
         self.bar.start()
         self.task = self.bar.add_task(self.label, total=nbytes, objects=f"0/{objects} objects")
 

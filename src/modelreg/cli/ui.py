@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from modelreg.cli._common import JsonOpt, StoreOpt, open_store
-from modelreg.cli._output import Output
+from modelreg.cli._output import Output, raw
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -107,16 +107,16 @@ def ui(
     )
 
     def ready() -> None:
-        typer.echo(f"mreg ui: serving {view.label} read-only at http://{where}:{actual}/")
-        typer.echo(f"mreg ui: listening on {host} ({scope}); Ctrl-C stops")
-        if allow_any_host:
-            typer.echo(
-                "mreg ui: answering any Host and Origin (--allow-any-host): any web page a "
-                "visitor opens can read this registry through their browser unless a proxy "
-                "in front checks Host"
-            )
-        else:
-            typer.echo(f"mreg ui: answering only {policy.describe()} (others: 421)")
+        lines = [
+            f"mreg ui: serving {view.label} read-only at http://{where}:{actual}/",
+            f"mreg ui: listening on {host} ({scope}); Ctrl-C stops",
+            "mreg ui: answering any Host and Origin (--allow-any-host): any web page a visitor "
+            "opens can read this registry through their browser unless a proxy in front "
+            "checks Host"
+            if allow_any_host
+            else f"mreg ui: answering only {policy.describe()} (others: 421)",
+        ]
+        raw("".join(f"{line}\n" for line in lines))
 
     serve(view, sock, ready, allowed_hosts=allowed_host or (), allow_any_host=allow_any_host,
           bound_name=bound_name)  # fmt: skip

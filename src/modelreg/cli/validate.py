@@ -7,14 +7,13 @@ prints: one line per problem on stdout (what pre-commit shows), the summary as t
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from modelreg.cli._common import JsonOpt, StoreOpt
-from modelreg.cli._output import Output, human_size
+from modelreg.cli._output import Output, human_size, raw
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -41,7 +40,7 @@ def validate(
 
     def render(c: Console) -> None:
         for p in report.problems:
-            sys.stdout.write(f"{p}\n")
+            raw(f"{p}\n")
         if report.ok:
             c.print(f"ok: {len(report.files)} file(s) valid")
 
@@ -64,7 +63,7 @@ def schema(
     from modelreg import schemas
 
     if kind is not None:
-        sys.stdout.write(json.dumps(schemas.load(kind), indent=2, ensure_ascii=False) + "\n")
+        raw(json.dumps(schemas.load(kind), indent=2, ensure_ascii=False) + "\n")
         return
     specs = list(schemas.KINDS.values())
 
@@ -112,7 +111,7 @@ def check_large_models(
 
     def render(c: Console) -> None:
         for f in report.large:
-            sys.stdout.write(
+            raw(
                 f"{f.file}: {human_size(f.size)} model file (limit {human_size(report.max_size)}):"
                 f" register it with 'mreg register NAME {f.file}' instead of committing it\n"
             )
