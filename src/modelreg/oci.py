@@ -36,28 +36,49 @@ like a bundle's (names, links, devices, repeats) before a byte is read, its head
 bounded as a bundle's (`bundle.open_tar`), and what is kept of its entries (names, sparse
 maps) is at most 16 MiB. Layer bytes are
 staged in the store's `tmp/` while they are hashed; the caller commits them.
+
+The vocabulary and the document checks live in `modelreg.oci_format`, the directory and tar
+readers in `modelreg.oci_source`; their public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import re
 import stat
-import tarfile
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any
 
-from modelreg.errors import IntegrityError, InvalidInput, NotFound
+from modelreg.errors import IntegrityError, InvalidInput
 from modelreg.fsutil import lstat_beneath, open_beneath, safe_join
 from modelreg.handle import StoreHandle
-from modelreg.hashing import copy_and_hash, hash_bytes, hash_file, hash_stream, is_digest
+from modelreg.hashing import copy_and_hash, hash_bytes, hash_file, hash_stream
 from modelreg.manifest import FileEntry, ModelVersion
-from modelreg.names import Version, check_name
+from modelreg.oci_format import (  # noqa: F401 (importable here as before #16)
+    CONFIG_MEDIA_TYPE,
+    FILE_MEDIA_TYPE,
+    INDEX_MEDIA_TYPE,
+    LAYOUT_VERSION,
+    MANIFEST_MEDIA_TYPE,
+    MAX_DOC,
+    MREG_ID,
+    MREG_NAME,
+    REF_NAME,
+    REQUIREMENTS_MEDIA_TYPE,
+    TITLE,
+    VERSION,
+    check_layers,
+    described,
+    descriptor,
+    identity,
+    image_annotations,
+    is_tag,
+    json_bytes,
+    json_object,
+    select,
+)
+from modelreg.oci_source import DirSource, Missing, Source, TarSource, damage
 from modelreg.remote.ingest import check_received, manifest_objects, parse_manifest, stage_object
-from modelreg.tarsafe import TarLimit, forget_entries, open_tar
-from modelreg.yamlio import MAX_BYTES
 
 __all__ = [
     "CONFIG_MEDIA_TYPE",
@@ -71,34 +92,7 @@ __all__ = [
     "write_layout",
 ]
 
-LAYOUT_VERSION = "1.0.0"
-MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
-CONFIG_MEDIA_TYPE = "application/vnd.mreg.version.v1+yaml"
-FILE_MEDIA_TYPE = "application/vnd.mreg.file.v1"
-REQUIREMENTS_MEDIA_TYPE = "application/vnd.mreg.requirements.v1+text"
-REF_NAME = "org.opencontainers.image.ref.name"
-TITLE = "org.opencontainers.image.title"
-MREG_NAME = "io.mreg.name"
-MREG_ID = "io.mreg.id"
-VERSION = "org.opencontainers.image.version"
-MAX_DOC = MAX_BYTES
-"""The largest index.json, image manifest or config read (16 MiB, like a bundle's YAML)."""
 _MAX_MARKER = 64 * 1024
-_MAX_TAR_ENTRIES = 100_000
-_SPARSE_REGION = 128  # bytes of memory one region of a kept entry's sparse map takes
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")  # distribution-spec's tag grammar
-
-
-def _json(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _descriptor(media_type: str, digest: str, size: int, **annotations: str) -> dict[str, Any]:
-    desc: dict[str, Any] = {"mediaType": media_type, "digest": f"sha256:{digest}", "size": size}
-    if annotations:
-        desc["annotations"] = annotations
-    return desc
 
 
 def _blob_path(out: Path, digest: str) -> Path:
@@ -148,23 +142,6 @@ def _check_blob_dirs(out: Path) -> None:
             raise InvalidInput(f"{d} is {kind}: refusing to write blobs through it")
 
 
-def _annotations(mv: ModelVersion) -> dict[str, str]:
-    notes = {
-        "org.opencontainers.image.title": mv.name,
-        "org.opencontainers.image.version": mv.version,
-        "org.opencontainers.image.created": mv.created,
-        "org.opencontainers.image.authors": mv.author,
-        MREG_ID: mv.id,
-    }
-    if mv.message:
-        notes["org.opencontainers.image.description"] = mv.message
-    if mv.code is not None:
-        notes["org.opencontainers.image.revision"] = mv.code.commit
-        if mv.code.repo:
-            notes["org.opencontainers.image.source"] = mv.code.repo
-    return notes
-
-
 def _existing_index(out: Path, name: str) -> list[dict[str, Any]]:
     if not out.exists():
         return []
@@ -211,24 +188,24 @@ def write_layout(store: StoreHandle, mv: ModelVersion, manifest: bytes, out: Pat
     for f in mv.files:
         _put_object(store, out, f.sha256)
         extra = {"io.mreg.format": f.format} if f.format else {}
-        layers.append(_descriptor(FILE_MEDIA_TYPE, f.sha256, f.size, **{TITLE: f.path}, **extra))
+        layers.append(descriptor(FILE_MEDIA_TYPE, f.sha256, f.size, **{TITLE: f.path}, **extra))
     req = mv.dependencies.requirements if mv.dependencies else None
     if req is not None:
         _put_object(store, out, req.sha256)
         title = f"requirements/{req.path}"
         notes = {} if any(f.path == title for f in mv.files) else {TITLE: title}
-        layers.append(_descriptor(REQUIREMENTS_MEDIA_TYPE, req.sha256, req.size, **notes))
-    image = _json(
+        layers.append(descriptor(REQUIREMENTS_MEDIA_TYPE, req.sha256, req.size, **notes))
+    image = json_bytes(
         {
             "schemaVersion": 2,
             "mediaType": MANIFEST_MEDIA_TYPE,
-            "config": _descriptor(CONFIG_MEDIA_TYPE, config, len(manifest)),
+            "config": descriptor(CONFIG_MEDIA_TYPE, config, len(manifest)),
             "layers": layers,
-            "annotations": _annotations(mv),
+            "annotations": image_annotations(mv),
         }
     )
     digest = _put_bytes(out, image)
-    entry = _descriptor(
+    entry = descriptor(
         MANIFEST_MEDIA_TYPE, digest, len(image), **{REF_NAME: mv.version, MREG_NAME: mv.name}
     )
     kept = [m for m in previous if m.get("annotations", {}).get(REF_NAME) != mv.version]
@@ -240,222 +217,18 @@ def write_layout(store: StoreHandle, mv: ModelVersion, manifest: bytes, out: Pat
         ("oci-layout", {"imageLayoutVersion": LAYOUT_VERSION}),
     ):
         with open_beneath(out, name) as fh:
-            fh.write(_json(doc))
+            fh.write(json_bytes(doc))
     return f"sha256:{digest}"
 
 
 # -- reading a layout: mreg unpack ------------------------------------------------------------
 
 
-class _Missing(IntegrityError):
-    """A file the layout must hold is not there (the layout is incomplete)."""
-
-
 def _rel(digest: str) -> str:
     return f"blobs/sha256/{digest}"
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "symbolic link"
-    return "directory" if stat.S_ISDIR(mode) else "device or special file"
-
-
-class _Source:
-    """Where a layout's files are read from: a directory, or a tar of one."""
-
-    where: str
-
-    def open(self, rel: str) -> tuple[IO[bytes], int]:
-        """Open the layout's regular file `rel`: (stream, size); _Missing when it is absent."""
-        raise NotImplementedError
-
-    def position(self, rel: str) -> int:
-        """Where `rel`'s bytes start in the source, to read a tar front to back."""
-        return 0
-
-    def close(self) -> None:
-        """Release what the source holds open."""
-
-
-class _DirSource(_Source):
-    """A layout directory, read with `openat` and `O_NOFOLLOW` from the directory named.
-
-    The directory the caller named is followed if it is a link (the user named it, as for
-    `register`); inside it, `blobs/`, `blobs/sha256/` and every file read must be a real
-    directory or regular file: a link, FIFO or device is refused before it is opened.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.where = str(root)
-        try:
-            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise InvalidInput(f"{root}: cannot read ({exc.strerror})") from None
-        self._dirs = {"": fd}
-
-    def _refuse(self, rel: str, mode: int, *, directory: bool) -> NoReturn:
-        want = "directory" if directory else "regular file"
-        raise InvalidInput(
-            f"{self.where}/{rel} is a {_kind(mode)}, not a {want}: refused (nothing in an OCI "
-            "layout is followed)"
-        )
-
-    def _open_at(self, dir_fd: int, name: str, rel: str, *, directory: bool) -> int:
-        wanted = stat.S_ISDIR if directory else stat.S_ISREG
-        try:
-            mode = os.lstat(name, dir_fd=dir_fd).st_mode
-        except FileNotFoundError:
-            raise _Missing(f"{self.where}/{rel} is missing: the OCI layout is incomplete") from None
-        except OSError as exc:
-            raise InvalidInput(f"{self.where}/{rel}: cannot read ({exc.strerror})") from None
-        if not wanted(mode):
-            self._refuse(rel, mode, directory=directory)
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        try:
-            fd = os.open(name, flags | (os.O_DIRECTORY if directory else 0), dir_fd=dir_fd)
-        except OSError as exc:  # replaced since the lstat: a link now, or gone
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                self._refuse(rel, stat.S_IFLNK, directory=directory)
-            raise InvalidInput(f"{self.where}/{rel}: cannot read ({exc.strerror})") from None
-        mode = os.fstat(fd).st_mode
-        if not wanted(mode):
-            os.close(fd)
-            self._refuse(rel, mode, directory=directory)
-        return fd
-
-    def _dir(self, rel: str) -> int:
-        if rel not in self._dirs:
-            parent, _, name = rel.rpartition("/")
-            self._dirs[rel] = self._open_at(self._dir(parent), name, rel, directory=True)
-        return self._dirs[rel]
-
-    def open(self, rel: str) -> tuple[IO[bytes], int]:
-        """Open `rel` without following links; refuse anything but a regular file."""
-        parent, _, name = rel.rpartition("/")
-        fd = self._open_at(self._dir(parent), name, rel, directory=False)
-        return os.fdopen(fd, "rb"), os.fstat(fd).st_size
-
-    def close(self) -> None:
-        """Close the directories opened."""
-        for fd in self._dirs.values():
-            os.close(fd)
-        self._dirs.clear()
-
-
-def _tar_name(name: str) -> str:
-    """A tar entry's name without `./` prefixes or a trailing `/` ('' for the root)."""
-    while name.startswith("./"):
-        name = name[2:]
-    name = name.rstrip("/")
-    return "" if name == "." else name
-
-
-class _TarSource(_Source):
-    """A tar (plain or compressed) of a layout, at its root or in one top directory.
-
-    Every entry is checked before any byte is read, as a bundle's are: a name that is
-    absolute, holds `..` or control characters, a link, a device, a FIFO, or a name that
-    appears twice is refused. Entries outside the layout are never read.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.where = str(path)
-        try:
-            self._tar = open_tar(path, "r:*")
-        except (tarfile.TarError, OSError) as exc:
-            raise InvalidInput(f"{path}: not a tar file ({exc})") from None
-        try:
-            self._entries = self._scan()
-        except BaseException:
-            self._tar.close()
-            raise
-
-    def _scan(self) -> dict[str, tarfile.TarInfo]:
-        found: dict[str, tarfile.TarInfo] = {}
-        count = kept = 0
-        while (member := self._next()) is not None:
-            count += 1
-            if count > _MAX_TAR_ENTRIES:
-                raise InvalidInput(f"{self.where}: more than {_MAX_TAR_ENTRIES:,} entries: refused")
-            forget_entries(self._tar)  # only `found` is kept
-            name = _tar_name(member.name)
-            if not name:
-                continue
-            safe_join(Path("/"), name)  # absolute, '..', control characters: InvalidInput
-            if member.isdir():
-                continue
-            if not member.isreg():
-                kind = "link" if member.issym() or member.islnk() else "device or special file"
-                raise InvalidInput(
-                    f"{self.where}: entry {member.name!r} is a {kind}: only regular files allowed"
-                )
-            if name in found:
-                raise InvalidInput(f"{self.where}: entry {member.name!r} appears twice: refused")
-            kept += len(member.name) + _SPARSE_REGION * len(member.sparse or ())
-            if kept > MAX_DOC:
-                raise IntegrityError(
-                    f"{self.where}: its entries' names and sparse maps are over "
-                    f"{MAX_DOC // (1024 * 1024)} MiB: refused"
-                )
-            found[name] = member
-        roots = sorted(
-            n[: -len("oci-layout")]
-            for n in found
-            if n.count("/") <= 1 and n.rpartition("/")[2] == "oci-layout"
-        )
-        if not roots:
-            raise IntegrityError(
-                f"{self.where}: neither an mreg bundle (its first entries would be "
-                "mreg-bundle.yaml, manifest.yaml) nor an OCI image layout (no oci-layout entry)"
-            )
-        if len(roots) > 1:
-            raise InvalidInput(f"{self.where}: holds {len(roots)} OCI layouts: one per tar")
-        prefix = roots[0]
-        return {n[len(prefix) :]: m for n, m in found.items() if n.startswith(prefix)}
-
-    def _next(self) -> tarfile.TarInfo | None:
-        try:
-            return self._tar.next()
-        except TarLimit as exc:
-            raise IntegrityError(f"{self.where}: {exc}") from None
-
-    def open(self, rel: str) -> tuple[IO[bytes], int]:
-        """Open the entry `rel` of the layout."""
-        member = self._entries.get(rel)
-        if member is None:
-            raise _Missing(f"{self.where}: {rel} is missing: the OCI layout is incomplete")
-        fh = self._tar.extractfile(member)
-        assert fh is not None  # a regular file always has a file object
-        return fh, member.size
-
-    def position(self, rel: str) -> int:
-        """The offset of the entry's data in the tar."""
-        member = self._entries.get(rel)
-        return 0 if member is None else member.offset_data
-
-    def close(self) -> None:
-        """Close the tar."""
-        self._tar.close()
-
-
-def _damage() -> tuple[type[BaseException], ...]:
-    """What reading a damaged tar raises (tarfile, and the decompressors under it)."""
-    import gzip
-    import zlib
-
-    errors: list[type[BaseException]] = [tarfile.TarError, EOFError, zlib.error]
-    errors.append(gzip.BadGzipFile)
-    try:
-        import lzma
-
-        errors.append(lzma.LZMAError)
-    except ImportError:  # pragma: no cover (Python built without lzma)
-        pass
-    return tuple(errors)
-
-
-def _read_doc(src: _Source, rel: str, digest: str | None, size: int | None, what: str) -> bytes:
+def _read_doc(src: Source, rel: str, digest: str | None, size: int | None, what: str) -> bytes:
     """Read a small document, its size compared and bounded before a byte is read."""
     limit = _MAX_MARKER if rel == "oci-layout" else MAX_DOC
 
@@ -478,99 +251,7 @@ def _read_doc(src: _Source, rel: str, digest: str | None, size: int | None, what
     return data
 
 
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{what}: not valid JSON ({exc})") from None
-    except RecursionError:  # json's C scanner stops deep nesting with RecursionError
-        raise IntegrityError(f"{what}: nested too deeply") from None
-    if not isinstance(doc, dict):
-        raise IntegrityError(f"{what}: not a JSON object")
-    return doc
-
-
-def _described(desc: Any, what: str) -> tuple[str, str, int]:
-    """(mediaType, hex digest, size) of a descriptor; IntegrityError if it is malformed."""
-    if not isinstance(desc, dict):
-        raise IntegrityError(f"{what}: not a descriptor")
-    media, digest, size = desc.get("mediaType"), desc.get("digest"), desc.get("size")
-    if not isinstance(media, str):
-        raise IntegrityError(f"{what}: no mediaType")
-    if not (isinstance(digest, str) and digest.startswith("sha256:") and is_digest(digest[7:])):
-        raise IntegrityError(f"{what}: digest {digest!r} is not sha256:<64 hex digits>")
-    if type(size) is not int or size < 0:
-        raise IntegrityError(f"{what}: size {size!r} is not a byte count")
-    return media, digest[7:], size
-
-
-def _select(index: dict[str, Any], tag: str | None, where: str) -> tuple[str, int]:
-    """The image manifest of the index to unpack: (digest, size)."""
-    manifests = index.get("manifests")
-    if index.get("schemaVersion") != 2 or not isinstance(manifests, list):
-        raise IntegrityError(f"{where}/index.json: not an OCI image index (schemaVersion 2)")
-    images: list[tuple[str | None, str, int]] = []
-    for i, m in enumerate(manifests):
-        if not isinstance(m, dict) or m.get("mediaType") != MANIFEST_MEDIA_TYPE:
-            continue  # nested indexes and other kinds hold no mreg version
-        _, digest, size = _described(m, f"{where}/index.json: manifests[{i}]")
-        notes = m.get("annotations")
-        ref = notes.get(REF_NAME) if isinstance(notes, dict) else None
-        images.append((ref if isinstance(ref, str) else None, digest, size))
-    tags = ", ".join(sorted(str(t) for t, _, _ in images if t is not None)) or "none"
-    chosen = images if tag is None else [x for x in images if x[0] == tag]
-    if not chosen:
-        if tag is not None:
-            raise NotFound(f"{where} has no tag {tag!r} (tags: {tags})")
-        raise IntegrityError(f"{where}/index.json names no image manifest: nothing to unpack")
-    if len(chosen) > 1:
-        raise InvalidInput(
-            f"{where} holds {len(chosen)} manifests (tags: {tags}): name one as {where}:TAG"
-        )
-    return chosen[0][1], chosen[0][2]
-
-
-def _identity(image: dict[str, Any], config: str, what: str) -> tuple[str, str]:
-    """The name and version the image manifest's annotations give, as a bundle header does."""
-    notes = image.get("annotations")
-    notes = notes if isinstance(notes, dict) else {}
-    try:
-        name = check_name(str(notes[TITLE]))
-        version = Version.parse(str(notes[VERSION])).text
-    except (KeyError, InvalidInput) as exc:
-        raise IntegrityError(
-            f"{what}: its annotations {TITLE} and {VERSION} do not name an mreg version ({exc})"
-        ) from None
-    if notes.get(MREG_ID) != config:
-        raise IntegrityError(f"{what}: annotation {MREG_ID} is not its config's digest")
-    return name, version
-
-
-def _check_layers(layers: Any, mv: ModelVersion, expected: list[FileEntry], what: str) -> None:
-    """The layers must be the version's files then its requirements file, as pack wrote them."""
-    if not isinstance(layers, list):
-        raise IntegrityError(f"{what}: no layers list")
-    req = mv.dependencies.requirements if mv.dependencies else None
-    media_types = [FILE_MEDIA_TYPE] * len(mv.files) + [REQUIREMENTS_MEDIA_TYPE] * (req is not None)
-    for i, layer in enumerate(layers):
-        media, digest, size = _described(layer, f"{what}: layers[{i}]")
-        if i >= len(expected):
-            raise InvalidInput(
-                f"{what}: layers[{i}] (sha256:{digest[:12]}) is not named by the version "
-                "manifest: refused"
-            )
-        f, want = expected[i], media_types[i]
-        if (media, digest, size) != (want, f.sha256, f.size):
-            raise IntegrityError(
-                f"{what}: layers[{i}] is {media} sha256:{digest[:12]} ({size} bytes), the "
-                f"version manifest says {want} sha256:{f.sha256[:12]} ({f.size} bytes) for "
-                f"{f.path}"
-            )
-    if len(layers) < len(expected):
-        raise IntegrityError(f"{what}: incomplete, no layer for {expected[len(layers)].path}")
-
-
-def _receive(store: StoreHandle, src: _Source, f: FileEntry, staged: dict[str, Path]) -> None:
+def _receive(store: StoreHandle, src: Source, f: FileEntry, staged: dict[str, Path]) -> None:
     """Verify one layer blob; stage it in the store's `tmp/` unless the store has it."""
     what = f"OCI layer {f.path}"
     fh, size = src.open(_rel(f.sha256))
@@ -590,35 +271,35 @@ def _receive(store: StoreHandle, src: _Source, f: FileEntry, staged: dict[str, P
 
 
 def _read(
-    store: StoreHandle, src: _Source, staged: dict[str, Path], tag: str | None
+    store: StoreHandle, src: Source, staged: dict[str, Path], tag: str | None
 ) -> tuple[bytes, ModelVersion, int]:
     where = src.where
     try:
         marker_what = f"{where}/oci-layout"
-        marker = _json_object(_read_doc(src, "oci-layout", None, None, marker_what), marker_what)
-    except _Missing:
+        marker = json_object(_read_doc(src, "oci-layout", None, None, marker_what), marker_what)
+    except Missing:
         raise InvalidInput(f"{where}: not an OCI image layout (no oci-layout file)") from None
     if marker.get("imageLayoutVersion") != LAYOUT_VERSION:
         raise IntegrityError(f"{where}/oci-layout: imageLayoutVersion must be {LAYOUT_VERSION}")
-    index = _json_object(
+    index = json_object(
         _read_doc(src, "index.json", None, None, f"{where}/index.json"), f"{where}/index.json"
     )
-    digest, size = _select(index, tag, where)
+    digest, size = select(index, tag, where)
     what = f"{where}: image manifest sha256:{digest[:12]}"
-    image = _json_object(_read_doc(src, _rel(digest), digest, size, what), what)
+    image = json_object(_read_doc(src, _rel(digest), digest, size, what), what)
     if image.get("schemaVersion") != 2 or image.get("mediaType") != MANIFEST_MEDIA_TYPE:
         raise IntegrityError(f"{what}: not an OCI image manifest ({MANIFEST_MEDIA_TYPE}, 2)")
-    media, config, config_size = _described(image.get("config"), f"{what}: config")
+    media, config, config_size = described(image.get("config"), f"{what}: config")
     if media != CONFIG_MEDIA_TYPE:
         raise IntegrityError(f"{what}: its config is {media!r}, not an mreg version manifest")
-    name, version = _identity(image, config, what)
+    name, version = identity(image, config, what)
     source = f"{where}: config sha256:{config[:12]}"
     data = _read_doc(src, _rel(config), config, config_size, source)
     mv = parse_manifest(data, name, version, source)
     expected = manifest_objects(mv)
     for f in expected:
         safe_join(Path("/"), f.path)  # unsafe paths are refused before any blob is read
-    _check_layers(image.get("layers"), mv, expected, what)
+    check_layers(image.get("layers"), mv, expected, what)
     unique = {f.sha256: f for f in reversed(expected)}  # one read per distinct blob
     for f in sorted(unique.values(), key=lambda f: src.position(_rel(f.sha256))):
         _receive(store, src, f, staged)
@@ -651,20 +332,15 @@ def read_layout(
         IntegrityError: a malformed, oversized, missing or tampered document or blob.
     """
     if path.is_dir():
-        src: _Source = _DirSource(path)
+        src: Source = DirSource(path)
     else:
         try:
-            src = _TarSource(path)
-        except _damage() as exc:
+            src = TarSource(path)
+        except damage() as exc:
             raise IntegrityError(f"{path}: damaged tar ({exc})") from None
     try:
         return _read(store, src, staged, tag)
-    except _damage() as exc:
+    except damage() as exc:
         raise IntegrityError(f"{path}: damaged tar ({exc})") from None
     finally:
         src.close()
-
-
-def is_tag(text: str) -> bool:
-    """True when `text` is a valid OCI tag (the distribution-spec's grammar)."""
-    return _TAG.fullmatch(text) is not None
