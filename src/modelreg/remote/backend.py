@@ -19,28 +19,36 @@ Four kinds of backend, chosen by protocol:
   that is only process-wide (`memory://` lives in one process anyway).
 
 Every remote path is relative to the remote's root and checked like a store path before it
-is joined. fsspec and the drivers are imported here only, when a remote is opened.
+is joined. fsspec and the drivers are imported only when a remote is opened.
+
+The drivers' options, errors and entries live in `modelreg.remote.driver`, the `file://`
+operations in `modelreg.remote.localfs`; their public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from modelreg import layout
 from modelreg.errors import IntegrityError, InvalidInput, MregError
-from modelreg.fsutil import (
-    TMP_PREFIX,
-    lstat_beneath,
-    open_beneath,
-    open_read_beneath,
-    safe_join,
-    tmp_name,
+from modelreg.fsutil import TMP_PREFIX, safe_join, tmp_name
+from modelreg.remote import localfs
+from modelreg.remote.driver import (
+    OBJECT_STORES,
+    Entry,
+    MissingBucket,
+    MissingDriver,
+    RemoteError,
+    check_driver,
+    check_rel,
+    fs_options,
+    human_limit,
+    is_precondition_failure,
+    token,
 )
 from modelreg.remote.layout import read_limit
 from modelreg.remote.spec import RemoteSpec
@@ -53,109 +61,13 @@ __all__ = [
     "RemoteError",
     "check_driver",
     "fs_options",
+    "human_limit",
+    "is_precondition_failure",
 ]
 
-_OBJECT_STORES = frozenset({"gcs", "gs", "az", "abfs", "abfss", "adl", "oss", "r2", "b2"})
-_IGNORED_TOP = ("locks/", "tmp/")
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
-# Transport checksums are redundant with mreg's end-to-end SHA-256 (every object is re-hashed
-# on receive) and cost a copy of every part; the user can turn them back on per remote.
-_S3_DEFAULTS = {
-    "config_kwargs.request_checksum_calculation": "when_required",
-    "config_kwargs.response_checksum_validation": "when_required",
-}
-
-
-class MissingDriver(InvalidInput):
-    """The fsspec driver for a remote's protocol is not installed."""
-
-
-class RemoteError(MregError):
-    """The remote could not be reached or refused an operation (network, permissions)."""
-
-
-class MissingBucket(RemoteError):
-    """The remote's bucket does not exist (mreg never creates buckets): exit 1."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A file on the remote: its size and a token that changes whenever it is replaced."""
-
-    size: int
-    token: str
-
-
-def check_driver(protocol: str) -> None:
-    """Raise InvalidInput for an unknown protocol, MissingDriver naming the package to install."""
-    import fsspec
-    from fsspec.registry import known_implementations, registry
-
-    if protocol not in known_implementations and protocol not in registry:
-        raise InvalidInput(f"unknown remote protocol '{protocol}://' (no fsspec driver has it)")
-    try:
-        fsspec.get_filesystem_class(protocol)
-    except ImportError:
-        impl = known_implementations.get(protocol, {})
-        package = str(impl.get("class", "")).split(".")[0]
-        if package in ("", "fsspec"):
-            hint = impl.get("err", "a missing dependency")
-            raise MissingDriver(f"the {protocol}:// remote needs a driver: {hint}") from None
-        raise MissingDriver(
-            f"the {protocol}:// remote needs the fsspec driver {package!r}: pip install {package}"
-        ) from None
-
-
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, last = key.split(".")
-        node = out
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise InvalidInput(f"option {key!r} conflicts with a scalar option")
-        node[last] = value
-    return out
-
-
-def fs_options(spec: RemoteSpec) -> dict[str, Any]:
-    """The keyword arguments for the fsspec driver: options minus `mreg.*`, nested by dots.
-
-    For s3: `region` becomes `client_kwargs.region_name` and `path_style=true` becomes
-    `config_kwargs.s3.addressing_style=path`; s3fs reads `endpoint_url` and `profile` itself.
-    """
-    flat = {k: v for k, v in spec.options.items() if not k.startswith("mreg.")}
-    if spec.protocol not in ("file", "local", "memory"):
-        # mreg keeps its own view of the remote (one listing per command): a driver's
-        # directory cache would only serve stale listings after our own writes.
-        flat = {"use_listings_cache": False, **flat}
-    if spec.protocol in ("s3", "s3a"):
-        flat = {**_S3_DEFAULTS, **flat}
-        if "region" in flat:
-            flat["client_kwargs.region_name"] = flat.pop("region")
-        if flat.pop("path_style", False) is True:
-            flat["config_kwargs.s3.addressing_style"] = "path"
-    return _nest(flat)
-
-
-def _check_rel(rel: str) -> str:
-    safe_join(Path("/"), rel)  # raises on absolute paths, '..', empty or control characters
-    return rel
-
-
-def is_precondition_failure(exc: BaseException) -> bool:
-    """True when an S3 call failed because a conditional write's condition did not hold."""
-    if isinstance(exc, FileExistsError):
-        return True
-    for err in (exc, exc.__cause__):
-        response = getattr(err, "response", None)
-        if isinstance(response, dict):
-            code = str(response.get("Error", {}).get("Code", ""))
-            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-                return True
-    return False
+_PROBE = f"{localfs.LOCKS}/conditional-probe"
 
 
 class Backend:
@@ -168,7 +80,7 @@ class Backend:
             self.kind = "local"
         elif self.protocol in ("s3", "s3a"):
             self.kind = "s3"
-        elif self.protocol in _OBJECT_STORES:
+        elif self.protocol in OBJECT_STORES:
             self.kind = "object"
         else:
             self.kind = "generic"
@@ -192,7 +104,7 @@ class Backend:
 
     def path(self, rel: str) -> str:
         """The driver path of a remote-relative path (checked before the join)."""
-        return f"{self.root}/{_check_rel(rel)}"
+        return f"{self.root}/{check_rel(rel)}"
 
     def _local(self, rel: str) -> Path:
         assert self.local_root is not None
@@ -235,9 +147,9 @@ class Backend:
         One recursive listing: one LIST request per 1,000 keys on S3.
         """
         if prefix:
-            _check_rel(prefix)
+            check_rel(prefix)
         if self.local_root is not None:
-            return self._list_local(prefix)
+            return localfs.list_files(self.local_root, prefix, self.skipped)
         top = f"{self.root}/{prefix}" if prefix else self.root
         self.fs.invalidate_cache()
         try:
@@ -250,27 +162,15 @@ class Backend:
             rel = path[cut:]
             if info.get("type") == "directory" or not path.startswith(self.root + "/"):
                 continue
-            if rel.startswith(_IGNORED_TOP) or rel.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+            if rel.startswith(localfs.IGNORED_TOP) or rel.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
                 continue
-            out[rel] = Entry(int(info.get("size") or 0), _token(info))
+            out[rel] = Entry(int(info.get("size") or 0), token(info))
         return out
 
     def list_top(self) -> tuple[set[str], dict[str, Entry]]:
         """The root's subdirectories and files, one non-recursive listing (one LIST on S3)."""
         if self.local_root is not None:
-            try:
-                with os.scandir(self.local_root) as it:
-                    entries = list(it)
-            except FileNotFoundError:
-                return set(), {}
-            dirs = {e.name for e in entries if e.is_dir(follow_symlinks=False)}
-            self.skipped += [e.name for e in entries if e.is_symlink()]
-            files = {
-                e.name: _stat_entry(e.stat(follow_symlinks=False))
-                for e in entries
-                if e.is_file(follow_symlinks=False)
-            }
-            return dirs, {k: v for k, v in files.items() if not k.startswith(TMP_PREFIX)}
+            return localfs.list_top(self.local_root, self.skipped)
         self.fs.invalidate_cache()
         try:
             found = self.fs.ls(self.root, detail=True)
@@ -282,7 +182,7 @@ class Backend:
             if info.get("type") == "directory":
                 dirs.add(name)
             elif not name.startswith(TMP_PREFIX):
-                files[name] = Entry(int(info.get("size") or 0), _token(info))
+                files[name] = Entry(int(info.get("size") or 0), token(info))
         return dirs, files
 
     def check_exists(self) -> None:
@@ -308,56 +208,17 @@ class Backend:
         except PermissionError:  # it exists (404 otherwise); what is refused shows when used
             return
 
-    def _list_local(self, prefix: str) -> dict[str, Entry]:
-        """Regular files only: links (to files or directories) and FIFOs go to `skipped`."""
-        assert self.local_root is not None
-        out: dict[str, Entry] = {}
-        base = str(self.local_root)
-        top = os.path.join(base, prefix) if prefix else base
-        if prefix:  # the prefix's own directories are below the root: not followed either
-            try:
-                st = lstat_beneath(self.local_root, prefix)
-            except InvalidInput:
-                st = None
-                self.skipped.append(prefix)
-            if st is None or not stat.S_ISDIR(st.st_mode):
-                if st is not None:
-                    self.skipped.append(prefix)
-                return out
-        for dirpath, dirnames, filenames in os.walk(top):  # never descends into a link
-            if dirpath == base:
-                dirnames[:] = [d for d in dirnames if d + "/" not in _IGNORED_TOP]
-            at = dirpath[len(base) + 1 :]
-            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-            for name in filenames + links:
-                if name.startswith(TMP_PREFIX):
-                    continue
-                rel = f"{at}/{name}" if at else name
-                try:
-                    st = os.lstat(os.path.join(dirpath, name))
-                except FileNotFoundError:  # replaced or removed while listing
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    out[rel] = _stat_entry(st)
-                else:
-                    self.skipped.append(rel)
-        return out
-
     def stat(self, rel: str) -> Entry | None:
         """The entry of one file, or None when it does not exist."""
         if self.local_root is not None:  # a link is not followed: not a file of the remote
-            try:
-                st = lstat_beneath(self.local_root, rel)
-            except InvalidInput:  # a directory on the way is a link (or not a directory)
-                return None
-            return _stat_entry(st) if st is not None and stat.S_ISREG(st.st_mode) else None
+            return localfs.stat_file(self.local_root, rel)
         path = self.path(rel)
         self.fs.invalidate_cache(path)
         try:
             info = self.fs.info(path)
         except FileNotFoundError:
             return None
-        return Entry(int(info.get("size") or 0), _token(info))
+        return Entry(int(info.get("size") or 0), token(info))
 
     def read(self, rel: str, limit: int | None = None) -> bytes | None:
         """A whole (small) file, or None when it does not exist.
@@ -403,7 +264,7 @@ class Backend:
     def open_local(self, rel: str) -> BinaryIO:
         """A `file://` remote's file opened for reading, no link below the root followed."""
         assert self.local_root is not None
-        return open_read_beneath(self.local_root, rel, IntegrityError)
+        return localfs.open_file(self.local_root, rel)
 
     def read_range(self, rel: str, start: int, end: int) -> bytes:
         """Bytes `[start, end)` of a file (one ranged GET on object stores)."""
@@ -418,17 +279,13 @@ class Backend:
     def write(self, rel: str, data: bytes, *, mode: int = 0o644) -> str:
         """Write a whole file so that readers never see it partial; return its new token."""
         if self.local_root is not None:  # never through a link below the root
-            with open_beneath(self.local_root, rel, mode) as fh:
-                fh.write(data)
-            st = lstat_beneath(self.local_root, rel)
-            assert st is not None
-            return _stat_entry(st).token
+            return localfs.write_file(self.local_root, rel, data, mode)
         if self.kind == "s3":
             return self._s3_put(rel, data, {})
         if self.kind == "object":
             self.fs.pipe_file(self.path(rel), data)
         else:
-            tmp = self.path(f"tmp/{tmp_name()}")
+            tmp = self.path(f"{layout.TMP}/{tmp_name()}")
             self.fs.pipe_file(tmp, data)
             self.fs.mv(tmp, self.path(rel))
         entry = self.stat(rel)
@@ -458,11 +315,7 @@ class Backend:
     @contextmanager
     def _cas_lock(self) -> Iterator[None]:
         if self.local_root is not None:
-            from modelreg.locking import hold
-
-            lockdir = self.local_root / "locks"
-            lockdir.mkdir(parents=True, exist_ok=True)
-            with hold(lockdir / "remote.lock"):
+            with localfs.cas_lock(self.local_root):
                 yield
             return
         if self.kind == "generic":
@@ -496,7 +349,7 @@ class Backend:
         """
         if self.kind != "s3":
             return False
-        rel = "locks/conditional-probe"
+        rel = _PROBE
         self._s3_put(rel, b"probe", {})
         refused = 0
         for cond in ({"IfNoneMatch": "*"}, {"IfMatch": '"0000000000000000000000000000000f"'}):
@@ -508,26 +361,3 @@ class Backend:
                 refused += 1
         self.conditional = refused == 2
         return self.conditional
-
-
-def human_limit(limit: int) -> str:
-    """A size limit as people read it: `16 MiB`, `512 KiB`, `100 bytes`."""
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if limit >= size and limit % size == 0:
-            return f"{limit // size} {unit}"
-    return f"{limit} bytes"
-
-
-def _stat_entry(st: os.stat_result) -> Entry:
-    # The inode changes on every rename-over, size and mtime on most rewrites.
-    return Entry(st.st_size, f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}")
-
-
-def _token(info: dict[str, Any]) -> str:
-    etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
-    if etag:
-        return str(etag)
-    stamp = info.get("mtime") or info.get("created") or info.get("LastModified") or ""
-    if hasattr(stamp, "timestamp"):  # drivers give a datetime from info(), a float from find()
-        stamp = stamp.timestamp()
-    return f"{info.get('size')}-{stamp}"
