@@ -5,8 +5,8 @@ and manifest id), the canary weight, stickiness key and seed, routing rules, the
 analysis checks, the state, a generation number raised on every change, and the history of
 every change of every release of the model. docs/release.md documents the schema.
 
-States and the transition table (`TRANSITIONS`): an action not in the table for the current
-state is refused with `TransitionRefused` and a message that says why (`refusal`).
+The states and the transition table (`TRANSITIONS`, `transition`, `refusal`) are in
+`release.states`; this module re-exports them.
 """
 
 from __future__ import annotations
@@ -15,13 +15,27 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Any
 
-from modelreg.errors import IntegrityError, InvalidInput, TransitionRefused
+from modelreg.errors import IntegrityError, InvalidInput
 from modelreg.hashing import is_digest
 from modelreg.names import Version, check_name
 from modelreg.release.bucketing import FULL, check_seed, format_weight, parse_weight
 from modelreg.release.rules import Rule, check_attribute, parse_rule, rules_from_list
+from modelreg.release.states import (
+    ABORTED,
+    ACTIONS,
+    LIVE,
+    NONE,
+    PAUSED,
+    PROGRESSING,
+    PROMOTED,
+    STATES,
+    TRANSITIONS,
+    refusal,
+    transition,
+)
+from modelreg.release.states import State as State  # re-exported, as before the split
 
 __all__ = [
     "ABORTED",
@@ -50,80 +64,10 @@ __all__ = [
 SCHEMA = "mreg/v1"
 KIND = "Rollout"
 
-NONE = "none"
-PROGRESSING = "progressing"
-PAUSED = "paused"
-PROMOTED = "promoted"
-ABORTED = "aborted"
-STATES = (NONE, PROGRESSING, PAUSED, PROMOTED, ABORTED)
-LIVE = (PROGRESSING, PAUSED)
-"""States in which the release splits traffic."""
-ACTIONS = ("start", "set", "step", "pause", "resume", "promote", "abort")
-
-State = Literal["none", "progressing", "paused", "promoted", "aborted"]
-
-TRANSITIONS: dict[tuple[str, str], str] = {
-    (NONE, "start"): PROGRESSING,
-    (PROMOTED, "start"): PROGRESSING,
-    (ABORTED, "start"): PROGRESSING,
-    (PROGRESSING, "set"): PROGRESSING,
-    (PROGRESSING, "step"): PROGRESSING,
-    (PROGRESSING, "pause"): PAUSED,
-    (PAUSED, "resume"): PROGRESSING,
-    (PROGRESSING, "promote"): PROMOTED,
-    (PAUSED, "promote"): PROMOTED,
-    (PROGRESSING, "abort"): ABORTED,
-    (PAUSED, "abort"): ABORTED,
-}
-"""(state, action) → the state after it. Every pair not listed is refused."""
-
 SHADOW = "shadow"
 """The step plan's token for a shadow (mirror) step: live traffic all on the baseline."""
 DEFAULT_PLAN = "1,5,10,25,50,100"
 """The default step plan, in percent."""
-
-
-def refusal(name: str, state: str, action: str) -> str:
-    """Why `action` is not allowed in `state` (for the TransitionRefused message)."""
-    if state == NONE:
-        return (
-            f"cannot {action} {name}: it has no release; start one with "
-            f"'mreg release start {name} --canary VERSION'"
-        )
-    if action == "start":
-        return (
-            f"cannot start a release of {name}: one is already {state}; promote or abort it first"
-        )
-    if state in (PROMOTED, ABORTED):
-        how = (
-            "promoted to production"
-            if state == PROMOTED
-            else "aborted, all traffic on the baseline"
-        )
-        return (
-            f"cannot {action} the release of {name}: it has ended ({how}); "
-            f"start a new release, or use 'mreg rollback {name}' to move production back"
-        )
-    if state == PAUSED and action == "pause":
-        return f"cannot pause the release of {name}: it is already paused"
-    if state == PAUSED:
-        return (
-            f"cannot {action} the release of {name}: it is paused; resume it first, "
-            "or abort it to send all traffic to the baseline"
-        )
-    if action == "resume":
-        return f"cannot resume the release of {name}: it is not paused (it is {state})"
-    return f"cannot {action} the release of {name} while it is {state}"  # pragma: no cover
-
-
-def transition(name: str, state: str, action: str) -> str:
-    """The state after `action`, or raise TransitionRefused saying why it is not allowed."""
-    if action not in ACTIONS:
-        raise InvalidInput(f"unknown release action {action!r}")
-    after = TRANSITIONS.get((state, action))
-    if after is None:
-        raise TransitionRefused(refusal(name, state, action))
-    return after
 
 
 def parse_steps(value: Any) -> tuple[int | str, ...]:
