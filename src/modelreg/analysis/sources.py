@@ -6,10 +6,11 @@ distributions (latency, scores, shadow differences) and, from the store, the sam
 per time window (`stratum_s`) for stratified comparisons.
 
 `StoreSource` merges `metrics/NAME/<release>/*.jsonl` (one file per process and segment,
-see `modelreg.serving.metrics`) and `compact()` folds sealed segments into one file of
-per-window totals. `PrometheusSource` asks Prometheus's HTTP API (`/api/v1/query`) for
-`increase(...)` of the series `modelreg.serving.prometheus` exposes, over the release's
-live window (totals, not stratified).
+written by `modelreg.serving.metrics` in the format of `modelreg.metricsfile`) and
+`compact()` folds sealed segments into one file of per-window totals. `PrometheusSource`
+asks Prometheus's HTTP API (`/api/v1/query`) for `increase(...)` of the series
+`modelreg.serving.prometheus` exposes, over the release's live window (totals, not
+stratified).
 """
 
 from __future__ import annotations
@@ -28,7 +29,20 @@ from typing import Any
 
 from modelreg.errors import IntegrityError, InvalidInput, MregError
 from modelreg.fsutil import atomic_write, tmp_name
-from modelreg.metricsfile import SEGMENT_S, metrics_dir
+from modelreg.metricsfile import (
+    COMPACT_PREFIX,
+    COMPACTED,
+    GROUP,
+    SEGMENT_S,
+    absorbed,
+    compact_file,
+    compaction_line,
+    encode,
+    group_of,
+    metrics_dir,
+    read_lines,
+    segment_in,
+)
 from modelreg.release.rollout import LIVE, Rollout
 from modelreg.serving.aggregate import EXPOSURE_S, LogHistogram, iter_lines
 
@@ -45,7 +59,6 @@ __all__ = [
 
 COMPACT_GRACE_S = 600
 """A segment is compacted once its period ended and it was last written this long ago."""
-COMPACT_PREFIX = "compact-"
 
 
 class SourceError(MregError):
@@ -114,8 +127,8 @@ def _phases(rollout: Rollout) -> tuple[set[int], set[int]]:
 def _side_of(doc: Mapping[str, Any], rollout: Rollout, gens: tuple[set[int], set[int]]) -> str:
     """`baseline`, `canary` or '' (not part of the sample) for one metrics line."""
     live, shadow = gens
-    gen, variant, mirrored = doc.get("gen"), doc.get("variant"), bool(doc.get("shadow"))
-    version = doc.get("version")
+    gen, variant, version, mirrored = group_of(doc)
+    mirrored = bool(mirrored)
     if rollout.shadow:
         if gen not in shadow:
             return ""
@@ -215,13 +228,13 @@ def _files(directory: Path) -> list[Path]:
         names = sorted(p.name for p in directory.iterdir() if p.name.endswith(".jsonl"))
     except FileNotFoundError:
         return []
-    absorbed: set[str] = set()
+    gone: set[str] = set()
     for name in names:
         if name.startswith(COMPACT_PREFIX):
             for doc in iter_lines(directory / name):
-                absorbed.update(doc.get("compacted") or ())
+                gone.update(absorbed(doc))
                 break
-    return [directory / n for n in names if n not in absorbed]
+    return [directory / n for n in names if n not in gone]
 
 
 class StoreSource:
@@ -243,8 +256,8 @@ class StoreSource:
         start, end = math.inf, -math.inf
         for path in _files(directory):
             try:
-                for doc in iter_lines(path):
-                    if "compacted" in doc:
+                for doc in read_lines(path):
+                    if COMPACTED in doc:
                         continue
                     side = _side_of(doc, rollout, gens)
                     if not side:
@@ -317,16 +330,16 @@ def compact(
     """
     directory = metrics_dir(root, name, release)
     sealed: list[Path] = []
-    absorbed: set[str] = set()
+    gone: set[str] = set()
     for path in _files(directory):
         if path.name.startswith(COMPACT_PREFIX):
             sealed.append(path)
             for doc in iter_lines(path):
-                absorbed.update(doc.get("compacted") or ())
+                gone.update(absorbed(doc))
                 break
             continue
         try:
-            segment = int(path.stem.rsplit("-", 1)[1])
+            segment = segment_in(path.name)
             mtime = path.stat().st_mtime
         except (IndexError, ValueError, OSError):
             continue
@@ -337,21 +350,20 @@ def compact(
         return 0
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for path in sealed:
-        for doc in iter_lines(path):
-            if "compacted" in doc or "t1" not in doc:
+        for doc in read_lines(path):
+            if COMPACTED in doc or "t1" not in doc:
                 continue
             # by the window the requests were answered in (t0: flushes fall on interval
             # boundaries); merging widens t0..t1, so a compacted late outcome's delay is
             # known to within the window's width (docs/analysis.md)
-            key = (int(doc.get("t0", doc["t1"]) // stratum_s), doc.get("gen"),
-                   doc.get("variant"), doc.get("version"), doc.get("shadow"))  # fmt: skip
-            head = {k: doc.get(k) for k in ("v", "gen", "variant", "version", "id", "shadow")}
+            key = (int(doc.get("t0", doc["t1"]) // stratum_s), *group_of(doc))
+            head = {k: doc.get(k) for k in GROUP}
             _merge_line(merged.setdefault(key, head), doc)
-    names = sorted(absorbed | {p.name for p in sealed})
-    lines = [json.dumps({"v": 1, "compacted": names}, separators=(",", ":"))]
-    lines += [json.dumps(merged[k], separators=(",", ":")) for k in sorted(merged, key=repr)]
-    first = min(int(p.stem.rsplit("-", 1)[1]) for p in raw)
-    target = directory / f"{COMPACT_PREFIX}{first}-{tmp_name()[-12:].strip('-')}.jsonl"
+    names = sorted(gone | {p.name for p in sealed})
+    lines = [compaction_line(names)]
+    lines += [encode(merged[k]) for k in sorted(merged, key=repr)]
+    first = min(segment_in(p.name) for p in raw)
+    target = compact_file(directory, first, tmp_name()[-12:].strip("-"))
     atomic_write(target, ("\n".join(lines) + "\n").encode())
     for path in sealed:
         try:

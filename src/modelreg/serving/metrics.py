@@ -28,7 +28,6 @@ is imported only by `expose()` (the `prometheus` extra).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -42,8 +41,9 @@ from typing import Any
 
 from modelreg.errors import MregError
 from modelreg.metricsfile import (
-    FORMAT,
+    FORMAT,  # noqa: F401 (importable from here, as before #16)
     SEGMENT_S,
+    encode_line,
     metrics_dir,
     process_name,
     segment_file,
@@ -419,12 +419,9 @@ class Metrics:
                 for g, snap, body in pending:
                     if g.generation not in releases:
                         continue  # a generation the manifest does not show yet: next flush
-                    head = {
-                        "v": FORMAT, "t0": self._since, "t1": now, "gen": g.generation,
-                        "variant": g.variant, "version": g.version, "id": g.id,
-                        "shadow": g.shadow,
-                    }  # fmt: skip
-                    line = json.dumps({**head, **body}, separators=(",", ":"))
+                    line = encode_line(
+                        self._since, now, g.generation, g.variant, g.version, g.id, g.shadow, body
+                    )
                     by_release.setdefault(releases[g.generation], []).append(line)
                     done.append((g, snap))
                 for release, lines in by_release.items():
