@@ -225,7 +225,7 @@ def _remote_manifest_refs(s: Session) -> dict[str, str]:
     metadata = s.metadata()
     for rel in s.listing:
         parts = rel.split("/")
-        if parts[0] == "models" and len(parts) >= 4 and parts[-2] == "versions":
+        if parts[0] == layout.MODELS and len(parts) >= 4 and parts[-2] == "versions":
             meta = metadata.get(rel)
             if meta is None or meta.kind != "manifest":
                 raise IntegrityError(f"{s.url}/{rel}: not a manifest this mreg can read; no gc")
@@ -255,7 +255,7 @@ def _remote_objects(backend: Backend) -> dict[str, tuple[int, float | None]]:
     """Digest -> (size, mtime or None when the backend gives no time) of remote objects."""
     out: dict[str, tuple[int, float | None]] = {}
     if backend.local_root is not None:
-        base = backend.local_root / "objects"
+        base = backend.local_root / layout.OBJECTS
         if not base.is_dir():
             return out
         for fan in os.scandir(base):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from modelreg import layout
 from modelreg.errors import InvalidInput, NotFound
 from modelreg.fsutil import TMP_PREFIX
 from modelreg.names import Version, check_alias, check_name, parse_ref
@@ -28,7 +29,7 @@ __all__ = [
     "read_limit",
 ]
 
-AUDIT = "audit/log.jsonl"
+AUDIT = layout.AUDIT_LOG
 MAX_AUDIT_BYTES = 64 * 1024 * 1024
 """The largest remote audit log a command reads (issue 15): about 150,000 entries."""
 REF_KINDS = ("alias", "state", "release")

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from modelreg.errors import IntegrityError, MregError
 from modelreg.fsutil import open_beneath, tmp_name
 from modelreg.hashing import CHUNK_SIZE, copy_and_hash, hash_bytes, hash_file
+from modelreg.layout import object_rel
 from modelreg.objects import ObjectStore
 from modelreg.remote.backend import Backend
 from modelreg.remote.ingest import check_received, receive_object
@@ -60,11 +61,6 @@ class TransferProgress(Protocol):
 
     def advance(self, objects: int, nbytes: int) -> None:
         """More objects completed and/or more bytes moved."""
-
-
-def object_rel(digest: str) -> str:
-    """The store-relative path of an object (the digest must already be validated)."""
-    return f"objects/{digest[:2]}/{digest}"
 
 
 def wait_all(futures: dict[Future[Any], str]) -> tuple[int, dict[str, str]]:
