@@ -126,11 +126,9 @@ def _load_mapping(text: str) -> dict[str, Any] | None:
 
 def _metrics_releases(store: StoreHandle, name: str) -> list[int]:
     """The release numbers the model's metrics and judgment files are kept under."""
-    *ns, last = name.split("/")
-    # the judgments' directory (`analysis/NAME/`) has no name in modelreg.layout yet
-    dirs = (layout.metrics_dir(store.root, name), store.root.joinpath("analysis", *ns, last))
+    judged = layout.analysis_log(store.root, name, 0).parent  # analysis/NAME/<release>.jsonl
     found: list[int] = []
-    for directory in dirs:
+    for directory in (layout.metrics_dir(store.root, name), judged):
         try:
             entries = os.listdir(directory)
         except OSError:
