@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelreg import yamlio
+from modelreg import layout, yamlio
 from modelreg.errors import IntegrityError, InvalidInput, StoreNotFound
 from modelreg.fsutil import fsync_dir, safe_join, tmp_name
 from modelreg.hashing import copy_and_hash, hash_bytes, hash_file, is_digest
@@ -47,7 +47,6 @@ __all__ = [
 
 RACY_NS = 2_000_000_000
 """Files modified less than this many nanoseconds before a check are re-read next time."""
-DIRNAME = ".modelreg"
 PRODUCTION = "production"
 
 Signature = tuple[Any, ...]
@@ -59,8 +58,8 @@ def store_root(store: str | os.PathLike[str]) -> Path:
     if "://" in text:  # pragma: no cover (Router.open sends URLs to serving.remote)
         raise InvalidInput(f"{text}: a remote store is opened by modelreg.serving.remote")
     p = Path(text).absolute()
-    root = p if p.name == DIRNAME and (p / "config.yaml").is_file() else p / DIRNAME
-    if not (root / "config.yaml").is_file():
+    root = layout.store_root(p)
+    if root is None:
         raise StoreNotFound(f"no mreg store at {p}")
     return root
 
@@ -122,11 +121,10 @@ class Source:
     """The two files the router watches for one model."""
 
     def __init__(self, root: Path, name: str) -> None:
-        *ns, last = check_name(name).split("/")
         self.root = root
         self.name = name
-        self.rollout_path = root.joinpath("releases", *ns, f"{last}.yaml")
-        self.alias_path = root.joinpath("models", *ns, last, "aliases", f"{PRODUCTION}.yaml")
+        self.rollout_path = layout.release_path(root, name)
+        self.alias_path = layout.alias_path(root, name, PRODUCTION)
 
     def signature(self) -> Signature:
         """Stat both files: the cheap check."""
@@ -200,7 +198,7 @@ def parse_production(data: bytes, source: str) -> ProductionRef:
 
 def version_rel(name: str, version: str) -> str:
     """A version manifest's path relative to the store root (name and version checked first)."""
-    return f"models/{check_name(name)}/versions/{Version.parse(version).text}.yaml"
+    return layout.rel_manifest(check_name(name), Version.parse(version).text)
 
 
 def version_files(root: Path, name: str, version: str, digest: str) -> tuple[FileSpec, ...]:
@@ -238,7 +236,7 @@ def parse_version_files(
 def _object(root: Path, digest: str) -> Path:
     if not is_digest(digest):  # pragma: no cover (checked by version_files)
         raise IntegrityError(f"bad digest {digest!r}")
-    return root / "objects" / digest[:2] / digest
+    return root.joinpath(*layout.object_rel(digest).split("/"))
 
 
 def _copy_verified(src: Path, dst: Path, spec: FileSpec) -> None:

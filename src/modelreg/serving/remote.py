@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modelreg import layout
 from modelreg.names import check_name
 from modelreg.serving.reload import (
     PRODUCTION,
@@ -53,8 +54,8 @@ class RemoteSource(Source):
         self.remote = Remote(url, dict(options or {}), cache_dir=root)
         self.name = check_name(name)
         self.root = root  # local: objects/ and tmp/ (the Remote cache), versions/, metrics/
-        self._rollout_rel = f"releases/{name}.yaml"
-        self._alias_rel = f"models/{name}/aliases/{PRODUCTION}.yaml"
+        self._rollout_rel = layout.rel_release(name)
+        self._alias_rel = layout.rel_alias(name, PRODUCTION)
 
     @property
     def rollout_where(self) -> str:
