@@ -93,6 +93,7 @@ class Router:
         self._attempted: tuple[bytes | None, bytes | None] | None = None
         self._checks = self._reloads = self._errors = 0
         self._last_error: str | None = None
+        self._unparsable: tuple[bytes, type[MregError], str] | None = None
         self._failing = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -333,7 +334,7 @@ class Router:
         src = self._source
         rollout = None
         if raw_rollout is not None:
-            rollout = parse_rollout(raw_rollout, src.rollout_where, self.name)
+            rollout = self._parse_rollout(raw_rollout)
         elif had_rollout:
             raise IntegrityError(f"{src.rollout_where}: the rollout manifest is missing")
         prod: ProductionRef | MregError | None = None
@@ -343,6 +344,22 @@ class Router:
             except MregError as exc:  # only an error if the alias is needed (no live release)
                 prod = exc
         return self._compile(rollout, prod)
+
+    def _parse_rollout(self, raw: bytes) -> Rollout:
+        """Parse the rollout manifest; bytes that failed to parse fail again without parsing.
+
+        Parsing depends on the bytes alone, so while a damaged manifest stays as it is, each
+        check re-reads it but does not parse it again (a deeply nested or 16 MiB one costs
+        about 0.1 s to refuse: at every check of a busy router, that was most of its time).
+        """
+        bad = self._unparsable
+        if bad is not None and bad[0] == raw:
+            raise bad[1](bad[2])
+        try:
+            return parse_rollout(raw, self._source.rollout_where, self.name)
+        except MregError as exc:
+            self._unparsable = (raw, type(exc), str(exc))
+            raise
 
     def _compile(
         self, rollout: Rollout | None, maybe_prod: ProductionRef | MregError | None
