@@ -227,3 +227,16 @@ def test_a_cycle_and_an_upward_import_are_caught(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(__import__(__name__, fromlist=["GRAPH"]), "GRAPH", planted)
     assert any("names" in c and "store" in c for c in _cycles())
     assert ("names", "store") in _upward()
+
+
+MAX_LINES = 500
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """Small modules with names that explain themselves (issue 16)."""
+    long = {
+        _short(m): n
+        for m, p in MODULES.items()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"over {MAX_LINES} lines (split along a seam): {long}"

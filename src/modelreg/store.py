@@ -11,18 +11,17 @@ docs/store-format.md), the config in `modelreg.config`.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg.config import FORMAT, StoreConfig
-from modelreg.handle import Clock, StoreHandle, utc_now
+from modelreg.facade_release import ReleaseCommands
+from modelreg.handle import Clock, utc_now
 from modelreg.layout import DIRNAME
 
 if TYPE_CHECKING:
     from modelreg.aliases import AliasChange, AliasEvent, Deprecation, TagChange
-    from modelreg.analysis.watch import Analysis, Source, WatchEvent, WatchReport
     from modelreg.audit import AuditEntry
     from modelreg.bundle import PackResult, UnpackResult
     from modelreg.catalog import Materialized, ModelSummary, VersionDiff, VersionInfo
@@ -31,11 +30,6 @@ if TYPE_CHECKING:
     from modelreg.gc import GcReport
     from modelreg.manifest import ModelVersion
     from modelreg.register import ProgressStart, RegisterResult
-    from modelreg.release.export.plan import Export, ExportOptions
-    from modelreg.release.export.watch import WatchReport as ExportWatchReport
-    from modelreg.release.ops import ReleaseChange, ReleaseStatus
-    from modelreg.release.rollout import Event
-    from modelreg.release.rules import Rule
     from modelreg.remote.sync import FetchResult, PullResult, PushResult, StatusReport
     from modelreg.remote.transfer import TransferProgress
     from modelreg.validate import LargeFilesReport, ValidationReport
@@ -51,7 +45,7 @@ _MODEL_EXTENSIONS = (
 )  # fmt: skip
 
 
-class Store(StoreHandle):
+class Store(ReleaseCommands):
     """A model registry store rooted at a `.modelreg/` directory."""
 
     # -- the API: one method per command -----------------------------------------------------
@@ -256,189 +250,6 @@ class Store(StoreHandle):
         from modelreg.bundle import unpack
 
         return unpack(self, Path(path))
-
-    # -- releases (issues 5, 6, 7): `mreg release CMD` is `store.release_CMD(...)` ------------
-
-    def release_start(
-        self,
-        name: str,
-        canary: str,
-        *,
-        baseline: str | None = None,
-        weight: float | str | None = None,
-        steps: str | Sequence[float | str] | None = None,
-        stick_by: str = "user_id",
-        rules: Sequence[Rule | str] = (),
-        shadow: bool = False,
-        reason: str = "",
-        seed: str | None = None,
-        actor: str | None = None,
-        analysis: Sequence[Any] = (),
-    ) -> ReleaseChange:
-        """Start a canary release of `canary` against `baseline` (`mreg release start`).
-
-        The baseline defaults to the `production` alias; the first weight is `weight`, else
-        the plan's first step. `rules` are routing rules (texts or `Rule`s), `analysis` the
-        checks and policy `release analyze` and `watch` judge by (`modelreg.release.ops.start`).
-        """
-        from modelreg.release.ops import start
-
-        return start(
-            self, name, canary, baseline=baseline, weight=weight, steps=steps,
-            stick_by=stick_by, rules=rules, shadow=shadow, reason=reason, seed=seed,
-            actor=actor, analysis=analysis,
-        )  # fmt: skip
-
-    def release_set(
-        self,
-        name: str,
-        *,
-        weight: float | str | None = None,
-        rules: Sequence[Rule | str] | None = None,
-        shadow: bool | None = None,
-        analysis: Sequence[Any] | None = None,
-        reason: str = "",
-        actor: str | None = None,
-    ) -> ReleaseChange:
-        """Set the canary weight, replace the rules or checks, or go to shadow mode.
-
-        `mreg release set` (`modelreg.release.ops.update`): None leaves a setting as it is,
-        `rules=[]` removes every rule and `analysis=[]` every check.
-        """
-        from modelreg.release.ops import update
-
-        return update(
-            self, name, weight=weight, rules=rules, shadow=shadow, analysis=analysis,
-            reason=reason, actor=actor,
-        )  # fmt: skip
-
-    def release_step(
-        self, name: str, *, reason: str = "", actor: str | None = None
-    ) -> ReleaseChange:
-        """Move the canary to the next weight of the step plan (`mreg release step`)."""
-        from modelreg.release.ops import step
-
-        return step(self, name, reason=reason, actor=actor)
-
-    def release_pause(
-        self, name: str, *, reason: str = "", actor: str | None = None
-    ) -> ReleaseChange:
-        """Freeze the release: traffic keeps its split, set and step are refused (`pause`)."""
-        from modelreg.release.ops import pause
-
-        return pause(self, name, reason=reason, actor=actor)
-
-    def release_resume(
-        self, name: str, *, reason: str = "", actor: str | None = None
-    ) -> ReleaseChange:
-        """Resume a paused release (`mreg release resume`)."""
-        from modelreg.release.ops import resume
-
-        return resume(self, name, reason=reason, actor=actor)
-
-    def release_promote(
-        self, name: str, *, reason: str = "", force: bool = False, actor: str | None = None
-    ) -> ReleaseChange:
-        """Move production to the canary, through its promotion gates, and end the release.
-
-        `mreg release promote`; `force` (with a `reason`) overrides failed gates.
-        """
-        from modelreg.release.ops import promote
-
-        return promote(self, name, reason=reason, force=force, actor=actor)
-
-    def release_abort(
-        self, name: str, *, reason: str = "", force: bool = False, actor: str | None = None
-    ) -> ReleaseChange:
-        """Roll back now: all traffic to the baseline, and the release ends (`release abort`).
-
-        `force` (with a `reason`) aborts even over a damaged rollout manifest.
-        """
-        from modelreg.release.ops import abort
-
-        return abort(self, name, reason=reason, force=force, actor=actor)
-
-    def release_status(self, name: str) -> ReleaseStatus:
-        """The release's state, weights, rules, steps, generation and last changes."""
-        from modelreg.release.ops import status
-
-        return status(self, name)
-
-    def release_history(self, name: str) -> list[Event]:
-        """Every change of every release of the model, oldest first (`release history`)."""
-        from modelreg.release.ops import history
-
-        return history(self, name)
-
-    def release_analyze(self, name: str, *, source: Source | None = None) -> Analysis:
-        """Judge the canary against the baseline on its metrics (`mreg release analyze`).
-
-        `source` reads the metrics (default: the store's `metrics/`; `PrometheusSource`).
-        """
-        from modelreg.analysis import analyze
-
-        return analyze(self, name, source=source)
-
-    def release_watch(
-        self,
-        name: str,
-        *,
-        interval_s: float = 30.0,
-        max_duration_s: float | None = None,
-        once: bool = False,
-        promote: bool = True,
-        source: Source | None = None,
-        actor: str | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        on_event: Callable[[WatchEvent], None] | None = None,
-    ) -> WatchReport:
-        """Analyze every `interval_s`: abort on a failure, step after passes, then promote.
-
-        `mreg release watch`; `on_event` is called after each analysis.
-        """
-        from modelreg.analysis import watch
-
-        return watch(
-            self, name, interval_s=interval_s, max_duration_s=max_duration_s, once=once,
-            promote=promote, source=source, actor=actor, clock=clock, sleep=sleep,
-            on_event=on_event,
-        )  # fmt: skip
-
-    def release_export(
-        self, name: str, format: str, options: ExportOptions | None = None
-    ) -> Export:
-        """The release's routing as Kubernetes YAML for a mesh or gateway (`release export`).
-
-        `format`: istio, gateway-api, smi, nginx, kserve or argo. The result lists what the
-        format cannot express (`Export.losses`); `raise_for_losses()` refuses them.
-        """
-        from modelreg.release.export import export
-
-        return export(self, name, format, options)
-
-    def release_export_watch(
-        self,
-        name: str,
-        format: str,
-        options: ExportOptions | None,
-        output: Path,
-        *,
-        interval_s: float = 1.0,
-        max_duration_s: float | None = None,
-        max_writes: int | None = None,
-        on_write: Callable[[Export], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> ExportWatchReport:
-        """Keep `output` current: rewrite the export on every change (`export --watch`)."""
-        from modelreg.release.export import watch
-
-        return watch(
-            self, name, format, options, output, interval_s=interval_s,
-            max_duration_s=max_duration_s, max_writes=max_writes, on_write=on_write,
-            clock=clock, sleep=sleep,
-        )  # fmt: skip
 
     # -- maintenance and checks (issues 7, 8) --------------------------------------------------
 
