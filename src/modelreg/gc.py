@@ -225,7 +225,7 @@ def _remote_manifest_refs(s: Session) -> dict[str, str]:
     metadata = s.metadata()
     for rel in s.listing:
         parts = rel.split("/")
-        if parts[0] == layout.MODELS and len(parts) >= 4 and parts[-2] == "versions":
+        if parts[0] == layout.MODELS and len(parts) >= 4 and parts[-2] == layout.VERSIONS:
             meta = metadata.get(rel)
             if meta is None or meta.kind != "manifest":
                 raise IntegrityError(f"{s.url}/{rel}: not a manifest this mreg can read; no gc")

@@ -13,6 +13,7 @@ The on-disk contract is docs/store-format.md::
       audit/log.jsonl, audit/head.json  hash-chained audit trail and its head
       remotes/NAME/                     what this store tracks of each remote
       locks/store.lock                  the write lock
+      cache/versions/<id>/              versions materialised for routers (serving)
       tmp/                              staging for objects
 
 This module is the base layer (docs/architecture.md): it knows names and paths and the one
@@ -29,9 +30,11 @@ from pathlib import Path
 from modelreg.names import check_alias, check_name
 
 __all__ = [
+    "ALIASES",
     "ANALYSIS",
     "AUDIT_HEAD",
     "AUDIT_LOG",
+    "CACHE",
     "CONFIG",
     "DIRNAME",
     "LOCK",
@@ -41,8 +44,10 @@ __all__ = [
     "OBJECTS",
     "RELEASES",
     "REMOTES",
+    "STATE",
     "SUBDIRS",
     "TMP",
+    "VERSIONS",
     "alias_path",
     "aliases_dir",
     "analysis_log",
@@ -61,6 +66,7 @@ __all__ = [
     "state_dir",
     "state_path",
     "store_root",
+    "version_cache",
     "versions_dir",
     "watch_lock",
 ]
@@ -72,6 +78,10 @@ MODELS = "models"
 RELEASES = "releases"
 METRICS = "metrics"
 ANALYSIS = "analysis"
+CACHE = "cache"
+VERSIONS = "versions"
+ALIASES = "aliases"
+STATE = "state"
 LOCKS = "locks"
 REMOTES = "remotes"
 TMP = "tmp"
@@ -91,17 +101,17 @@ def _model_rel(name: str) -> str:
 
 def rel_manifest(name: str, version: str) -> str:
     """`models/NAME/versions/V.yaml` (`version` must already be validated)."""
-    return f"{_model_rel(name)}/versions/{version}.yaml"
+    return f"{_model_rel(name)}/{VERSIONS}/{version}.yaml"
 
 
 def rel_alias(name: str, alias: str) -> str:
     """`models/NAME/aliases/A.yaml`."""
-    return f"{_model_rel(name)}/aliases/{check_alias(alias)}.yaml"
+    return f"{_model_rel(name)}/{ALIASES}/{check_alias(alias)}.yaml"
 
 
 def rel_state(name: str, version: str) -> str:
     """`models/NAME/state/V.yaml` (`version` must already be validated)."""
-    return f"{_model_rel(name)}/state/{version}.yaml"
+    return f"{_model_rel(name)}/{STATE}/{version}.yaml"
 
 
 def rel_release(name: str) -> str:
@@ -148,17 +158,17 @@ def release_path(root: Path, name: str) -> Path:
 
 def versions_dir(root: Path, name: str) -> Path:
     """A model's manifests (`models/NAME/versions/`)."""
-    return model_dir(root, name) / "versions"
+    return model_dir(root, name) / VERSIONS
 
 
 def aliases_dir(root: Path, name: str) -> Path:
     """A model's alias refs (`models/NAME/aliases/`)."""
-    return model_dir(root, name) / "aliases"
+    return model_dir(root, name) / ALIASES
 
 
 def state_dir(root: Path, name: str) -> Path:
     """A model's per-version state files (`models/NAME/state/`)."""
-    return model_dir(root, name) / "state"
+    return model_dir(root, name) / STATE
 
 
 def releases_dir(root: Path) -> Path:
@@ -179,6 +189,11 @@ def watch_lock(root: Path, name: str) -> Path:
 def metrics_dir(root: Path, name: str) -> Path:
     """Where routers flush a model's metrics (`metrics/NAME/`)."""
     return _under(root, f"{METRICS}/{check_name(name)}")
+
+
+def version_cache(root: Path) -> Path:
+    """Where routers materialise versions by default (`cache/versions/`)."""
+    return root / CACHE / VERSIONS
 
 
 def remote_dir(root: Path, remote: str) -> Path:

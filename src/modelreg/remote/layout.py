@@ -35,7 +35,11 @@ MAX_AUDIT_BYTES = 64 * 1024 * 1024
 REF_KINDS = ("alias", "state", "release")
 """The moving refs: compared three ways on sync (merge.py), never overwritten blindly."""
 Kind = Literal["manifest", "alias", "state", "release", "audit"]
-_SUBDIRS: dict[str, Kind] = {"versions": "manifest", "aliases": "alias", "state": "state"}
+_SUBDIRS: dict[str, Kind] = {
+    layout.VERSIONS: "manifest",
+    layout.ALIASES: "alias",
+    layout.STATE: "state",
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ def classify(rel: str) -> Meta | None:
     if not rel.endswith(".yaml") or any(p.startswith(TMP_PREFIX) for p in parts):
         return None
     try:
-        if parts[0] == "models" and len(parts) in (4, 5) and parts[-2] in _SUBDIRS:
+        if parts[0] == layout.MODELS and len(parts) in (4, 5) and parts[-2] in _SUBDIRS:
             name, kind, stem = (
                 check_name("/".join(parts[1:-2])),
                 _SUBDIRS[parts[-2]],
@@ -71,7 +75,7 @@ def classify(rel: str) -> Meta | None:
                 return Meta(rel, kind, name, check_alias(stem))
             if Version.parse(stem).text == stem:
                 return Meta(rel, kind, name, stem)
-        elif parts[0] == "releases" and len(parts) >= 2:  # the model's name, as a store has it
+        elif parts[0] == layout.RELEASES and len(parts) >= 2:  # the model's name, as a store has it
             return Meta(rel, "release", check_name(rel[len("releases/") : -len(".yaml")]))
     except InvalidInput:
         return None
@@ -81,7 +85,7 @@ def classify(rel: str) -> Meta | None:
 def local_metadata(root: Path) -> dict[str, Meta]:
     """Every metadata file of a local store (manifests, refs, rollout manifests, audit log)."""
     out: dict[str, Meta] = {}
-    for top in ("models", "releases"):
+    for top in (layout.MODELS, layout.RELEASES):
         base = root / top
         if not base.is_dir():
             continue

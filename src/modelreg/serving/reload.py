@@ -160,7 +160,7 @@ class Source:
     @property
     def cache_dir(self) -> Path:
         """Where versions are materialised unless the router is given another directory."""
-        return self.root / "cache" / "versions"
+        return layout.version_cache(self.root)
 
     def has_rollout(self) -> bool:
         """True when something (readable or not) is at the rollout manifest's path."""
