@@ -60,6 +60,7 @@ __all__ = [
     "rel_manifest",
     "rel_release",
     "rel_state",
+    "rel_versions",
     "release_path",
     "releases_dir",
     "remote_dir",
@@ -99,9 +100,14 @@ def _model_rel(name: str) -> str:
     return f"{MODELS}/{check_name(name)}"
 
 
+def rel_versions(name: str) -> str:
+    """`models/NAME/versions`: where a model's manifests are."""
+    return f"{_model_rel(name)}/{VERSIONS}"
+
+
 def rel_manifest(name: str, version: str) -> str:
     """`models/NAME/versions/V.yaml` (`version` must already be validated)."""
-    return f"{_model_rel(name)}/{VERSIONS}/{version}.yaml"
+    return f"{rel_versions(name)}/{version}.yaml"
 
 
 def rel_alias(name: str, alias: str) -> str:

@@ -25,11 +25,11 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from modelreg import yamlio
+from modelreg import layout, yamlio
 from modelreg.errors import IntegrityError, NotFound
 from modelreg.hashing import check_digest, hash_bytes
 from modelreg.manifest import FileEntry, ModelVersion
-from modelreg.names import Version, check_name, parse_ref
+from modelreg.names import Version, parse_ref
 from modelreg.objects import ObjectStore
 from modelreg.remote.backend import Backend
 from modelreg.remote.spec import RemoteSpec, normalize_url
@@ -60,7 +60,7 @@ class Remote:
         self.spec = RemoteSpec("remote", normalize_url(url), dict(options or {}))
         self.backend = Backend(self.spec)
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.cache = ObjectStore(root / "objects", root / "tmp")
+        self.cache = ObjectStore(root / layout.OBJECTS, root / layout.TMP)
 
     @classmethod
     def from_spec(
@@ -84,7 +84,7 @@ class Remote:
 
     def versions(self, name: str) -> list[str]:
         """The versions of a model on the remote, in SemVer order (one listing)."""
-        prefix = f"models/{check_name(name)}/versions"
+        prefix = layout.rel_versions(name)
         with self.backend.errors():
             found = self.backend.list(prefix)
         stems = (rel.rsplit("/", 1)[-1][:-5] for rel in found if rel.endswith(".yaml"))
@@ -92,7 +92,7 @@ class Remote:
 
     def manifest(self, name: str, version: str, expect_id: str | None = None) -> ModelVersion:
         """A version's manifest; IntegrityError if it is malformed or not `expect_id`."""
-        rel = f"models/{check_name(name)}/versions/{Version.parse(version).text}.yaml"
+        rel = layout.rel_manifest(name, Version.parse(version).text)
         data = self.read(rel)
         mv = ModelVersion.from_dict(
             yamlio.load(data, f"{self.url}/{rel}", IntegrityError), hash_bytes(data)
@@ -111,7 +111,7 @@ class Remote:
             if not versions:
                 raise NotFound(f"no model named {ref.name!r} on {self.url}")
             return self.manifest(ref.name, versions[-1])
-        rel = f"models/{ref.name}/aliases/{ref.ref}.yaml"
+        rel = layout.rel_alias(ref.name, ref.ref)
         doc = yamlio.load(self.read(rel), f"{self.url}/{rel}", IntegrityError)
         if not isinstance(doc, dict) or "version" not in doc or "id" not in doc:
             raise IntegrityError(f"{self.url}/{rel}: malformed alias")
@@ -119,7 +119,7 @@ class Remote:
 
     def rollout(self, name: str) -> dict[str, Any]:
         """The rollout manifest `releases/NAME.yaml` as a mapping (read fresh every call)."""
-        rel = f"releases/{check_name(name)}.yaml"
+        rel = layout.rel_release(name)
         doc = yamlio.load(self.read(rel), f"{self.url}/{rel}", IntegrityError)
         if not isinstance(doc, dict):
             raise IntegrityError(f"{self.url}/{rel}: not a mapping")

@@ -76,7 +76,7 @@ def classify(rel: str) -> Meta | None:
             if Version.parse(stem).text == stem:
                 return Meta(rel, kind, name, stem)
         elif parts[0] == layout.RELEASES and len(parts) >= 2:  # the model's name, as a store has it
-            return Meta(rel, "release", check_name(rel[len("releases/") : -len(".yaml")]))
+            return Meta(rel, "release", check_name(rel[len(layout.RELEASES) + 1 : -len(".yaml")]))
     except InvalidInput:
         return None
     return None
