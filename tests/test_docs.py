@@ -44,4 +44,24 @@ def test_readme_names_every_system_package_ci_installs():
     section = readme[readme.index("### Running the tests") :]
     for name in packages.group(1).split():
         assert f"`{name}`" in section, f"README's 'Running the tests' does not name {name}"
-    assert "--upgrade --upgrade-strategy eager" in ci and "--upgrade --upgrade-strategy eager" in section
+    assert (
+        "--upgrade --upgrade-strategy eager" in ci
+        and "--upgrade --upgrade-strategy eager" in section
+    )
+
+
+def test_the_reference_does_not_depend_on_apps_built_before():
+    """Installing the commands into another app first changed nothing of `mreg`'s help.
+
+    `remote` installed its subcommands into one module-level group, so every installation
+    added to it and `mreg remote add --help` showed Typer's `{name} {url}` afterwards.
+    """
+    import importlib
+
+    from modelreg.cli import COMMAND_MODULES
+
+    for module in set(COMMAND_MODULES.values()):
+        other = typer.Typer()
+        other.callback()(lambda: None)
+        importlib.import_module(f"modelreg.cli.{module}").install(other)
+    test_cli_reference_is_current()

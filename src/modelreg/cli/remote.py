@@ -16,11 +16,6 @@ if TYPE_CHECKING:
 
 __all__ = ["install"]
 
-remote_app = typer.Typer(
-    help="Configure remotes: where push, pull and fetch send and read the store.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
 
 ArgsArg = Annotated[
     Optional[list[str]],  # noqa: UP045
@@ -278,7 +273,17 @@ def status(
 
 
 def install(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add this module's commands to the app.
+
+    The `remote` group is built here, once per app: a group shared between apps would collect
+    every installation's commands (an app built after another then showed Typer's own usage
+    lines for them).
+    """
+    remote_app = typer.Typer(
+        help="Configure remotes: where push, pull and fetch send and read the store.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
+    )
     remote_app.command()(add)
     remote_app.command("list")(list_)
     remote_app.command()(remove)
