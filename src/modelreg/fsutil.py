@@ -37,6 +37,7 @@ __all__ = [
     "open_beneath",
     "open_read_beneath",
     "read_bounded",
+    "read_regular",
     "safe_join",
     "tmp_name",
 ]
@@ -61,6 +62,38 @@ def read_bounded(path: Path, limit: int, label: str = "") -> bytes:
         raise InvalidInput(f"{label}{path}: is a directory") from None
     except OSError as exc:
         raise InvalidInput(f"{label}{path}: cannot read ({exc.strerror})") from None
+
+
+def read_regular(
+    path: Path, limit: int, error: type[MregError], *, directory: str = ""
+) -> bytes | None:
+    """At most `limit` + 1 bytes of a regular file mreg reads repeatedly (None: missing).
+
+    Opened without blocking, so a FIFO put in its place cannot hang the reader; anything
+    but a regular file, and any read error, raises `error` naming the path. `directory`
+    words the refusal of a directory (`a directory, not DIRECTORY`), else "not a regular
+    file". A dangling link is missing, as `open` sees it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if directory and stat.S_ISDIR(mode):
+            raise error(f"{path}: a directory, not {directory}")
+        if not stat.S_ISREG(mode):
+            raise error(f"{path}: not a regular file")
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            return fh.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def tmp_name(final_name: str = "") -> str:

@@ -9,13 +9,12 @@ file named on the command line. The parsing is the model layer's (`Rollout.parse
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelreg import yamlio
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
-from modelreg.fsutil import atomic_write
+from modelreg.fsutil import atomic_write, read_regular
 from modelreg.release.rollout import Rollout
 from modelreg.release.rules import Rule, rules_from_list
 
@@ -56,27 +55,10 @@ def read_manifest_bytes(path: Path) -> bytes | None:
         IntegrityError: something is there but cannot be read as a file (a dangling link, a
             directory, a FIFO or device, a read error).
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        if os.path.lexists(path):
-            raise IntegrityError(f"{path}: a symbolic link to nothing") from None
-        return None
-    except OSError as exc:
-        raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        if stat.S_ISDIR(os.fstat(fd).st_mode):
-            raise IntegrityError(f"{path}: a directory, not a rollout manifest")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise IntegrityError(f"{path}: not a regular file")
-        with os.fdopen(fd, "rb") as fh:
-            fd = -1
-            return fh.read(yamlio.MAX_BYTES + 1)
-    except OSError as exc:
-        raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    data = read_regular(path, yamlio.MAX_BYTES, IntegrityError, directory="a rollout manifest")
+    if data is None and os.path.lexists(path):
+        raise IntegrityError(f"{path}: a symbolic link to nothing")
+    return data
 
 
 def _parse_manifest(data: bytes, path: Path, name: str) -> Rollout:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 from modelreg import layout, yamlio
 from modelreg.errors import IntegrityError, InvalidInput, StoreNotFound
-from modelreg.fsutil import fsync_dir, safe_join, tmp_name
+from modelreg.fsutil import fsync_dir, read_regular, safe_join, tmp_name
 from modelreg.hashing import copy_and_hash, hash_bytes, hash_file, is_digest
 from modelreg.names import Version, check_name
 from modelreg.release.rollout import Rollout
@@ -98,23 +97,7 @@ def _read(path: Path) -> bytes | None:
     Raises IntegrityError when it cannot be read (permissions, I/O error) or is not a regular
     file: opened without blocking, so a FIFO put in its place cannot hang the router (issue 8).
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise IntegrityError(f"{path}: not a regular file")
-        with os.fdopen(fd, "rb") as fh:
-            fd = -1
-            return fh.read(yamlio.MAX_BYTES + 1)
-    except OSError as exc:
-        raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
+    return read_regular(path, yamlio.MAX_BYTES, IntegrityError)
 
 
 class Source:
