@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from modelreg.release import ops
 from modelreg.serving import Router
 from modelreg.validate import validate
 from tests.conftest import snapshot
+from tests.faults import damage_file, write_in_place
 from tests.release.util import SEED
 
 USERS = [f"u-{i}" for i in range(300)]
@@ -42,57 +42,24 @@ def live_release(store: Store) -> Path:
     return ops.release_path(store, "m")  # generation 4
 
 
-def _replace(path: Path, data: bytes) -> None:
-    path.unlink()
-    path.write_bytes(data)
-
-
 def damage(kind: str, path: Path) -> None:
+    """The file faults of tests/faults.py, and damage a parser sees only in the document."""
     valid = path.read_bytes()
     doc = yaml.safe_load(valid)
-    if kind == "truncated":
-        _replace(path, valid[: len(valid) // 3])
-    elif kind == "empty":
-        _replace(path, b"")
-    elif kind == "invalid YAML":
-        _replace(path, valid.replace(b"\nrelease: 2\n", b"\nrelease: [2\n"))
-    elif kind == "garbage":
-        _replace(path, random.Random(7).randbytes(4096))
-    elif kind == "invalid UTF-8":
-        _replace(path, valid.replace(b"model: m", b"model: \xff\xfe"))
-    elif kind == "deep nesting":
-        _replace(path, b"a: " + b"[" * 100_000 + b"]" * 100_000)
-    elif kind == "python tag":
-        _replace(path, b'!!python/object/apply:os.system ["touch pwned"]\n')
-    elif kind == "huge":
-        _replace(path, b"# " + b"x" * (17 * 1024 * 1024) + b"\n")
-    elif kind == "schema-invalid":
-        doc["weight"] = 150
-        _replace(path, yaml.safe_dump(doc).encode())
-    elif kind == "generation below its history":
-        doc["generation"] = 2
-        _replace(path, yaml.safe_dump(doc).encode())
-    elif kind == "generation zero":
-        doc["generation"] = 0
-        _replace(path, yaml.safe_dump(doc).encode())
-    elif kind == "another model's":
-        doc["model"] = "other"
-        _replace(path, yaml.safe_dump(doc).encode())
-    elif kind == "deleted":
-        path.unlink()
-    elif kind == "a directory":
-        path.unlink()
-        path.mkdir()
-    elif kind == "a FIFO":
-        path.unlink()
-        os.mkfifo(path)
-    elif kind == "dangling symlink":
-        path.unlink()
-        path.symlink_to(path.parent / "nowhere.yaml")
-    elif kind == "unreadable":
-        path.chmod(0o000)
-    else:  # pragma: no cover (a typo in the parameter list)
-        raise AssertionError(kind)
+    changes = {
+        "schema-invalid": ("weight", 150),
+        "generation below its history": ("generation", 2),
+        "generation zero": ("generation", 0),
+        "another model's": ("model", "other"),
+    }
+    if kind == "invalid YAML":
+        write_in_place(path, valid.replace(b"\nrelease: 2\n", b"\nrelease: [2\n"))
+    elif kind in changes:
+        key, value = changes[kind]
+        doc[key] = value
+        write_in_place(path, yaml.safe_dump(doc).encode())
+    else:
+        damage_file(kind, path, valid)
 
 
 DAMAGES = [

@@ -26,6 +26,7 @@ import pytest
 from modelreg import Store
 from modelreg.release import ops
 from modelreg.serving import Router
+from tests.faults import damage_file
 from tests.release.util import SEED, make_model
 
 USERS = [f"u-{i}" for i in range(300)]
@@ -38,50 +39,6 @@ def model(store: Store, tmp_path: Path) -> Store:
 
 def routes(router: Router, users: list[str] = USERS) -> list[tuple[str, str, int]]:
     return [(d.variant, d.version, d.generation) for d in map(router.route, users)]
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Replace `path` in place (not atomically), as a broken editor or a full disk would."""
-    if path.is_dir() and not path.is_symlink():
-        path.rmdir()
-    elif path.exists() or path.is_symlink():
-        path.chmod(0o644)
-        path.unlink()
-    path.write_bytes(data)
-
-
-def _fault(kind: str, path: Path, valid: bytes) -> None:
-    if kind == "deleted":
-        path.unlink()
-    elif kind == "truncated":
-        _write(path, valid[: len(valid) // 3])
-    elif kind == "empty":
-        _write(path, b"")
-    elif kind == "garbage":
-        _write(path, random.Random(7).randbytes(4096))
-    elif kind == "invalid UTF-8":
-        _write(path, valid.replace(b"model: m", b"model: \xff\xfe"))
-    elif kind == "deep nesting":  # used to kill the process (SIGSEGV in libyaml's composer)
-        _write(path, b"a: " + b"[" * 300_000 + b"]" * 300_000)
-    elif kind == "billion laughs":
-        _write(path, b"a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n")
-    elif kind == "python tag":
-        _write(path, b'!!python/object/apply:os.system ["touch pwned"]\n')
-    elif kind == "huge":
-        _write(path, b"# " + b"x" * (17 * 1024 * 1024) + b"\n")
-    elif kind == "a directory":
-        path.unlink()
-        path.mkdir()
-    elif kind == "a FIFO":  # opening it for reading used to block the router forever
-        path.unlink()
-        os.mkfifo(path)
-    elif kind == "dangling symlink":
-        path.unlink()
-        path.symlink_to(path.parent / "nowhere.yaml")
-    elif kind == "unreadable":
-        path.chmod(0o000)
-    else:  # pragma: no cover (a typo in the parameter list)
-        raise AssertionError(kind)
 
 
 FAULTS = [
@@ -113,10 +70,10 @@ def test_a_damaged_manifest_is_parsed_once_while_it_stays_the_same(model, monkey
     monkeypatch.setattr(router_module, "parse_rollout", lambda *a: calls.append(1) or real(*a))
     path = ops.release_path(model, "m")
     valid = path.read_bytes()
-    _fault("deep nesting", path, valid)
+    damage_file("deep nesting", path, valid)
     assert routes(router, USERS[:50]) == before
     assert len(calls) == 1 and router.stats().errors >= 50  # parsed once, counted each time
-    _fault("garbage", path, valid)  # other bytes: parsed (and refused) again
+    damage_file("garbage", path, valid)  # other bytes: parsed (and refused) again
     assert routes(router, USERS[:50]) == before and len(calls) == 2
     _restore(path, valid)
     ops.update(model, "m", weight=100)
@@ -134,7 +91,7 @@ def test_rollout_manifest_faults_keep_the_last_good_configuration(model, fault, 
     path = ops.release_path(model, "m")
     valid = path.read_bytes()
     os.chdir(tmp_path)
-    _fault(fault, path, valid)
+    damage_file(fault, path, valid)
     faulthandler.dump_traceback_later(60, exit=True)  # a FIFO used to block route() forever
     try:
         with caplog.at_level(logging.WARNING, logger="modelreg.serving"):
@@ -255,7 +212,7 @@ def test_a_long_random_sequence_of_faults_and_changes(model, tmp_path, caplog):
     for _ in range(120):
         if rng.random() < 0.5:
             valid = path.read_bytes()
-            _fault(rng.choice(faults), path, valid)
+            damage_file(rng.choice(faults), path, valid)
             injected += 1
             for u in rng.sample(USERS, 20):
                 assert router.route(u).generation == expected_gen
