@@ -55,12 +55,13 @@ def list_files(root: Path, prefix: str, skipped: list[str]) -> dict[str, Entry]:
     if prefix:  # the prefix's own directories are below the root: not followed either
         try:
             st = lstat_beneath(root, prefix)
-        except InvalidInput:
-            st = None
+        except InvalidInput:  # a directory on the way is a link
             skipped.append(prefix)
-        if st is None or not stat.S_ISDIR(st.st_mode):
-            if st is not None:
-                skipped.append(prefix)
+            return out
+        if st is None:
+            return out
+        if not stat.S_ISDIR(st.st_mode):  # the prefix itself is a link or a file
+            skipped.append(prefix)
             return out
     for dirpath, dirnames, filenames in os.walk(top):  # never descends into a link
         if dirpath == base:
