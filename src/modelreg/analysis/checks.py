@@ -15,7 +15,9 @@ A check is one line, `[NAME:] METRIC OP LIMIT [within TOL] [min N]`:
 `<` and `<=` mean higher is worse, `>` and `>=` lower is worse. A relative limit is
 `[R x] baseline [+|- D]` (`pt` and `%` are percentage points: 0.5pt = 0.005); an absolute
 one a number with an optional unit (`%`, `ms`, `s`). The manifest stores each check as a
-mapping (`Check.to_dict`), and the policy as one entry `{policy: {...}}`.
+mapping (`Check.to_dict`), the policy as one entry `{policy: {...}}`, and the PromQL
+templates of mesh and gateway metrics, if any, as one entry `{queries: ...}`
+(`modelreg.analysis.queries`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from modelreg.analysis.queries import QuerySet, queries_of
 from modelreg.errors import InvalidInput, NotFound
 from modelreg.serving.aggregate import EXPOSURE_S
 
@@ -40,6 +43,7 @@ __all__ = [
     "normalize",
     "parse_window",
     "plan_of",
+    "queries_of",
     "read_checks_file",
 ]
 
@@ -381,8 +385,9 @@ class Policy:
 def checks_from_list(items: Any) -> tuple[tuple[Check, ...], Policy]:
     """Checks and policy from the manifest's `analysis` list (or a checks file).
 
-    A file may also be `{checks: [...], policy: {...}}`. An empty list means the default
-    checks (`DEFAULT_CHECKS`) and the default policy.
+    A file may also be `{checks: [...], policy: {...}, queries: ...}`. An empty list means
+    the default checks (`DEFAULT_CHECKS`) and the default policy. A `{queries: ...}` entry
+    is validated here and read by `queries_of`.
     """
     if isinstance(items, Mapping):
         items = _as_list(items)
@@ -390,9 +395,12 @@ def checks_from_list(items: Any) -> tuple[tuple[Check, ...], Policy]:
         raise InvalidInput("analysis checks must be a list")
     checks: list[Check] = []
     policy = Policy()
+    queries_of(items)  # validated: one entry at most, well formed
     for i, item in enumerate(items, 1):
         if isinstance(item, Mapping) and set(item) == {"policy"}:
             policy = Policy.from_dict(item["policy"])
+            continue
+        if isinstance(item, Mapping) and set(item) == {"queries"}:
             continue
         try:
             checks.append(Check.from_dict(item))
@@ -408,24 +416,35 @@ def checks_from_list(items: Any) -> tuple[tuple[Check, ...], Policy]:
 
 
 def normalize(items: Iterable[Any]) -> tuple[dict[str, Any], ...]:
-    """The manifest form of checks given as texts, mappings, `Check`s or `Policy`s."""
+    """The manifest form of checks given as texts, mappings, `Check`s, `Policy`s or `QuerySet`s.
+
+    The checks come first, then the policy, then the queries entry (when given).
+    """
     raw: list[Any] = []
     for x in items:
         if isinstance(x, Check):
             raw.append(x.to_dict())
         elif isinstance(x, Policy):
             raw.append({"policy": x.to_dict()})
+        elif isinstance(x, QuerySet):
+            raw.append({"queries": x.to_dict()})
         else:
             raw.append(x)
     checks, policy = checks_from_list(raw)
     out = [c.to_dict() for c in checks]
     if any(isinstance(x, Mapping) and "policy" in x for x in raw) or policy != Policy():
         out.append({"policy": policy.to_dict()})
+    queries = queries_of(raw)
+    if queries is not None:
+        out.append({"queries": queries.to_dict()})
     return tuple(out)
 
 
 def plan_of(analysis: Iterable[Mapping[str, Any]]) -> tuple[tuple[Check, ...], Policy]:
-    """The checks (the defaults when none are set) and policy of a rollout's `analysis`."""
+    """The checks (the defaults when none are set) and policy of a rollout's `analysis`.
+
+    Its PromQL templates, if any, are `queries_of(analysis)`.
+    """
     checks, policy = checks_from_list(list(analysis))
     if not checks:
         checks = tuple(Check.parse(t) for t in DEFAULT_CHECKS)
@@ -435,7 +454,8 @@ def plan_of(analysis: Iterable[Mapping[str, Any]]) -> tuple[tuple[Check, ...], P
 def read_checks_file(path: str | os.PathLike[str]) -> list[Any]:
     """Checks (and a policy) from a YAML or JSON file, in the manifest form.
 
-    The file holds a list of one-line texts or mappings, or `{checks: [...], policy: {...}}`.
+    The file holds a list of one-line texts or mappings (with at most one `{policy: ...}`
+    and one `{queries: ...}`), or `{checks: [...], policy: {...}, queries: ...}`.
 
     Raises:
         NotFound: no such file.
@@ -458,11 +478,14 @@ def read_checks_file(path: str | os.PathLike[str]) -> list[Any]:
 
 
 def _as_list(doc: Any) -> list[Any]:
-    if isinstance(doc, Mapping) and set(doc) <= {"checks", "policy"}:
+    if isinstance(doc, Mapping) and set(doc) <= {"checks", "policy", "queries"}:
         out = list(doc.get("checks") or [])
-        if doc.get("policy") is not None:
-            out.append({"policy": doc["policy"]})
+        for key in ("policy", "queries"):
+            if doc.get(key) is not None:
+                out.append({key: doc[key]})
         return out
     if not isinstance(doc, list):
-        raise InvalidInput("expected a list of checks, or {checks: [...], policy: {...}}")
+        raise InvalidInput(
+            "expected a list of checks, or {checks: [...], policy: {...}, queries: ...}"
+        )
     return doc
