@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,12 +13,10 @@ import pytest
 from modelreg.analysis import PrometheusSource, StoreSource, analyze
 from modelreg.analysis.sources import SourceError
 from modelreg.release import ops
+from tests.analysis.promserver import free_port, needs_prometheus, prometheus_scraping
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS = shutil.which("prometheus")
-pytestmark = pytest.mark.skipif(
-    PROMETHEUS is None, reason="the prometheus binary is not installed (.ci/run installs it)"
-)
+pytestmark = needs_prometheus
 
 SERVER = textwrap.dedent(
     """
@@ -41,25 +36,6 @@ SERVER = textwrap.dedent(
     r.close()
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(url: str, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            if time.monotonic() > end:
-                raise
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -87,25 +63,8 @@ def serving(model):
 def prometheus(serving, tmp_path):
     """A real Prometheus on 127.0.0.1 scraping the serving process every second."""
     model, target = serving
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"- job_name: mreg\n  static_configs: [{{targets: ['127.0.0.1:{target}']}}]\n"
-    )
-    proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{url}/-/ready")
+    with prometheus_scraping([f"127.0.0.1:{target}"], tmp_path) as url:
         yield model, url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_analysis_from_prometheus_matches_the_store(prometheus, run_mreg):

@@ -292,6 +292,12 @@ def _mean_check(e: _Eval, check: Check, sample: Sample, policy: Policy) -> Check
         side = "either side" if not (b.out.get(name) or c.out.get(name)) else "one side"
         return e.result(INCONCLUSIVE, f"no outcome {name!r} recorded on {side}",
                         n_baseline=b.n, n_canary=c.n)  # fmt: skip
+    if kind != "rate" and any(math.isnan(side.out[name][2]) for side in (b, c)):
+        # a source that reads only counts and sums (PromQL without a sumsq query): the
+        # variance is unknown, so neither a pass nor a fail can be justified
+        return e.result(INCONCLUSIVE, f"outcome {name!r} has no sum of squares from "
+                        f"{sample.source}, so its variance is unknown (give it a sumsq query)",
+                        n_baseline=b.n, n_canary=c.n)  # fmt: skip
 
     def complete(key: Any) -> bool:
         if window is None or sample.now is None:

@@ -367,25 +367,41 @@ PrometheusOpt = Annotated[
 ]
 
 
-def _source(prometheus: str | None) -> Any:
-    if prometheus is None:
-        return None
-    from modelreg.analysis import PrometheusSource
+QueriesOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--queries",
+        help="With --prometheus: PromQL templates for this run, a preset (mreg, istio, "
+        "linkerd) or a YAML/JSON file (default: the release's own).",
+        show_default=False,
+    ),
+]
 
-    return PrometheusSource(prometheus)
+
+def _source(prometheus: str | None, queries: str | None = None) -> Any:
+    if prometheus is None:
+        if queries is not None:
+            from modelreg.errors import InvalidInput
+
+            raise InvalidInput("--queries needs --prometheus URL: the queries run there")
+        return None
+    from modelreg.analysis.promql import prometheus_source
+
+    return prometheus_source(prometheus, queries)
 
 
 @release_app.command()
 def analyze(
     name: NameArg,
     prometheus: PrometheusOpt = None,
+    queries: QueriesOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Judge the canary against the baseline. Exit 0 pass, 1 fail, 3 inconclusive."""
     from modelreg.analysis import Inconclusive
 
-    result = open_store(store).release_analyze(name, source=_source(prometheus))
+    result = open_store(store).release_analyze(name, source=_source(prometheus, queries))
 
     def render(c: Console) -> None:
         render_analysis(c, result)
@@ -421,6 +437,7 @@ def watch(
         typer.Option("--no-promote", help="After the last step, stop for a manual promotion."),
     ] = False,
     prometheus: PrometheusOpt = None,
+    queries: QueriesOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -441,7 +458,8 @@ def watch(
     report = open_store(store).release_watch(
         name, interval_s=parse_duration(interval),
         max_duration_s=None if max_duration is None else parse_duration(max_duration),
-        once=once, promote=not no_promote, source=_source(prometheus), on_event=progress,
+        once=once, promote=not no_promote, source=_source(prometheus, queries),
+        on_event=progress,
     )  # fmt: skip
 
     def render(c: Console) -> None:
