@@ -3,7 +3,6 @@ real CRD schema; header rules route as mreg routes; what a format cannot express
 
 from __future__ import annotations
 
-import itertools
 import re
 import subprocess
 import sys
@@ -19,8 +18,16 @@ from modelreg.errors import InvalidInput
 from modelreg.release import ops
 from modelreg.release.bucketing import FULL
 from modelreg.release.export import FORMATS, ExportOptions, LossyExport, export, watch
-from modelreg.release.rules import compile_rule, parse_rule
+from modelreg.release.rules import parse_rule
 from tests.integrations.conftest import RULES, mreg, register
+from tests.integrations.replay import (
+    check_ingress,
+    gateway_share,
+    headers_of,
+    istio_share,
+    mreg_share,
+    requests,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -68,23 +75,6 @@ def no_release(store: Store) -> None:
 
 
 SCENARIOS = [live, decimal_weight, shadow, paused, promoted, aborted, production_moved, no_release]
-
-
-def check_ingress(doc: dict[str, Any]) -> list[str]:
-    """ingress-nginx canaries are plain Ingresses: string annotations, a service backend."""
-    errors = []
-    if (doc["apiVersion"], doc["kind"]) != ("networking.k8s.io/v1", "Ingress"):
-        errors.append("not a networking.k8s.io/v1 Ingress")
-    if not all(isinstance(v, str) for v in doc["metadata"]["annotations"].values()):
-        errors.append("annotation values must be strings")
-    for rule in doc["spec"]["rules"]:
-        for path in rule["http"]["paths"]:
-            svc = path["backend"]["service"]
-            if not (isinstance(svc["name"], str) and isinstance(svc["port"]["number"], int)):
-                errors.append("backend service needs a name and a port number")
-            if path["pathType"] not in ("Prefix", "Exact", "ImplementationSpecific"):
-                errors.append("bad pathType")
-    return errors
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__)
@@ -161,76 +151,6 @@ def test_options_shape_the_resources(release_store, crd_validate):
 
 
 # -- the rules route as mreg's routers route them ---------------------------------------------
-
-USERS = ("qa-1", "qa-2", "u-7", None)
-REGIONS = ("cn-north", "eu", None)
-DEVICES = ("ios", "android", "web", None)
-APPS = ("2.1", "2", "1.9", None)
-
-
-def requests() -> list[tuple[Any, dict[str, str]]]:
-    out = []
-    for user, region, device, app in itertools.product(USERS, REGIONS, DEVICES, APPS):
-        attrs = {
-            k: v for k, v in (("region", region), ("device", device), ("app_version", app)) if v
-        }
-        out.append((user, attrs))
-    return out
-
-
-def headers_of(user: Any, attrs: dict[str, str]) -> dict[str, str]:
-    h = {f"x-{k.replace('_', '-')}": v for k, v in attrs.items()}
-    if user is not None:
-        h["x-user-id"] = user
-    return h
-
-
-def mreg_share(store: Store, user: Any, attrs: dict[str, str]) -> int:
-    """The canary's share (hundredths) for a request, by mreg's first-match rules."""
-    r = ops.read_rollout(store, "fraud")
-    assert r is not None
-    for rule in r.rules:
-        if compile_rule(rule)(user, attrs):
-            return FULL if rule.variant == "canary" else 0 if rule.variant else rule.weight or 0
-    return r.canary_share
-
-
-def _test(op: str, value: str, actual: str | None) -> bool:
-    if actual is None:
-        return False
-    if op in ("exact", "Exact"):
-        return actual == value
-    if op == "prefix":
-        return actual.startswith(value)
-    return re.search(value, actual) is not None
-
-
-def istio_share(vs: dict[str, Any], headers: dict[str, str]) -> int:
-    for route in vs["spec"]["http"]:
-        matches = route.get("match") or [{"headers": {}}]
-        if any(
-            all(_test(*next(iter(t.items())), headers.get(h)) for h, t in m["headers"].items())
-            for m in matches
-        ):
-            dests = route["route"]
-            if len(dests) == 1:
-                return FULL if dests[0]["destination"]["subset"] == "v1-1-0" else 0
-            return dests[1]["weight"] * FULL // (dests[0]["weight"] + dests[1]["weight"])
-    raise AssertionError("no route matched")
-
-
-def gateway_share(route: dict[str, Any], headers: dict[str, str]) -> int:
-    """Gateway API precedence: the match with the most header matches, then list order."""
-    candidates = []
-    for i, rule in enumerate(route["spec"]["rules"]):
-        for m in rule.get("matches") or [{"headers": []}]:
-            if all(_test(t["type"], t["value"], headers.get(t["name"])) for t in m["headers"]):
-                candidates.append((-len(m["headers"]), i, rule))
-    _, _, rule = min(candidates, key=lambda c: c[:2])
-    refs = rule["backendRefs"]
-    if len(refs) == 1:
-        return FULL if refs[0]["name"].endswith("v1-1-0") else 0
-    return refs[1]["weight"] * FULL // (refs[0]["weight"] + refs[1]["weight"])
 
 
 def test_istio_routes_every_request_as_mreg_does(release_store):

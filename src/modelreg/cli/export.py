@@ -97,6 +97,18 @@ def export(
             "--lossy", help="Export what the format can express; list the rest on stderr."
         ),
     ] = False,
+    sticky: Annotated[
+        bool,
+        typer.Option(
+            "--sticky",
+            help="istio, gateway-api (nginx: canary side only): send a request whose variant "
+            "header, set at the edge, says canary or baseline to that side.",
+        ),
+    ] = False,
+    variant_header: Annotated[
+        str,
+        typer.Option("--variant-header", help="--sticky: the header naming the side."),
+    ] = "x-mreg-variant",
     output: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--output", "-o", help="Write the YAML to this file (atomically)."),
@@ -135,6 +147,7 @@ def export(
         service=service, namespace=namespace, port=port, host=host, gateway=gateway,
         headers=headers, version_label=version_label, storage_uri=storage_uri,
         model_format=model_format, image=image, lossy=lossy,
+        sticky=sticky, variant_header=variant_header,
     )  # fmt: skip
     out = Output(as_json)
     st = open_store(store)

@@ -7,6 +7,12 @@ does), then the default route split by the weight; shadow mode mirrors every req
 canary. Weights are relative in `networking.istio.io/v1` (Istio 1.22+; since 1.15 they need not
 sum to 100), so they are written in hundredths of a percent and express every mreg weight
 exactly: 5% is 9500 for the baseline and 500 for the canary.
+
+With `--sticky`, while a canary is live (not in shadow mode), two routes come first: a request
+whose variant header (`x-mreg-variant`) is exactly `canary` goes to the canary, `baseline` to
+the baseline. Istio takes the first matching route, so the edge's decision always wins over
+the rules and the weight; a request without the header (or with another value) is routed by
+the routes that follow, as without `--sticky`.
 """
 
 from __future__ import annotations
@@ -14,7 +20,13 @@ from __future__ import annotations
 from typing import Any
 
 from modelreg.release.bucketing import FULL
-from modelreg.release.export.matching import describe, header_matches
+from modelreg.release.export.matching import (
+    VARIANTS,
+    describe,
+    header_matches,
+    sticky,
+    variant_header,
+)
 from modelreg.release.export.plan import Backend, Draft, ExportOptions, TrafficPlan, metadata
 
 __all__ = ["render"]
@@ -47,6 +59,16 @@ def render(plan: TrafficPlan, opts: ExportOptions) -> Draft:
     draft = Draft()
     service = opts.service_for(plan)
     routes: list[dict[str, Any]] = []
+    if sticky(plan, opts) and plan.canary is not None:
+        header = variant_header(opts)
+        for variant, side in zip(VARIANTS, (plan.canary, plan.stable), strict=True):
+            routes.append(
+                {
+                    "name": f"sticky-{variant}",
+                    "match": [{"headers": {header: {"exact": variant}}}],
+                    "route": [{"destination": _destination(plan, opts, side)}],
+                }
+            )
     for i, rule in enumerate(plan.rules, 1):
         what = describe(i, rule)
         alts = header_matches(rule, opts, prefix=True, regex=False, max_alternatives=MAX_MATCHES)

@@ -8,6 +8,10 @@ regular expression when there are too many alternatives). A rule becomes a list 
 alternatives, any of which matches (OR), each a list of header tests (AND).
 
 What cannot be written this way is returned as a reason (a string) for the export to report.
+
+With `--sticky` (`sticky`, `variant_header`) the formats that route on headers also send a
+request whose variant header (`x-mreg-variant`, set at the edge) says `canary` or `baseline`
+to that side, before any rule and before the weight.
 """
 
 from __future__ import annotations
@@ -17,15 +21,28 @@ from dataclasses import dataclass
 from itertools import product
 from typing import Literal
 
-from modelreg.release.export.plan import ExportOptions
+from modelreg.errors import InvalidInput
+from modelreg.release.export.plan import ExportOptions, TrafficPlan
 from modelreg.release.rules import USER_ID, Rule
 
-__all__ = ["Alternative", "HeaderTest", "describe", "header_matches", "regex_escape"]
+__all__ = [
+    "VARIANTS",
+    "Alternative",
+    "HeaderTest",
+    "describe",
+    "header_matches",
+    "regex_escape",
+    "sticky",
+    "variant_header",
+]
 
 Op = Literal["exact", "prefix", "regex"]
 _HEADER_VALUE = re.compile(r"[!-~]+(?:[\t ]?[!-~]+)*")
 MAX_REGEX = 4096
 """The longest regular expression written (Gateway API's limit on a header match value)."""
+VARIANTS = ("canary", "baseline")
+"""The values of the variant header, as `Decision.variant` spells them."""
+_HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]{1,256}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,30 @@ Alternative = tuple[HeaderTest, ...]
 def describe(index: int, rule: Rule) -> str:
     """How a loss names a rule: `rule 2 (region=cn-north -> 10%)`."""
     return f"rule {index} ({rule.text()})"
+
+
+def variant_header(opts: ExportOptions) -> str:
+    """The variant header's name, lowercase (Istio matches lowercase names only).
+
+    Raises:
+        InvalidInput: it is not an HTTP header name.
+    """
+    name = opts.variant_header.strip().lower()
+    if not _HEADER_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"invalid --variant-header {opts.variant_header!r}: expected an HTTP header name "
+            "(letters, digits, '-'), e.g. x-mreg-variant"
+        )
+    return name
+
+
+def sticky(plan: TrafficPlan, opts: ExportOptions) -> bool:
+    """True when the export routes on the variant header: `--sticky` while a canary is live.
+
+    Not in shadow mode (the baseline answers every request) and not once the release ended
+    (one version takes everything, whatever the header says).
+    """
+    return opts.sticky and plan.canary is not None and not plan.mirror
 
 
 def regex_escape(text: str) -> str:

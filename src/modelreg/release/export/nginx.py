@@ -14,6 +14,15 @@ Anything else (several rules, a rule with several conditions, a rule that pins a
 the baseline or sends it a percentage) is a loss. Shadow mode mirrors requests with the
 `mirror-target` annotation. The canary Ingress is written even when no canary is live (weight
 0, pointing at the stable version), so applying the export always replaces a stale one.
+
+With `--sticky`, while a canary is live (not in shadow mode), the canary Ingress routes on
+the variant header instead: `canary-by-header: x-mreg-variant` with `canary-by-header-value:
+canary`, so a request the edge sent to the canary stays on it. Only half is sticky:
+ingress-nginx gives a header only the power to send a request to the canary (`never` turns a
+header away from the canary only without a value, and mreg's edge sends `baseline`), so a
+request whose header says `baseline` falls through to the weight like one without it: a loss
+while the weight is above 0. The one header a canary Ingress routes on is then taken, so
+every rule is a loss (requests without the header would ignore it).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelreg.release.export.gateway_api import DEFAULT_PORT
-from modelreg.release.export.matching import describe, header_matches
+from modelreg.release.export.matching import describe, header_matches, sticky, variant_header
 from modelreg.release.export.plan import Backend, Draft, ExportOptions, TrafficPlan, metadata
 
 __all__ = ["render"]
@@ -95,6 +104,23 @@ def _header_annotations(plan: TrafficPlan, opts: ExportOptions, draft: Draft) ->
     return out
 
 
+def _sticky_annotations(plan: TrafficPlan, opts: ExportOptions, draft: Draft) -> dict[str, str]:
+    """`canary-by-header` on the variant header: only the canary side can be kept."""
+    header = variant_header(opts)
+    for i, rule in enumerate(plan.rules, 1):
+        draft.losses.append(
+            f"{describe(i, rule)}: ingress-nginx routes on one header, which --sticky gives to "
+            f"{header}: requests without it would not follow the rule"
+        )
+    if plan.weight > 0:
+        draft.losses.append(
+            f"requests whose {header} is baseline: ingress-nginx can only send a request to the "
+            f"canary by a header ('never' works only without a value), so they are split by the "
+            f"weight like the others and {plan.weight / 100:g}% of them reach the canary"
+        )
+    return {PREFIX + "canary-by-header": header, PREFIX + "canary-by-header-value": "canary"}
+
+
 def render(plan: TrafficPlan, opts: ExportOptions) -> Draft:
     """The main and canary Ingresses for the plan."""
     draft = Draft()
@@ -114,7 +140,9 @@ def render(plan: TrafficPlan, opts: ExportOptions) -> Draft:
         draft.notes.append("a weight with decimals needs canary-weight-total: ingress-nginx 1.1.2+")
     else:
         canary[PREFIX + "canary-weight"] = str(weight // 100)
-    if plan.canary is not None:
+    if sticky(plan, opts):
+        canary.update(_sticky_annotations(plan, opts, draft))
+    elif plan.canary is not None:
         canary.update(_header_annotations(plan, opts, draft))
     draft.documents.append(_ingress(plan, opts, service, plan.stable, main))
     draft.documents.append(

@@ -163,6 +163,10 @@ class ExportOptions:
     """Argo Rollouts: the container image, with {model}, {version}, {id}, {service}."""
     lossy: bool = False
     """Export what can be expressed instead of failing on what cannot."""
+    sticky: bool = False
+    """Istio, Gateway API (ingress-nginx partly): route on the variant header set at the edge."""
+    variant_header: str = "x-mreg-variant"
+    """The request header naming the side the edge chose (`canary` or `baseline`)."""
 
     def service_for(self, plan: TrafficPlan) -> str:
         """The model's Service name."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from modelreg.errors import InvalidInput
 from modelreg.release.export import argo, gateway_api, istio, kserve, nginx, smi
+from modelreg.release.export.matching import sticky, variant_header
 from modelreg.release.export.plan import (
     Backend,
     Draft,
@@ -37,6 +38,52 @@ FORMATS: dict[str, Callable[[TrafficPlan, ExportOptions], Draft]] = {
 
 _NOT_FILES = {"json", "yaml", "text", None}
 
+STICKY_FORMATS = {"istio": "all", "gateway-api": "all", "nginx": "canary"}
+"""The formats that route on the variant header with `--sticky`, and which side they keep."""
+NO_HEADER_ROUTING = {
+    "smi": "an SMI TrafficSplit splits by weight only",
+    "kserve": "KServe splits by percentage only",
+    "argo": "the Argo Rollouts export sets weights only (no header route)",
+}
+"""Why the other formats cannot be sticky (any other format: it has no header route)."""
+
+
+def _sticky_loss(format: str, opts: ExportOptions) -> str | None:
+    """With `--sticky`: why a format without header routes cannot follow the variant header."""
+    header = variant_header(opts)
+    if format in STICKY_FORMATS:
+        return None
+    why = NO_HEADER_ROUTING.get(format, f"the {format} export has no header route")
+    return (
+        f"--sticky: {why}, it cannot route on the variant header {header}: every request is "
+        "split at random (use istio or gateway-api)"
+    )
+
+
+def _split_note(plan: TrafficPlan, format: str, opts: ExportOptions) -> str:
+    """The note of a split that is (partly) random: what the format keeps on one side."""
+    keeps = STICKY_FORMATS.get(format) if sticky(plan, opts) else None
+    if keeps is None:
+        return (
+            f"{format} splits each request at random: a user is not kept on one side as mreg's "
+            f"routers keep them (by {plan.stick_by})"
+        )
+    header = variant_header(opts)
+    if keeps == "all":
+        kept = (
+            f"{format} keeps a request on the side its {header} header names (canary or "
+            "baseline, set at the edge); a request without it"
+        )
+    else:
+        kept = (
+            f"{format} keeps a request on the canary when its {header} header says canary; one "
+            "that says baseline, or has no such header,"
+        )
+    return (
+        f"{kept} is split at random, not kept on one side by {plan.stick_by} as mreg's routers "
+        "keep it"
+    )
+
 
 def render(plan: TrafficPlan, format: str, options: ExportOptions | None = None) -> Export:
     """The documents of `format` for `plan`, with what the format cannot express.
@@ -48,15 +95,13 @@ def render(plan: TrafficPlan, format: str, options: ExportOptions | None = None)
         raise InvalidInput(f"unknown export format {format!r}: use one of {', '.join(FORMATS)}")
     opts = options or ExportOptions()
     draft = FORMATS[format](plan, opts)
-    notes = list(draft.notes)
+    notes, losses = list(draft.notes), list(draft.losses)
     if plan.split:
-        notes.insert(
-            0,
-            f"{format} splits each request at random: a user is not kept on one side as mreg's "
-            f"routers keep them (by {plan.stick_by})",
-        )
+        notes.insert(0, _split_note(plan, format, opts))
+    if opts.sticky and (loss := _sticky_loss(format, opts)):
+        losses.insert(0, loss)
     return Export(
-        format, plan.model, plan.generation, tuple(draft.documents), tuple(draft.losses),
+        format, plan.model, plan.generation, tuple(draft.documents), tuple(losses),
         tuple(notes), opts.lossy,
     )  # fmt: skip
 
