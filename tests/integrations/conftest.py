@@ -76,6 +76,9 @@ CRD_FILES = {
         "InferenceService",
     ): "serving.kserve.io_inferenceservice_v1beta1.json",
     ("argoproj.io/v1alpha1", "Rollout"): "argoproj.io_rollout_v1alpha1.json",
+    ("argoproj.io/v1alpha1", "AnalysisTemplate"): "argoproj.io_analysistemplate_v1alpha1.json",
+    ("flagger.app/v1beta1", "Canary"): "flagger.app_canary_v1beta1.json",
+    ("flagger.app/v1beta1", "MetricTemplate"): "flagger.app_metrictemplate_v1beta1.json",
 }
 
 

@@ -42,7 +42,7 @@ def export(
         typer.Option(
             "--format",
             "-f",
-            help="istio, gateway-api, smi, nginx, kserve or argo.",
+            help="istio, gateway-api, smi, nginx, kserve, argo or flagger.",
             show_default=False,
         ),
     ],
@@ -91,6 +91,21 @@ def export(
         str,
         typer.Option("--image", help="argo: container image, with {service} {model} {version}."),
     ] = "{service}:{version}",
+    traffic_router: Annotated[
+        Text,
+        typer.Option(
+            "--traffic-router",
+            help="argo, flagger: the router that splits traffic: istio, nginx or gateway-api.",
+        ),
+    ] = None,
+    prometheus_address: Annotated[
+        Text,
+        typer.Option(
+            "--prometheus-address",
+            help="argo, flagger: export the release's checks as Prometheus queries against "
+            "this URL (AnalysisTemplate, MetricTemplate).",
+        ),
+    ] = None,
     lossy: Annotated[
         bool,
         typer.Option(
@@ -147,6 +162,7 @@ def export(
         service=service, namespace=namespace, port=port, host=host, gateway=gateway,
         headers=headers, version_label=version_label, storage_uri=storage_uri,
         model_format=model_format, image=image, lossy=lossy,
+        traffic_router=traffic_router, prometheus_address=prometheus_address,
         sticky=sticky, variant_header=variant_header,
     )  # fmt: skip
     out = Output(as_json)

@@ -11,10 +11,12 @@ express, remarks) out, one module per format:
 | `smi` | `smi` | TrafficSplit (linkerd-smi, Open Service Mesh) |
 | `nginx` | `nginx` | Ingress + canary Ingress (ingress-nginx annotations) |
 | `kserve` | `kserve` | InferenceService with canaryTrafficPercent |
-| `argo` | `argo` | Argo Rollouts Rollout whose steps follow the step plan |
+| `argo` | `argo` | Argo Rollouts Rollout whose steps follow the step plan (+ AnalysisTemplate) |
+| `flagger` | `flagger` | Flagger Canary with the step plan as stepWeights (+ MetricTemplates) |
 
 `export` (render.py) reads the store (the rollout manifest, the production alias, the
-versions' formats) and renders; `watch` rewrites a file whenever the result changes.
+versions' formats) and renders (`prometheus` turns the release's checks into the
+queries of Argo's and Flagger's analyses); `watch` rewrites a file whenever the result changes.
 docs/exports.md documents the conventions (Service names, header names, what each format
 cannot express).
 """

@@ -161,6 +161,13 @@ class ExportOptions:
     """KServe: the model format name, over the one detected from the version's files."""
     image: str = "{service}:{version}"
     """Argo Rollouts: the container image, with {model}, {version}, {id}, {service}."""
+    traffic_router: str | None = None
+    """Argo Rollouts, Flagger: the router that splits traffic (istio, nginx, gateway-api)."""
+    prometheus_address: str | None = None
+    """Argo Rollouts, Flagger: export the release's checks as queries against this Prometheus."""
+    checks: tuple[Any, ...] = ()
+    """Argo Rollouts, Flagger: the release's `analysis` list (checks, policy, queries); `export`
+    fills it in from the rollout manifest (empty: the default checks)."""
     lossy: bool = False
     """Export what can be expressed instead of failing on what cannot."""
     sticky: bool = False

@@ -7,10 +7,19 @@ store's current routing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from modelreg.errors import InvalidInput
-from modelreg.release.export import argo, gateway_api, istio, kserve, nginx, smi
+from modelreg.release.export import (
+    argo,
+    flagger,
+    gateway_api,
+    istio,
+    kserve,
+    nginx,
+    smi,
+)
 from modelreg.release.export.matching import sticky, variant_header
 from modelreg.release.export.plan import (
     Backend,
@@ -33,6 +42,7 @@ FORMATS: dict[str, Callable[[TrafficPlan, ExportOptions], Draft]] = {
     "nginx": nginx.render,
     "kserve": kserve.render,
     "argo": argo.render,
+    "flagger": flagger.render,
 }
 """Format name → its pure renderer."""
 
@@ -136,4 +146,6 @@ def export(
         found = [f.format for f in files if f.format not in _NOT_FILES]
         formats[v] = found[0] if found else (files[0].format if files else None)
     plan = plan_of(name, st.rollout, production, st.production_generation, formats)
+    if options is not None and options.prometheus_address and st.rollout and not options.checks:
+        options = replace(options, checks=st.rollout.analysis)  # Argo, Flagger: the checks
     return render(plan, format, options)
