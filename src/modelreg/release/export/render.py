@@ -51,9 +51,9 @@ _NOT_FILES = {"json", "yaml", "text", None}
 STICKY_FORMATS = {"istio": "all", "gateway-api": "all", "nginx": "canary"}
 """The formats that route on the variant header with `--sticky`, and which side they keep."""
 NO_HEADER_ROUTING = {
-    "smi": "an SMI TrafficSplit splits by weight only",
-    "kserve": "KServe splits by percentage only",
-    "argo": "the Argo Rollouts export sets weights only (no header route)",
+    "smi": "an SMI TrafficSplit splits by weight only, it cannot route on a header",
+    "kserve": "KServe splits by percentage only, it cannot route on a header",
+    "argo": "the Argo Rollouts export writes no route on a header for it",
 }
 """Why the other formats cannot be sticky (any other format: it has no header route)."""
 
@@ -63,10 +63,10 @@ def _sticky_loss(format: str, opts: ExportOptions) -> str | None:
     header = variant_header(opts)
     if format in STICKY_FORMATS:
         return None
-    why = NO_HEADER_ROUTING.get(format, f"the {format} export has no header route")
+    why = NO_HEADER_ROUTING.get(format, f"the {format} export writes no route on a header")
     return (
-        f"--sticky: {why}, it cannot route on the variant header {header}: every request is "
-        "split at random (use istio or gateway-api)"
+        f"--sticky: {why}: requests carrying {header} are split at random like the others "
+        "(use istio or gateway-api)"
     )
 
 
