@@ -13,6 +13,7 @@ from modelreg.errors import IntegrityError, InvalidInput
 from modelreg.names import check_alias
 
 if TYPE_CHECKING:
+    from modelreg.release.targetspec import TargetSpec
     from modelreg.remote.spec import RemoteSpec
 
 __all__ = ["FORMAT", "StoreConfig"]
@@ -33,6 +34,8 @@ class StoreConfig:
     gates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     remotes: dict[str, RemoteSpec] = field(default_factory=dict)
     default_remote: str | None = None
+    targets: dict[str, tuple[TargetSpec, ...]] = field(default_factory=dict)
+    """Release targets per model (`modelreg.release.targetspec`; written only when set)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The document written to `config.yaml`."""
@@ -46,6 +49,8 @@ class StoreConfig:
             doc["remotes"] = {k: r.to_dict() for k, r in self.remotes.items()}
         if self.default_remote is not None:
             doc["default_remote"] = self.default_remote
+        if self.targets:
+            doc["targets"] = {m: [t.to_dict() for t in ts] for m, ts in self.targets.items() if ts}
         return doc
 
     @classmethod
@@ -79,9 +84,20 @@ class StoreConfig:
             except InvalidInput as exc:
                 sep = "" if str(exc).startswith("[") else ": "
                 raise IntegrityError(f"{source}: gates.{alias}{sep}{exc}") from None
+        targets: dict[str, tuple[TargetSpec, ...]] = {}
+        if doc.get("targets"):
+            from modelreg.release.targetspec import targets_from_config
+
+            try:
+                targets = targets_from_config(doc["targets"], source)
+            except InvalidInput as exc:
+                raise IntegrityError(str(exc)) from None
         if "remotes" not in doc and "default_remote" not in doc:
-            return cls(format=FORMAT, gates=parsed)  # remote.config not imported: ~3 ms less
+            # remote.config not imported: ~3 ms less
+            return cls(format=FORMAT, gates=parsed, targets=targets)
         from modelreg.remote.spec import parse_remotes
 
         remotes, default = parse_remotes(doc, source)
-        return cls(format=FORMAT, gates=parsed, remotes=remotes, default_remote=default)
+        return cls(
+            format=FORMAT, gates=parsed, remotes=remotes, default_remote=default, targets=targets
+        )

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from modelreg.release.ops import ReleaseChange, ReleaseStatus
     from modelreg.release.rollout import Event
     from modelreg.release.rules import Rule
+    from modelreg.release.targets import Applied
+    from modelreg.release.targetspec import TargetSpec
 
 __all__ = ["ReleaseCommands"]
 
@@ -130,10 +132,10 @@ class ReleaseCommands(StoreHandle):
         return abort(self, name, reason=reason, force=force, actor=actor)
 
     def release_status(self, name: str) -> ReleaseStatus:
-        """The release's state, weights, rules, steps, generation and last changes."""
-        from modelreg.release.ops import status
+        """The release's state, weights, rules, steps, generation, last changes and targets."""
+        from modelreg.release.targets import release_status
 
-        return status(self, name)
+        return release_status(self, name)
 
     def release_history(self, name: str) -> list[Event]:
         """Every change of every release of the model, oldest first (`release history`)."""
@@ -199,14 +201,43 @@ class ReleaseCommands(StoreHandle):
         max_duration_s: float | None = None,
         max_writes: int | None = None,
         on_write: Callable[[Export], None] | None = None,
+        apply: TargetSpec | None = None,
+        on_apply_error: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> ExportWatchReport:
-        """Keep `output` current: rewrite the export on every change (`export --watch`)."""
+        """Keep `output` current: rewrite the export on every change (`export --watch`).
+
+        `apply` (a target with `exec`/`git`) also applies each change (`--exec`, `--git`).
+        """
         from modelreg.release.export import watch
 
         return watch(
             self, name, format, options, output, interval_s=interval_s,
             max_duration_s=max_duration_s, max_writes=max_writes, on_write=on_write,
-            clock=clock, sleep=sleep,
+            apply=apply, on_apply_error=on_apply_error, clock=clock, sleep=sleep,
         )  # fmt: skip
+
+    def release_export_apply(self, name: str, spec: TargetSpec) -> Applied:
+        """Write and apply the export once (`export --output ... --exec/--git`), unrecorded."""
+        from modelreg.release.targets import apply
+
+        return apply(self, name, spec, record=False)
+
+    def release_target_add(self, name: str, spec: TargetSpec) -> TargetSpec:
+        """Configure a release target (`release export ... --as-target NAME`)."""
+        from modelreg.release.targets import add_target
+
+        return add_target(self, name, spec)
+
+    def release_target_remove(self, name: str, target: str) -> TargetSpec:
+        """Remove a configured release target (`release targets NAME --remove TARGET`)."""
+        from modelreg.release.targets import remove_target
+
+        return remove_target(self, name, target)
+
+    def release_apply(self, name: str, only: Sequence[str] = ()) -> list[Applied]:
+        """Apply the current routing to the model's targets now (`release apply`)."""
+        from modelreg.release.targets import apply_targets
+
+        return apply_targets(self, name, only)

@@ -67,6 +67,7 @@ __all__ = [
     "state_dir",
     "state_path",
     "store_root",
+    "target_state",
     "version_cache",
     "versions_dir",
     "watch_lock",
@@ -79,6 +80,7 @@ MODELS = "models"
 RELEASES = "releases"
 METRICS = "metrics"
 ANALYSIS = "analysis"
+TARGETS = "targets"
 CACHE = "cache"
 VERSIONS = "versions"
 ALIASES = "aliases"
@@ -185,6 +187,11 @@ def releases_dir(root: Path) -> Path:
 def analysis_log(root: Path, name: str, release: int) -> Path:
     """`analysis/NAME/<release>.jsonl`: the judgments `release watch` made of one release."""
     return _under(root, f"{ANALYSIS}/{check_name(name)}/{release}.jsonl")
+
+
+def target_state(root: Path, name: str) -> Path:
+    """`targets/NAME.json`: which generation each release target of a model applied (local)."""
+    return _under(root, f"{TARGETS}/{check_name(name)}.json")
 
 
 def watch_lock(root: Path, name: str) -> Path:

@@ -17,7 +17,14 @@ from modelreg import Store, yamlio
 from modelreg.errors import InvalidInput
 from modelreg.release import ops
 from modelreg.release.bucketing import FULL
-from modelreg.release.export import FORMATS, ExportOptions, LossyExport, export, watch
+from modelreg.release.export import (
+    DIRECTORY_FORMATS,
+    FORMATS,
+    ExportOptions,
+    LossyExport,
+    export,
+    watch,
+)
 from modelreg.release.rules import parse_rule
 from tests.integrations.conftest import RULES, mreg, register
 from tests.integrations.replay import (
@@ -28,6 +35,9 @@ from tests.integrations.replay import (
     mreg_share,
     requests,
 )
+
+KUBERNETES = [f for f in FORMATS if f not in DIRECTORY_FORMATS]
+"""The formats whose export is Kubernetes documents."""
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +95,7 @@ def test_every_format_matches_its_crd_schema(release_store, tmp_path, crd_valida
         register(release_store, tmp_path, "team/solo", "2.0.0", 0.9)
         release_store.promote("team/solo@2.0.0", "production")
         name = "team/solo"
-    for fmt in FORMATS:
+    for fmt in KUBERNETES:
         result = export(release_store, name, fmt, OPTIONS)
         assert result.documents, fmt
         for doc in result.documents:
@@ -111,7 +121,7 @@ def test_options_shape_the_resources(release_store, crd_validate):
     )  # fmt: skip
     docs = {
         (fmt, d["kind"]): d
-        for fmt in FORMATS
+        for fmt in KUBERNETES
         for d in export(release_store, "fraud", fmt, opts).documents
         if d["metadata"]["name"] == "fraud-api"
     }

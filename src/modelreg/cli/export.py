@@ -42,7 +42,7 @@ def export(
         typer.Option(
             "--format",
             "-f",
-            help="istio, gateway-api, smi, nginx, kserve, argo or flagger.",
+            help="istio, gateway-api, smi, nginx, kserve, argo, flagger or nginx-njs.",
             show_default=False,
         ),
     ],
@@ -141,6 +141,45 @@ def export(
         Optional[int],  # noqa: UP045
         typer.Option("--max-writes", min=1, help="--watch: stop after writing the file N times."),
     ] = None,
+    upstream: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option(
+            "--upstream",
+            help="nginx-njs: VERSION=HOST:PORT of a version's model server (repeatable; "
+            "'*=TEMPLATE' with {version} or {slug} for the others).",
+        ),
+    ] = None,
+    listen: Annotated[
+        str, typer.Option("--listen", help="nginx-njs: the gateway's ADDRESS:PORT.")
+    ] = "127.0.0.1:8080",
+    key_header: Annotated[
+        Text,
+        typer.Option("--key-header", help="nginx-njs: the header carrying the user ID."),
+    ] = None,
+    exec_cmd: Annotated[
+        Text,
+        typer.Option(
+            "--exec",
+            help="After each write, run this shell command with the export on stdin "
+            "(kubectl apply -f -, nginx -s reload...).",
+        ),
+    ] = None,
+    git: Annotated[
+        bool,
+        typer.Option("--git", help="Commit --output to its git repository on each change, push."),
+    ] = False,
+    report_cmd: Annotated[
+        Text,
+        typer.Option("--report", help="A shell command printing the generation the target runs."),
+    ] = None,
+    as_target: Annotated[
+        Text,
+        typer.Option(
+            "--as-target",
+            help="Save this export as a release target NAME that 'mreg release watch' and "
+            "'mreg release apply' apply; export nothing now.",
+        ),
+    ] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -149,8 +188,12 @@ def export(
     Exits 1, exporting nothing, when the format cannot express part of the release (unless
     --lossy).
     """
+    from dataclasses import replace
+
     from modelreg.errors import InvalidInput
     from modelreg.release import export as ex
+    from modelreg.release.targets import ApplyFailed
+    from modelreg.release.targetspec import TargetSpec
 
     headers: dict[str, str] = {}
     for h in header or []:
@@ -158,18 +201,41 @@ def export(
         if not sep or not attr.strip():
             raise InvalidInput(f"invalid --header {h!r}: expected ATTRIBUTE=HEADER")
         headers[attr.strip()] = value
+    if key_header is not None:
+        headers.setdefault("user_id", key_header)
     options = ex.ExportOptions(
         service=service, namespace=namespace, port=port, host=host, gateway=gateway,
         headers=headers, version_label=version_label, storage_uri=storage_uri,
         model_format=model_format, image=image, lossy=lossy,
         traffic_router=traffic_router, prometheus_address=prometheus_address,
         sticky=sticky, variant_header=variant_header,
+        upstreams=_upstreams(upstream or []), listen=listen,
     )  # fmt: skip
     out = Output(as_json)
     st = open_store(store)
+    if format == "nginx-njs":
+        if output is None:
+            raise InvalidInput("nginx-njs writes a directory: give --output DIR")
+        options = replace(options, directory=str(output.resolve()))
+    spec = None
+    if exec_cmd is not None or git or report_cmd is not None or as_target is not None:
+        spec = TargetSpec(
+            as_target or "export", format, options, None if output is None else str(output),
+            exec_cmd, git, report_cmd,
+        )  # fmt: skip
+    if as_target is not None:
+        assert spec is not None
+        saved = st.release_target_add(name, spec)
+        out.result(
+            saved.to_dict(), lambda c: c.print(f"saved release target {as_target} of {name}")
+        )
+        return
     if watch:
         if output is None:
             raise InvalidInput("--watch needs --output FILE")
+
+        def failed(why: str) -> None:
+            stderr_line(f"apply failed (retrying): {why}")
 
         def wrote(result: Export) -> None:
             _report(result, as_json)
@@ -178,12 +244,18 @@ def export(
         report = st.release_export_watch(
             name, format, options, output, interval_s=ex.parse_duration(interval),
             max_duration_s=None if max_duration is None else ex.parse_duration(max_duration),
-            max_writes=max_writes, on_write=wrote,
+            max_writes=max_writes, on_write=wrote, apply=spec, on_apply_error=failed,
         )  # fmt: skip
         out.result(
             report.to_dict(),
             lambda c: c.print(f"{report.writes} write(s) in {report.checks} check(s)"),
         )
+        return
+    if spec is not None:
+        applied = st.release_export_apply(name, spec)
+        if not applied.ok:
+            raise ApplyFailed(applied.error or "the apply failed")
+        out.result(applied.to_dict(), lambda c: c.print(f"applied generation {applied.generation}"))
         return
     result = st.release_export(name, format, options)
     _report(result, as_json)
@@ -199,6 +271,18 @@ def export(
         out.result(result.to_dict(), lambda c: None)
     else:
         raw(result.yaml().decode("utf-8"))
+
+
+def _upstreams(items: list[str]) -> dict[str, str]:
+    from modelreg.errors import InvalidInput
+
+    out: dict[str, str] = {}
+    for item in items:
+        version, sep, address = item.partition("=")
+        if not sep or not version.strip() or not address.strip():
+            raise InvalidInput(f"invalid --upstream {item!r}: expected VERSION=HOST:PORT")
+        out[version.strip()] = address.strip()
+    return out
 
 
 def install(release_app: typer.Typer) -> None:

@@ -31,6 +31,9 @@ class ReleaseStatus:
     rollout: Rollout | None
     production: str | None
     production_generation: int = 0
+    targets: tuple[dict[str, Any], ...] = ()
+    """The release targets and what each last applied (`release.targets.Applied.to_dict()`
+    plus `format`; `generation` 0 and `ok` None for a target never applied)."""
 
     @property
     def state(self) -> str:
@@ -53,7 +56,8 @@ class ReleaseStatus:
         """The `--json` shape of `mreg release status`."""
         r = self.rollout
         if r is None:
-            return {"model": self.model, "state": NONE, "production": self.production}
+            doc = {"model": self.model, "state": NONE, "production": self.production}
+            return {**doc, "targets": list(self.targets)} if self.targets else doc
         share = r.canary_share
         last = [e.to_dict() for e in r.history if e.release == r.release][-LAST_CHANGES:]
         return {
@@ -81,6 +85,7 @@ class ReleaseStatus:
             "updated": r.updated,
             "production": self.production,
             "last_changes": last,
+            "targets": list(self.targets),
         }
 
 

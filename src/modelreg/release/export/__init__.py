@@ -13,6 +13,7 @@ express, remarks) out, one module per format:
 | `kserve` | `kserve` | InferenceService with canaryTrafficPercent |
 | `argo` | `argo` | Argo Rollouts Rollout whose steps follow the step plan (+ AnalysisTemplate) |
 | `flagger` | `flagger` | Flagger Canary with the step plan as stepWeights (+ MetricTemplates) |
+| `nginx-njs` | `nginx_njs` | files for nginx with njs: a sticky API gateway (docs/gateway.md) |
 
 `export` (render.py) reads the store (the rollout manifest, the production alias, the
 versions' formats) and renders (`prometheus` turns the release's checks into the
@@ -31,10 +32,11 @@ from modelreg.release.export.plan import (
     TrafficPlan,
     plan_of,
 )
-from modelreg.release.export.render import FORMATS, export, render
+from modelreg.release.export.render import DIRECTORY_FORMATS, FORMATS, export, render
 from modelreg.release.export.watch import WatchReport, parse_duration, watch, write
 
 __all__ = [
+    "DIRECTORY_FORMATS",
     "FORMATS",
     "Backend",
     "Export",

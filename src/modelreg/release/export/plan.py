@@ -70,6 +70,11 @@ class TrafficPlan:
     """Shadow mode: the stable version answers everything and the canary gets a copy."""
     steps: tuple[int | str, ...] = ()
     stick_by: str = "user_id"
+    seed: str = ""
+    """The release's bucketing seed ("" without a release)."""
+    ended_on_canary: bool = False
+    """The release was promoted and production has not moved since: `stable` is its canary
+    (mreg's routers report these requests as the canary's)."""
 
     @property
     def paused(self) -> bool:
@@ -114,6 +119,7 @@ def plan_of(
     common: dict[str, Any] = {
         "model": rollout.model, "state": rollout.state, "release": rollout.release,
         "generation": rollout.generation, "steps": rollout.steps, "stick_by": rollout.stick_by,
+        "seed": rollout.seed,
     }  # fmt: skip
     if rollout.state in LIVE:
         return TrafficPlan(
@@ -124,7 +130,8 @@ def plan_of(
     if moved:
         assert production is not None
         return TrafficPlan(stable=backend(production.version, production.id), **common)
-    return TrafficPlan(stable=can if rollout.state == PROMOTED else base, **common)
+    promoted = rollout.state == PROMOTED
+    return TrafficPlan(stable=can if promoted else base, ended_on_canary=promoted, **common)
 
 
 _LABEL_BAD = re.compile(r"[^a-z0-9-]+")
@@ -168,6 +175,13 @@ class ExportOptions:
     checks: tuple[Any, ...] = ()
     """Argo Rollouts, Flagger: the release's `analysis` list (checks, policy, queries); `export`
     fills it in from the rollout manifest (empty: the default checks)."""
+    upstreams: Mapping[str, str] = field(default_factory=dict)
+    """nginx-njs: version → `HOST:PORT` of its model server (`*` for a template with
+    {version}, {slug}, {model}, {service}: every version without its own)."""
+    listen: str = "127.0.0.1:8080"
+    """nginx-njs: the address the gateway's server listens on."""
+    directory: str | None = None
+    """nginx-njs: the absolute directory the files are written to (nginx reads them there)."""
     lossy: bool = False
     """Export what can be expressed instead of failing on what cannot."""
     sticky: bool = False
@@ -232,6 +246,10 @@ class Draft:
     documents: list[dict[str, Any]] = field(default_factory=list)
     losses: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    """File name → content, for a format written as a directory (`nginx-njs`)."""
+    sticky: bool = False
+    """The format keeps a user on one side (it follows mreg's bucketing)."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +265,9 @@ class Export:
     notes: tuple[str, ...] = ()
     """Differences worth knowing that are not failures (e.g. the split is not sticky)."""
     lossy: bool = False
+    files: tuple[tuple[str, bytes], ...] = ()
+    """(file name, content) of a format written as a directory (`nginx-njs`), in the order
+    they are written; empty for the formats that are YAML documents."""
 
     def yaml(self) -> bytes:
         """The documents as one multi-document YAML stream."""

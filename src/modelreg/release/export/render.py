@@ -18,6 +18,7 @@ from modelreg.release.export import (
     istio,
     kserve,
     nginx,
+    nginx_njs,
     smi,
 )
 from modelreg.release.export.matching import sticky, variant_header
@@ -33,7 +34,7 @@ from modelreg.release.export.plan import (
 if TYPE_CHECKING:
     from modelreg.handle import StoreHandle
 
-__all__ = ["FORMATS", "export", "render"]
+__all__ = ["DIRECTORY_FORMATS", "FORMATS", "export", "render"]
 
 FORMATS: dict[str, Callable[[TrafficPlan, ExportOptions], Draft]] = {
     "istio": istio.render,
@@ -43,8 +44,11 @@ FORMATS: dict[str, Callable[[TrafficPlan, ExportOptions], Draft]] = {
     "kserve": kserve.render,
     "argo": argo.render,
     "flagger": flagger.render,
+    "nginx-njs": nginx_njs.render,
 }
 """Format name → its pure renderer."""
+DIRECTORY_FORMATS = frozenset({"nginx-njs"})
+"""The formats written as a directory of files rather than Kubernetes documents."""
 
 _NOT_FILES = {"json", "yaml", "text", None}
 
@@ -106,13 +110,13 @@ def render(plan: TrafficPlan, format: str, options: ExportOptions | None = None)
     opts = options or ExportOptions()
     draft = FORMATS[format](plan, opts)
     notes, losses = list(draft.notes), list(draft.losses)
-    if plan.split:
+    if plan.split and not draft.sticky:  # (nginx-njs follows mreg's bucketing itself)
         notes.insert(0, _split_note(plan, format, opts))
-    if opts.sticky and (loss := _sticky_loss(format, opts)):
+    if opts.sticky and not draft.sticky and (loss := _sticky_loss(format, opts)):
         losses.insert(0, loss)
     return Export(
         format, plan.model, plan.generation, tuple(draft.documents), tuple(losses),
-        tuple(notes), opts.lossy,
+        tuple(notes), opts.lossy, tuple(draft.files.items()),
     )  # fmt: skip
 
 

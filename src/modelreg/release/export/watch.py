@@ -13,16 +13,18 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import InvalidInput
-from modelreg.fsutil import atomic_write
+from modelreg.release.export.files import write
+from modelreg.release.export.plan import ExportOptions
 
 if TYPE_CHECKING:
     from modelreg.handle import StoreHandle
-    from modelreg.release.export.plan import Export, ExportOptions
+    from modelreg.release.export.plan import Export
+    from modelreg.release.targetspec import TargetSpec
 
 __all__ = ["WatchReport", "parse_duration", "watch", "write"]
 
@@ -36,20 +38,6 @@ def parse_duration(text: str) -> float:
     if not m:
         raise InvalidInput(f"invalid duration {text!r}: e.g. 1s, 30s, 5m, 2h")
     return float(m.group(1)) * _SECONDS[m.group(2)]
-
-
-def write(result: Export, output: Path) -> bool:
-    """Write the export's YAML to `output` (atomically) unless it holds it already."""
-    data = result.yaml()
-    try:
-        if output.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise InvalidInput(f"{output}: cannot read ({exc.strerror})") from None
-    atomic_write(output, data)
-    return True
 
 
 @dataclass(frozen=True)
@@ -82,21 +70,32 @@ def watch(
     max_duration_s: float | None = None,
     max_writes: int | None = None,
     on_write: Callable[[Export], None] | None = None,
+    apply: TargetSpec | None = None,
+    on_apply_error: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> WatchReport:
     """Keep `output` equal to the export of `name`'s routing until a limit is reached.
+
+    With `apply` (a target with `exec` and/or `git`), each change is also committed and/or
+    handed to the command (`release.targets.apply_export`); a failed apply is reported to
+    `on_apply_error` and retried at every check until it succeeds.
 
     Raises:
         LossyExport: the release changed to something the format cannot express.
         IntegrityError: the rollout manifest is damaged.
     """
     from modelreg.release.export.render import export
+    from modelreg.release.manifestfile import read_rollout
+    from modelreg.release.targets import ApplyFailed, apply_export, message
 
     if interval_s <= 0:
         raise InvalidInput("the watch interval must be above 0")
+    if format == "nginx-njs":
+        options = replace(options or ExportOptions(), directory=str(output.resolve()))
     deadline = None if max_duration_s is None else clock() + max_duration_s
     checks = writes = generation = 0
+    unapplied = False
     while True:
         result = export(store, name, format, options)
         result.raise_for_losses()
@@ -104,8 +103,16 @@ def watch(
         generation = result.generation
         if write(result, output):
             writes += 1
+            unapplied = apply is not None
             if on_write is not None:
                 on_write(result)
+        if unapplied and apply is not None:
+            try:
+                apply_export(result, apply, message(result, read_rollout(store, name)))
+                unapplied = False
+            except (ApplyFailed, InvalidInput) as exc:
+                if on_apply_error is not None:
+                    on_apply_error(str(exc))
         if max_writes is not None and writes >= max_writes:
             break
         if deadline is not None and clock() + interval_s > deadline:
