@@ -63,7 +63,10 @@ COMMANDS: dict[str, str | None] = {
     "release history": "release_history",
     "release analyze": "release_analyze",
     "release watch": "release_watch",
-    "release export": "release_export",  # and release_export_watch for --watch
+    "release export": "release_export",  # and release_export_watch for --watch, and
+    # release_export_apply for --exec/--git, release_target_add for --as-target
+    "release targets": "release_status",  # (.targets); release_target_remove for --remove
+    "release apply": "release_apply",
     # apps (docs/architecture.md): they are above the facade, not in it
     "demo": None,  # builds its own store in a temporary directory (modelreg.demo.run_demo)
     "ui": None,  # the web view (modelreg.ui), serves a store or a remote
@@ -80,12 +83,16 @@ DOMAIN: dict[str, tuple[str, str]] = {
     "release_resume": ("modelreg.release.ops", "resume"),
     "release_promote": ("modelreg.release.ops", "promote"),
     "release_abort": ("modelreg.release.ops", "abort"),
-    "release_status": ("modelreg.release.ops", "status"),
+    "release_status": ("modelreg.release.targets", "release_status"),
     "release_history": ("modelreg.release.ops", "history"),
     "release_analyze": ("modelreg.analysis", "analyze"),
     "release_watch": ("modelreg.analysis", "watch"),
     "release_export": ("modelreg.release.export", "export"),
     "release_export_watch": ("modelreg.release.export", "watch"),
+    "release_export_apply": ("modelreg.release.targets", "apply_once"),
+    "release_target_add": ("modelreg.release.targets", "add_target"),
+    "release_target_remove": ("modelreg.release.targets", "remove_target"),
+    "release_apply": ("modelreg.release.targets", "apply_targets"),
     "fsck": ("modelreg.fsck", "fsck"),
     "gc": ("modelreg.gc", "gc"),
     "check_large_models": ("modelreg.validate", "check_large_models"),  # static: no handle

@@ -220,9 +220,9 @@ class ReleaseCommands(StoreHandle):
 
     def release_export_apply(self, name: str, spec: TargetSpec) -> Applied:
         """Write and apply the export once (`export --output ... --exec/--git`), unrecorded."""
-        from modelreg.release.targets import apply
+        from modelreg.release.targets import apply_once
 
-        return apply(self, name, spec, record=False)
+        return apply_once(self, name, spec)
 
     def release_target_add(self, name: str, spec: TargetSpec) -> TargetSpec:
         """Configure a release target (`release export ... --as-target NAME`)."""

@@ -191,7 +191,8 @@ class WatchEvent:
     weight: float
     verdict: str
     action: str
-    """none, step, promote, abort, hold (last step, manual promotion) or paused."""
+    """none, step, promote, abort, hold (last step, manual promotion), paused, or wait (a
+    release target has not applied the generation: nothing was judged)."""
     summary: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -298,6 +299,34 @@ def _act(store: StoreHandle, r: Rollout, a: Analysis, promote: bool, actor: str 
     return "hold"
 
 
+def _apply_targets(
+    store: StoreHandle,
+    rollout: Rollout,
+    events: list[WatchEvent],
+    on_event: Callable[[WatchEvent], None] | None,
+) -> bool:
+    """Apply the rollout's generation to every configured target that does not run it yet.
+
+    True when every target runs it; else a `wait` event says which target failed and why
+    (`mreg release status` shows it too).
+    """
+    if not store.config.targets.get(rollout.model):
+        return True
+    from modelreg.release.targets import sync
+
+    failed = [a for a in sync(store, rollout.model, rollout.generation) if not a.ok]
+    if not failed:
+        return True
+    why = "; ".join(f"target {a.target} did not apply generation {a.attempted}: {a.error}"
+                    for a in failed)  # fmt: skip
+    event = WatchEvent(store.now(), rollout.generation, format_weight(rollout.canary_share),
+                       "waiting", "wait", why)  # fmt: skip
+    events.append(event)
+    if on_event is not None:
+        on_event(event)
+    return False
+
+
 def watch(
     store: StoreHandle,
     name: str,
@@ -359,7 +388,19 @@ def _watch(
         rollout = _rollout(store, name)
         if not rollout.live:
             outcome = "ended" if not events else rollout.state
+            _apply_targets(store, rollout, events, on_event)  # the end reaches every target
             return WatchReport(name, rollout.release, outcome, rollout.state, tuple(events))
+        if not _apply_targets(store, rollout, events, on_event):
+            # A target does not run this generation yet: judging now would judge (and step
+            # up) a weight the traffic does not have. Retry at the next interval.
+            if once:
+                return WatchReport(name, rollout.release, "once", rollout.state, tuple(events))
+            if max_duration_s is not None and clock() - started + interval_s > max_duration_s:
+                return WatchReport(
+                    name, rollout.release, "max-duration", rollout.state, tuple(events)
+                )
+            sleep(interval_s)
+            continue
         if source is None and clock() - last_compact >= COMPACT_EVERY_S:
             last_compact = clock()
             _, policy = plan_of(rollout.analysis)
@@ -377,7 +418,10 @@ def _watch(
         ends = {"abort": "aborted", "promote": "promoted", "hold": "awaiting-promotion"}
         if action in ends:
             after = _rollout(store, name)
+            _apply_targets(store, after, events, on_event)  # the abort or promotion, at once
             return WatchReport(name, rollout.release, ends[action], after.state, tuple(events))
+        if action == "step":
+            _apply_targets(store, _rollout(store, name), events, on_event)
         if once:
             return WatchReport(name, rollout.release, "once", rollout.state, tuple(events))
         if max_duration_s is not None and clock() - started + interval_s > max_duration_s:

@@ -172,6 +172,14 @@ def export(
         Text,
         typer.Option("--report", help="A shell command printing the generation the target runs."),
     ] = None,
+    apply_timeout: Annotated[
+        str,
+        typer.Option(
+            "--apply-timeout",
+            help="How long --exec and --report may take, and the target may take to report "
+            "the generation (30s, 2m...).",
+        ),
+    ] = "60s",
     as_target: Annotated[
         Text,
         typer.Option(
@@ -221,7 +229,7 @@ def export(
     if exec_cmd is not None or git or report_cmd is not None or as_target is not None:
         spec = TargetSpec(
             as_target or "export", format, options, None if output is None else str(output),
-            exec_cmd, git, report_cmd,
+            exec_cmd, git, report_cmd, ex.parse_duration(apply_timeout),
         )  # fmt: skip
     if as_target is not None:
         assert spec is not None

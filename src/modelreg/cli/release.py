@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from modelreg.cli import export
+from modelreg.cli import export, targets
 from modelreg.cli._analysis import render_analysis
 from modelreg.cli._common import JsonOpt, StoreOpt, open_store
 from modelreg.cli._output import Output
@@ -105,6 +105,7 @@ def _render_status(c: Console, st: ReleaseStatus, changes: bool = True) -> None:
     if st.rollout is None:
         prod = st.production or "no production alias"
         c.print(f"{st.model}: no release (production: {prod})")
+        targets.render_targets(c, list(st.targets))
         return
     r = st.rollout
     shadow = " [magenta]shadow mode[/]" if r.shadow else ""
@@ -129,6 +130,7 @@ def _render_status(c: Console, st: ReleaseStatus, changes: bool = True) -> None:
     c.print(f"Steps: {plan}   (done in green; next: {nxt})")
     if doc["analysis"]:
         c.print(f"Analysis checks: {len(doc['analysis'])}")
+    targets.render_targets(c, list(st.targets))
     if not changes:
         return
     t = Table(title="Last changes")
@@ -443,7 +445,9 @@ def watch(
 ) -> None:
     """Analyze repeatedly: abort on a failure, step up after passes, promote at the end.
 
-    Exits 1 when it rolled the release back, 0 otherwise.
+    Applies each change to the model's release targets first, and judges only once every
+    target runs the generation in force. Exits 1 when it rolled the release back or stopped
+    waiting for a target that failed to apply, 0 otherwise.
     """
     from modelreg.analysis import CheckFailed
     from modelreg.analysis.watch import parse_duration
@@ -471,9 +475,14 @@ def watch(
     out.result(report.to_dict(), render)
     if report.aborted:
         raise CheckFailed(f"{name}: rolled back: {report.events[-1].summary}")
+    if report.events and report.events[-1].action == "wait":
+        from modelreg.release.targets import ApplyFailed
+
+        raise ApplyFailed(f"{name}: not judged: {report.events[-1].summary}")
 
 
 export.install(release_app)
+targets.install(release_app)
 
 
 def install(app: typer.Typer) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg import layout
-from modelreg.errors import InvalidInput, MregError
+from modelreg.errors import IntegrityError, InvalidInput, MregError, NotFound
 from modelreg.fsutil import atomic_write, read_regular
 from modelreg.release.targetspec import TargetSpec
 
@@ -41,6 +41,7 @@ __all__ = [
     "applied",
     "apply",
     "apply_export",
+    "apply_once",
     "apply_targets",
     "message",
     "pending",
@@ -289,18 +290,27 @@ def apply(store: StoreHandle, name: str, spec: TargetSpec, *, record: bool = Tru
     from modelreg.release.manifestfile import read_rollout
 
     spec = _spec_for(spec)
-    result = export(store, name, spec.format, spec.options)
+    rollout = read_rollout(store, name)
     previous = applied(store, name).get(spec.name)
     before = previous.generation if previous is not None else 0
     try:
-        commit = apply_export(result, spec, message(result, read_rollout(store, name)))
+        result = export(store, name, spec.format, spec.options)
+        commit = apply_export(result, spec, message(result, rollout))
+    except (IntegrityError, NotFound):
+        raise  # the store's problem, not the target's
     except MregError as exc:  # the target's failure (a command, a push, a loss): recorded
-        outcome = Applied(spec.name, before, False, store.now(), str(exc), result.generation)
+        attempted = rollout.generation if rollout is not None else 0
+        outcome = Applied(spec.name, before, False, store.now(), str(exc), attempted)
     else:
         outcome = Applied(spec.name, result.generation, True, store.now(), commit=commit)
     if record:
         _record(store, name, outcome)
     return outcome
+
+
+def apply_once(store: StoreHandle, name: str, spec: TargetSpec) -> Applied:
+    """Write and apply the export once, without recording it (`export --exec/--git`)."""
+    return apply(store, name, spec, record=False)
 
 
 def pending(store: StoreHandle, name: str, generation: int) -> list[TargetSpec]:
@@ -331,8 +341,6 @@ def apply_targets(store: StoreHandle, name: str, only: Sequence[str] = ()) -> li
     Raises:
         NotFound: no such model, or `only` names a target that is not configured.
     """
-    from modelreg.errors import NotFound
-
     specs = store.config.targets.get(name, ())
     missing = set(only) - {t.name for t in specs}
     if missing:
@@ -383,12 +391,18 @@ def add_target(store: StoreHandle, name: str, spec: TargetSpec) -> TargetSpec:
         NotFound: no such model.
         InvalidInput: the export cannot be rendered with these options (checked now).
     """
-    from modelreg.release.export.render import FORMATS
+    from modelreg.release.export.render import FORMATS, export
+    from modelreg.release.ops import status
 
     if spec.format not in FORMATS:
         raise InvalidInput(
             f"unknown export format {spec.format!r}: use one of {', '.join(FORMATS)}"
         )
+    status(store, name)  # NotFound for an unknown model
+    try:  # the options the format needs (kserve's --storage-uri...) are checked now
+        export(store, name, spec.format, _spec_for(spec).options)
+    except NotFound:
+        pass  # nothing to route to yet: the target is applied once there is
     with store.locked():
         store.config = _reload(store)
         kept = tuple(t for t in store.config.targets.get(name, ()) if t.name != spec.name)
@@ -398,8 +412,6 @@ def add_target(store: StoreHandle, name: str, spec: TargetSpec) -> TargetSpec:
 
 def remove_target(store: StoreHandle, name: str, target: str) -> TargetSpec:
     """Remove a configured target (its last state is forgotten too)."""
-    from modelreg.errors import NotFound
-
     with store.locked():
         store.config = _reload(store)
         specs = store.config.targets.get(name, ())

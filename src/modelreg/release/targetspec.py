@@ -148,11 +148,13 @@ class TargetSpec:
             raise InvalidInput(f"{where}: git must be true or false")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise InvalidInput(f"{where}: timeout_s must be a number of seconds")
-        return cls(
-            name, fmt, options_from_dict(doc.get("options") or {}, where), output,
-            _command(doc.get("exec"), f"{where}.exec"), git,
-            _command(doc.get("report"), f"{where}.report"), float(timeout),
-        )  # fmt: skip
+        options = options_from_dict(doc.get("options") or {}, where)
+        command = _command(doc.get("exec"), f"{where}.exec")
+        report = _command(doc.get("report"), f"{where}.report")
+        try:
+            return cls(name, fmt, options, output, command, git, report, float(timeout))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}: {exc}") from None
 
 
 def targets_from_config(doc: Any, source: str) -> dict[str, tuple[TargetSpec, ...]]:
