@@ -224,5 +224,5 @@ def test_targets_in_config_are_validated(model: Store) -> None:
                 {"name": "t", "format": "istio", "exec": "x", "color": "red"}):  # fmt: skip
         doc["targets"]["m"] = [bad]
         config.write_bytes(yamlio.dump(doc))
-        with pytest.raises(IntegrityError, match="targets.m"):
+        with pytest.raises(IntegrityError, match=r"targets\.m"):
             Store.open(model.root)
