@@ -367,3 +367,56 @@ def test_check_analyzable_refuses_an_ended_release(model):
         ops.check_analyzable(model, "m")
     with pytest.raises(NotFound):
         ops.check_analyzable(model, "nope")
+
+
+# -- the {queries: ...} entry survives `set` (issue 17) ----------------------------------------
+
+
+def test_set_with_checks_keeps_the_queries_and_the_policy(model):
+    ops.start(model, "m", "1.1.0", analysis=["error_rate < 5%", {"policy": {"passes": 2}},
+                                              {"queries": "istio"}])  # fmt: skip
+    r = ops.update(model, "m", analysis=["error_rate < 3%"]).rollout
+    assert r.analysis[0] == {"metric": "error_rate", "op": "<", "value": 0.03}
+    assert r.analysis[1]["policy"]["passes"] == 2
+    assert r.analysis[2:] == ({"queries": {"preset": "istio"}},)
+    assert "queries" not in r.history[-1].details  # kept, not changed
+
+    cleared = ops.update(model, "m", analysis=[]).rollout  # --no-checks: like the policy
+    assert cleared.analysis == (r.analysis[1], r.analysis[2])
+    assert cleared.history[-1].details["checks"] == []
+
+
+def test_set_with_queries_keeps_the_checks_and_replaces_the_queries(model):
+    ops.start(model, "m", "1.1.0", analysis=["errors: error_rate < 5%", {"queries": "istio"}])
+    change = ops.update(model, "m", analysis=[{"queries": "linkerd"}], reason="mesh moved")
+    r = change.rollout
+    assert change.changed and r.generation == 2
+    assert [a.get("name") for a in r.analysis] == ["errors", None]
+    assert r.analysis[-1] == {"queries": {"preset": "linkerd"}}
+    details = r.history[-1].details
+    assert details["previous_checks"] == details["checks"] == ["errors: error_rate < 5%"]
+    assert (details["previous_queries"], details["queries"]) == (
+        {"preset": "istio"}, {"preset": "linkerd"},
+    )  # fmt: skip
+    assert model.log("m")[-1].details["queries"] == {"preset": "linkerd"}
+    before = snapshot(model.root)  # the same queries again: nothing to do
+    assert not ops.update(model, "m", analysis=[{"queries": "linkerd"}]).changed
+    assert snapshot(model.root) == before
+
+    ops.abort(model, "m")  # a release without queries gets them, its checks kept
+    ops.start(model, "m", "1.1.0", analysis=["errors: error_rate < 5%"])
+    r = ops.update(model, "m", analysis=[{"queries": "linkerd"}]).rollout
+    assert [a.get("name") for a in r.analysis] == ["errors", None]
+    assert r.history[-1].details["previous_queries"] is None
+
+
+def test_cli_set_check_keeps_the_queries(model, run_mreg, tmp_path):
+    checks = tmp_path / "checks.yaml"
+    checks.write_text("checks: ['error_rate < 5%']\nqueries: {preset: istio, vars: {service: m}}\n")
+    start = run_mreg("release", "start", "m", "--canary", "1.1.0", "--checks-file", str(checks))
+    assert start.returncode == 0, start
+    res = run_mreg("release", "set", "m", "--check", "errors: error_rate < 3%", "--json")
+    assert res.returncode == 0, res
+    analysis = res.json()["status"]["analysis"]
+    assert [a.get("name") for a in analysis] == ["errors", None]
+    assert analysis[-1] == {"queries": {"preset": "istio", "vars": {"service": "m"}}}

@@ -20,6 +20,7 @@ abort's recovery (`release.recovery`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -186,11 +187,13 @@ def update(
     """`mreg release set`: change the weight, replace the rules or checks, enter shadow mode.
 
     A new weight ends shadow mode; `shadow=True` sends all live traffic to the baseline and
-    mirrors it to the canary. `analysis` (checks as texts or mappings, and optionally a
-    `{policy: ...}` entry, as `start` takes them) replaces the release's checks when it holds
-    checks, and its policy when it holds one; `analysis=[]` removes every check (the default
-    checks apply again) and keeps the policy. Setting what is already in effect changes
-    nothing.
+    mirrors it to the canary. `analysis` (checks as texts or mappings, and optionally one
+    `{policy: ...}` and one `{queries: ...}` entry, as `start` takes them) is merged part by
+    part: it replaces the release's checks when it holds checks, its policy when it holds
+    one and its PromQL templates when it holds a queries entry; each part it does not hold
+    is kept. `analysis=[]` (`--no-checks`) removes every check (the default checks apply
+    again) and keeps the policy and the queries, which are not checks. Setting what is
+    already in effect changes nothing.
 
     Raises:
         TransitionRefused: there is no live, unpaused release.
@@ -218,7 +221,7 @@ def update(
         if rule_set is not None:
             after = after.replace(rules=rule_set)
         if given is not None:
-            merged = _mergenormalize_analysis(before.analysis, given, analysis or ())
+            merged = _merge_analysis(before.analysis, given)
             after = after.replace(analysis=merged)
         if (after.weight, after.shadow, after.rules, after.analysis) == (
             before.weight,
@@ -236,25 +239,47 @@ def update(
             details["previous_checks"], details["checks"] = old_checks, new_checks
             if old_policy != new_policy:
                 details["previous_policy"], details["policy"] = old_policy, new_policy
+            old_queries = _queries_entry(before.analysis)
+            new_queries = _queries_entry(after.analysis)
+            if old_queries != new_queries:
+                details["previous_queries"], details["queries"] = old_queries, new_queries
         return commit(store, before, after, "set", who, reason, details)
 
 
-def _mergenormalize_analysis(
-    current: Sequence[dict[str, Any]], given: Sequence[dict[str, Any]], raw: Sequence[Any]
+def _merge_analysis(
+    current: Sequence[dict[str, Any]], given: Sequence[dict[str, Any]]
 ) -> tuple[dict[str, Any], ...]:
-    """The checks of `given` (else `current`'s; none when `raw` is empty), then its policy.
+    """`current` with each part that `given` holds replaced: checks, policy, queries.
 
-    The policy is `given`'s when it has one, else `current`'s.
+    Both are in the manifest form (`normalize_analysis`). An empty `given` removes the
+    checks and keeps the policy and queries. The result is in the manifest's order: the
+    checks, then the policy, then the queries entry.
     """
+    cur_checks, cur_policy, cur_queries = _split_analysis(current)
+    new_checks, new_policy, new_queries = _split_analysis(given)
+    checks = new_checks if new_checks or not given else cur_checks
+    return tuple(checks + (new_policy or cur_policy) + (new_queries or cur_queries))
 
-    def split(items: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        policy = [dict(a) for a in items if set(a) == {"policy"}]
-        return [dict(a) for a in items if set(a) != {"policy"}], policy
 
-    cur_checks, cur_policy = split(current)
-    new_checks, new_policy = split(given)
-    checks = new_checks if new_checks or not raw else cur_checks
-    return tuple(checks + (new_policy or cur_policy))
+def _split_analysis(
+    items: Sequence[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The checks, the `{policy: ...}` entry and the `{queries: ...}` entry (lists of 0 or 1)."""
+    parts: dict[str, list[dict[str, Any]]] = {"checks": [], "policy": [], "queries": []}
+    for item in items:
+        key = next(iter(item)) if len(item) == 1 and set(item) <= {"policy", "queries"} else ""
+        parts[key or "checks"].append(dict(item))
+    return parts["checks"], parts["policy"], parts["queries"]
+
+
+def _queries_entry(analysis: Sequence[dict[str, Any]]) -> Any:
+    """A copy of the `{queries: ...}` entry's value in a manifest's `analysis` (None: none).
+
+    A copy, so that the history event shares no object with the manifest's `analysis`: the
+    YAML writer would make them an anchor and an alias, which the reader refuses.
+    """
+    found = next((a["queries"] for a in analysis if set(a) == {"queries"}), None)
+    return copy.deepcopy(found)
 
 
 def step(
