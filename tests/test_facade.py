@@ -27,7 +27,7 @@ COMMANDS: dict[str, str | None] = {
     "init": "init",
     "register": "register",
     "list": "versions",  # and `models` without filters
-    "show": "info",
+    "show": "info",  # and alias_at for `show NAME@ALIAS --at TIME`
     "diff": "diff",
     "get": "get",
     "log": "log",
@@ -93,6 +93,8 @@ DOMAIN: dict[str, tuple[str, str]] = {
     "release_target_add": ("modelreg.release.targets", "add_target"),
     "release_target_remove": ("modelreg.release.targets", "remove_target"),
     "release_apply": ("modelreg.release.targets", "apply_targets"),
+    "alias_at": ("modelreg.auditquery", "alias_at"),
+    # (log calls auditquery.entries with model=name, but keeps its positional name and limit)
     "fsck": ("modelreg.fsck", "fsck"),
     "gc": ("modelreg.gc", "gc"),
     "check_large_models": ("modelreg.validate", "check_large_models"),  # static: no handle

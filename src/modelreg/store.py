@@ -21,8 +21,11 @@ from modelreg.handle import Clock, utc_now
 from modelreg.layout import DIRNAME
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from modelreg.aliases import AliasChange, AliasEvent, Deprecation, TagChange
     from modelreg.audit import AuditEntry
+    from modelreg.auditquery import AliasAt
     from modelreg.bundle import PackResult, UnpackResult
     from modelreg.catalog import Materialized, ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
@@ -180,15 +183,37 @@ class Store(ReleaseCommands):
 
         return tag(self, spec, add, remove, actor=actor)
 
-    def log(self, name: str | None = None, limit: int | None = None) -> list[AuditEntry]:
-        """Audit entries, newest last, optionally for one model and the last `limit`."""
-        entries = [e for e in self.audit.entries() if name is None or e.model == name]
-        if name is not None and not entries:
-            # an unknown model is invalid input everywhere, as in `history` (issue 13)
-            from modelreg.catalog import require_model
+    def log(
+        self,
+        name: str | None = None,
+        limit: int | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> list[AuditEntry]:
+        """Audit entries, newest last, filtered as `mreg log` does (`auditquery.entries`).
 
-            require_model(self, name)
-        return entries[-limit:] if limit else entries
+        Of model `name`, with `since <= time < until`, by `actor`, of `action` (exact, or a
+        prefix ending in `*`), the newest `limit`; `modelreg.auditquery.entries` spells out
+        the exact semantics.
+        """
+        from modelreg.auditquery import entries
+
+        return entries(
+            self, model=name, since=since, until=until, actor=actor, action=action, limit=limit
+        )
+
+    def alias_at(self, name: str, alias: str, when: datetime) -> AliasAt:
+        """Which version `name@alias` pointed at, at `when`: the move, by whom, why, until when.
+
+        `mreg show NAME@ALIAS --at TIME`. From the alias history, cross-checked with the audit
+        trail (IntegrityError when they disagree); see `modelreg.auditquery.alias_at`.
+        """
+        from modelreg.auditquery import alias_at
+
+        return alias_at(self, name, alias, when)
 
     def verify(self, *, objects: bool = True) -> VerifyReport:
         """Check the audit chain, every manifest and ref, and (by default) every object digest."""

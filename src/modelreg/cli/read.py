@@ -11,6 +11,8 @@ from modelreg.cli._common import JsonOpt, StoreOpt, open_store
 from modelreg.cli._output import Output
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.console import Console
 
 __all__ = ["install"]
@@ -67,16 +69,80 @@ def list_(
     out.result([r.to_dict() for r in rows], lambda c: render_versions(c, rows, metric_cols))
 
 
+_TIME_HELP = "a date (2026-11-01), a timestamp (2026-11-01T12:00:00Z) or a duration ago (2h, 7d)"
+
+
+def _time(option: str, text: str | None) -> datetime | None:
+    """The time an option names (None when not given); exit 2 with one line when malformed."""
+    if text is None:
+        return None
+    from modelreg.auditquery import parse_time
+    from modelreg.errors import InvalidInput
+    from modelreg.handle import utc_now
+
+    try:
+        return parse_time(text, utc_now())
+    except InvalidInput as exc:
+        raise InvalidInput(f"{option} {exc}") from None
+
+
 def show(
     ref: Annotated[str, typer.Argument(help="NAME[@REF]; REF is a version, alias or latest.")],
+    at: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--at",
+            metavar="TIME",
+            help="With NAME@ALIAS: which version the alias pointed at, at TIME "
+            f"({_TIME_HELP}), from its history checked against the audit trail.",
+        ),
+    ] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a version's identity card: who, when, data, code, metrics, files, aliases."""
+    if at is not None:
+        _show_at(ref, at, store, as_json)
+        return
     from modelreg.cli._cards import render_card
 
     info = open_store(store).info(ref)
     Output(as_json).result(info.to_dict(), lambda c: render_card(c, info))
+
+
+def _show_at(spec: str, at: str, store: Path | None, as_json: bool) -> None:
+    from modelreg.errors import InvalidInput
+    from modelreg.names import parse_ref
+
+    ref = parse_ref(spec)
+    if ref.kind != "alias":
+        named = "latest" if ref.kind == "latest" else f"version {ref.ref}"
+        raise InvalidInput(
+            f"--at needs NAME@ALIAS (which version an alias named at a time); {spec!r} names "
+            f"{named}, which does not move"
+        )
+    when = _time("--at", at)
+    assert when is not None
+    found = open_store(store).alias_at(ref.name, ref.ref, when)
+
+    def render(c: Console) -> None:
+        from rich.markup import escape
+
+        m = found.move
+        c.print(f"[bold]{found.model}@{found.alias}[/] at {found.at}: [bold]{m.version}[/]")
+        forced = " (forced past a failed gate)" if m.forced else ""
+        c.print(f"  since  {m.time}, {m.action} by {escape(m.actor)}{forced}")
+        c.print(f"  why    {escape(m.reason) if m.reason else '(no reason given)'}")
+        if found.next is None:
+            c.print("  until  now: it still points there")
+        else:
+            n = found.next
+            c.print(f"  until  {n.time}, {n.action} to {n.version} by {escape(n.actor)}")
+        c.print(
+            f"  record generation {m.generation}, audit entry {found.audit_seq}, id {m.id[:12]}"
+        )
+
+    Output(as_json).result(found.to_dict(), render)
 
 
 def diff(
@@ -121,7 +187,30 @@ def log(
     ] = None,
     limit: Annotated[
         Optional[int],  # noqa: UP045
-        typer.Option("--limit", "-n", help="Only the last N entries.", min=1),
+        typer.Option(
+            "--limit", "-n", help="Only the newest N entries (of those that match).", min=1
+        ),
+    ] = None,
+    since: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--since", metavar="TIME", help=f"Only entries at or after TIME: {_TIME_HELP}."
+        ),
+    ] = None,
+    until: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--until", metavar="TIME", help="Only entries before TIME (same forms)."),
+    ] = None,
+    actor: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--actor", help="Only entries by this actor (the exact string)."),
+    ] = None,
+    action: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--action",
+            help="Only this action (promote), or actions with a prefix ending in * (release.*).",
+        ),
     ] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -129,8 +218,17 @@ def log(
     """Show the audit trail: who changed what, when, and why."""
     from modelreg.cli._cards import render_log
 
-    entries = open_store(store).log(name, limit)
-    Output(as_json).result([e.to_dict() for e in entries], lambda c: render_log(c, entries))
+    lo, hi = _time("--since", since), _time("--until", until)
+    entries = open_store(store).log(name, limit, since=lo, until=hi, actor=actor, action=action)
+    filtered = any(x is not None for x in (lo, hi, actor, action))
+
+    def render(c: Console) -> None:
+        if filtered and not entries:
+            c.print("No audit entry matches.")
+        else:
+            render_log(c, entries)
+
+    Output(as_json).result([e.to_dict() for e in entries], render)
 
 
 def verify(
