@@ -6,7 +6,7 @@ file read is either the old or the new whole document.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,11 +16,11 @@ from modelreg.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_bytes
 from modelreg.manifest import ModelVersion
-from modelreg.names import Version, check_name, parse_ref
+from modelreg.names import Version, parse_ref
 from modelreg.refs import AliasEvent, AliasRef, list_aliases, read_alias, read_state
 
 if TYPE_CHECKING:
-    from modelreg.conditions import Condition
+    pass
 
 __all__ = [
     "Materialized",
@@ -33,11 +33,9 @@ __all__ = [
     "info",
     "load_version",
     "model_names",
-    "models",
     "require_model",
     "resolve",
     "version_list",
-    "versions",
 ]
 
 
@@ -183,6 +181,16 @@ def load_version(store: StoreHandle, name: str, version: str) -> ModelVersion:
     return mv
 
 
+def has_versions(store: StoreHandle, name: str) -> bool:
+    """True when the model has at least one version (stops at the first manifest found)."""
+    try:
+        entries = os.scandir(layout.versions_dir(store.root, name))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    with entries:
+        return any(e.name.endswith(".yaml") and Version.is_version(e.name[:-5]) for e in entries)
+
+
 def require_model(store: StoreHandle, name: str) -> list[Version]:
     """The versions of `name`; NotFound (exit 2) when there is no such model."""
     vs = version_list(store, name)
@@ -191,15 +199,34 @@ def require_model(store: StoreHandle, name: str) -> list[Version]:
     return vs
 
 
+def check_model(store: StoreHandle, name: str) -> None:
+    """NotFound (exit 2) when there is no model `name`; flat in the number of versions."""
+    if not has_versions(store, name):
+        raise NotFound(f"no model named {name!r}")
+
+
+def latest_version(store: StoreHandle, name: str) -> str:
+    """The highest version of a model (from the index when it can answer)."""
+    from modelreg.index import open_index
+
+    with open_index(store) as idx:
+        if idx is not None:
+            row = idx.conn.execute(
+                "SELECT version FROM versions WHERE model = ? ORDER BY vkey DESC LIMIT 1",
+                (name,),
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+    return max(require_model(store, name)).text
+
+
 def resolve(store: StoreHandle, spec: str) -> ModelVersion:
     """The version named by `NAME[@REF]`: a version, an alias, or `latest` (the default)."""
     ref = parse_ref(spec)
-    vs = require_model(store, ref.name)
+    check_model(store, ref.name)
     if ref.kind == "latest":
-        return load_version(store, ref.name, max(vs).text)
+        return load_version(store, ref.name, latest_version(store, ref.name))
     if ref.kind == "version":
-        if Version(ref.ref) not in vs:
-            raise NotFound(f"{ref.name}@{ref.ref}: no such version")
         return load_version(store, ref.name, ref.ref)
     alias = read_alias(store, ref.name, ref.ref)
     if alias is None:
@@ -229,89 +256,6 @@ def info(store: StoreHandle, spec: str) -> VersionInfo:
     """`resolve` plus aliases, current tags and deprecation."""
     mv = resolve(store, spec)
     return _info(mv, list_aliases(store, mv.name), store)
-
-
-def models(store: StoreHandle) -> list[ModelSummary]:
-    """Every model with its version count, latest version, aliases and last registration."""
-    out = []
-    for name in model_names(store):
-        vs = version_list(store, name)
-        latest = max(vs) if vs else None
-        updated = load_version(store, name, latest.text).created if latest else None
-        out.append(
-            ModelSummary(
-                name=name,
-                versions=len(vs),
-                latest=latest.text if latest else None,
-                aliases={a.alias: a.version for a in list_aliases(store, name)},
-                updated=updated,
-            )
-        )
-    return out
-
-
-def _sort_key(sort: str) -> tuple[Any, Callable[[VersionInfo], bool]]:
-    """The sort key for `sort`, and which rows have a value to sort by."""
-    if sort == "version":
-        return (lambda i: Version(i.version.version)), (lambda i: True)
-    if sort == "created":
-        return (lambda i: i.version.created), (lambda i: True)
-    if "." not in sort:
-        raise InvalidInput(f"invalid --sort {sort!r}: use version, created or SPLIT.METRIC")
-    from modelreg.conditions import Condition
-
-    key_field = sort.removeprefix("metrics.") if sort.count(".") == 2 else sort
-    cond = Condition(key_field, "==", None)
-
-    def key(i: VersionInfo) -> tuple[int, Any]:
-        # numbers before other values, which compare as text, so mixed types never fail
-        v = cond.lookup(i.version)
-        if isinstance(v, (int, float)):
-            return (0, v)
-        return (1, str(v))
-
-    return key, (lambda i: cond.lookup(i.version) is not None)
-
-
-def versions(
-    store: StoreHandle,
-    name: str | None = None,
-    *,
-    tags: Sequence[str] = (),
-    alias: str | None = None,
-    where: Sequence[Condition | str] = (),
-    sort: str = "version",
-    descending: bool = False,
-    include_deprecated: bool = True,
-) -> list[VersionInfo]:
-    """Versions of `name` (or of every model) matching all filters, sorted."""
-    from modelreg.conditions import Condition, parse_filter
-
-    conds = [
-        cond for c in where for cond in ((c,) if isinstance(c, Condition) else parse_filter(c))
-    ]
-    key, has_value = _sort_key(sort)
-    names = [check_name(name)] if name else model_names(store)
-    if name:
-        require_model(store, name)
-    rows: list[VersionInfo] = []
-    for n in names:
-        aliases = list_aliases(store, n)
-        for v in sorted(version_list(store, n)):
-            i = _info(load_version(store, n, v.text), aliases, store)
-            if alias is not None and alias not in i.aliases:
-                continue
-            if any(t not in i.tags for t in tags):
-                continue
-            if not all(c.holds(i.version, i.tags) for c in conds):
-                continue
-            if i.deprecated and not include_deprecated:
-                continue
-            rows.append(i)
-    # Versions without the field come last in either direction, in version order (issue 13).
-    present = [r for r in rows if has_value(r)]
-    missing = [r for r in rows if not has_value(r)]
-    return sorted(present, key=key, reverse=descending) + missing
 
 
 def _dict_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -20,6 +20,7 @@ ERROR_KINDS = (
     "dangling-state",
     "dangling-rollout-ref",
     "audit-chain-broken",
+    "index-mismatch",
 )
 WARNING_KINDS = ("orphan-object", "leftover-temp", "audit-torn-line")
 

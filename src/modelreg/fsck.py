@@ -344,7 +344,10 @@ def fsck(
     entries = _scan_audit(store, findings)
     workers = jobs or min(4, os.cpu_count() or 1)
     seen, hashed, nbytes = _scan_objects(store, refs, quick, workers, findings)
+    from modelreg.indexcheck import check as check_index
     from modelreg.repair import leftover_temps
+
+    findings.extend(Finding("index-mismatch", layout.INDEX, p) for p in check_index(store))
 
     for path, age in leftover_temps(store):
         msg = f"temp file left by an interrupted write ({age:.0f}s old)"

@@ -51,6 +51,8 @@ class StoreHandle:
         self.config = config
         self.clock = clock
         self._lock: StoreLock | None = None
+        self._depth = 0
+        """How many `locked()` blocks of this handle are open (the index syncs at 0)."""
 
     # Built on first use: read-only commands such as `mreg show` never import them.
     @cached_property
@@ -169,13 +171,49 @@ class StoreHandle:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the store's write lock (re-entrant within this handle)."""
+        """Hold the store's write lock (re-entrant within this handle).
+
+        The outermost block marks the derived index dirty when it starts and catches it up
+        with what was written when it ends (`modelreg.index`, issue 18).
+        """
+        from modelreg import index
+
+        with self._lock_file().hold():
+            outer = self._depth == 0
+            self._depth += 1
+            try:
+                if outer:
+                    index.before_write(self)
+                yield
+            finally:
+                self._depth -= 1
+                if outer:
+                    index.after_write(self)
+
+    @contextmanager
+    def locked_nowait(self) -> Iterator[None]:
+        """Hold the write lock if no one else does (else LockTimeout at once), without hooks.
+
+        The index takes it this way to catch up when no writer is busy.
+        """
+        with self._lock_file().hold(timeout=0):
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+
+    @property
+    def writing_now(self) -> bool:
+        """True inside a `locked()` block of this handle (a write in progress)."""
+        return self._depth > 0
+
+    def _lock_file(self) -> StoreLock:
         if self._lock is None:
             from modelreg.locking import StoreLock
 
             self._lock = StoreLock(self.root / layout.LOCK)
-        with self._lock.hold():
-            yield
+        return self._lock
 
     @contextmanager
     def writing(self) -> Iterator[None]:

@@ -37,6 +37,8 @@ __all__ = [
     "CACHE",
     "CONFIG",
     "DIRNAME",
+    "INDEX",
+    "INDEX_MARK",
     "LOCK",
     "LOCKS",
     "METRICS",
@@ -81,6 +83,10 @@ RELEASES = "releases"
 METRICS = "metrics"
 ANALYSIS = "analysis"
 TARGETS = "targets"
+INDEX = "index.sqlite"
+"""The derived index (issue 18): rebuilt from the files when missing; never pushed."""
+INDEX_MARK = "index.dirty"
+"""Present while a write is in progress or after one was cut short: the index rescans."""
 CACHE = "cache"
 VERSIONS = "versions"
 ALIASES = "aliases"

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelreg import layout, yamlio
 from modelreg.errors import IntegrityError, InvalidInput
 from modelreg.fsutil import TMP_PREFIX, atomic_write
-from modelreg.handle import StoreHandle
 from modelreg.hashing import is_digest
 from modelreg.names import Version, check_alias
+
+if TYPE_CHECKING:
+    from modelreg.handle import StoreHandle
 
 __all__ = [
     "AliasEvent",

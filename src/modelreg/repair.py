@@ -199,6 +199,13 @@ def repair(
                     freed_bytes["removed-temp"] += freed
                     repairs.append(Repair("removed-temp", f.path, f"{freed} bytes"))
                     fixed.add(f)
+            elif f.kind == "index-mismatch":
+                if not any(r.action == "rebuilt-index" for r in repairs):
+                    from modelreg.index import rebuild
+
+                    rebuild(store)
+                    repairs.append(Repair("rebuilt-index", f.path, "from the files"))
+                fixed.add(f)
             elif f.kind == "audit-torn-line":
                 cut = _cut_torn_line(path)
                 freed_bytes["cut-torn-audit-line"] += cut

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from modelreg.conditions import Condition
     from modelreg.fsck import FsckReport
     from modelreg.gc import GcReport
+    from modelreg.listing import VersionPage
     from modelreg.manifest import ModelVersion
     from modelreg.register import ProgressStart, RegisterResult
     from modelreg.remote.sync import FetchResult, PullResult, PushResult, StatusReport
@@ -88,7 +89,7 @@ class Store(ReleaseCommands):
 
     def models(self) -> list[ModelSummary]:
         """Every model with its version count, latest version and aliases."""
-        from modelreg.catalog import models
+        from modelreg.listing import models
 
         return models(self)
 
@@ -102,13 +103,19 @@ class Store(ReleaseCommands):
         sort: str = "version",
         descending: bool = False,
         include_deprecated: bool = True,
-    ) -> list[VersionInfo]:
-        """Versions of one model (or all), filtered and sorted as `mreg list` does."""
-        from modelreg.catalog import versions
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> VersionPage:
+        """Versions of one model (or all), filtered, sorted and paged as `mreg list` does.
+
+        The result is a list with `total` (how many match) and `more` (after this page).
+        """
+        from modelreg.listing import versions
 
         return versions(
             self, name, tags=tags, alias=alias, where=where, sort=sort,
-            descending=descending, include_deprecated=include_deprecated,
+            descending=descending, include_deprecated=include_deprecated, limit=limit,
+            offset=offset,
         )  # fmt: skip
 
     def info(self, spec: str) -> VersionInfo:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from modelreg.cli._common import JsonOpt, StoreOpt, open_store
-from modelreg.cli._output import Output
+from modelreg.cli._output import Output, stderr_line
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -44,10 +44,21 @@ def list_(
         str, typer.Option("--sort", help="Sort by version, created, or a metric SPLIT.NAME.")
     ] = "version",
     desc: Annotated[bool, typer.Option("--desc", help="Sort in descending order.")] = False,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", "-n", min=0, help="Show at most N versions (0: all of them)."),
+    ] = 100,
+    offset: Annotated[
+        int, typer.Option("--offset", min=0, help="Skip the first N matching versions.")
+    ] = 0,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List models, or the versions of NAME; with filters, search versions of every model."""
+    """List models, or the versions of NAME; with filters, search versions of every model.
+
+    Versions come a page at a time: the first 100 unless --limit says otherwise (--limit 0
+    for every one); the line after the page says how many more match and how to see them.
+    """
     from modelreg.cli._cards import render_models, render_versions
 
     s = open_store(store)
@@ -60,13 +71,19 @@ def list_(
 
     conditions = [c for w in where or [] for c in parse_filter(w)]
     rows = s.versions(
-        name, tags=tag or [], alias=alias, where=conditions, sort=sort, descending=desc
-    )
+        name, tags=tag or [], alias=alias, where=conditions, sort=sort, descending=desc,
+        limit=limit, offset=offset,
+    )  # fmt: skip
     metric_cols = [c.field for c in conditions if not c.field.startswith(("params.", "tags."))]
     sort_col = sort.removeprefix("metrics.") if sort.count(".") == 2 else sort
     if "." in sort_col and sort_col not in metric_cols:
         metric_cols.append(sort_col)
     out.result([r.to_dict() for r in rows], lambda c: render_versions(c, rows, metric_cols))
+    if rows.more:
+        stderr_line(
+            f"{rows.more} more of {rows.total} matching version(s): --offset "
+            f"{rows.offset + len(rows)} for the next page, --limit 0 for all"
+        )
 
 
 _TIME_HELP = "a date (2026-11-01), a timestamp (2026-11-01T12:00:00Z) or a duration ago (2h, 7d)"

@@ -1,0 +1,104 @@
+"""What the derived index holds of each version, and how it finds the files (issue 18).
+
+Storage layer, used by `modelreg.index`: the sortable version key, the metric and parameter
+leaves a filter or a sort reads, and the scans of the models' directories.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from modelreg import layout, yamlio
+from modelreg.errors import IntegrityError
+from modelreg.hashing import hash_bytes
+from modelreg.manifest import ModelVersion
+from modelreg.names import Version
+
+__all__ = ["fields_of", "load_manifest", "model_names", "version_key", "version_names"]
+
+
+def _num(n: str) -> str:
+    return f"{len(n):02d}{n}"
+
+
+def version_key(text: str) -> str:
+    """A text that sorts (bytewise) as SemVer orders the versions: 1.2.0-rc.1 < 1.2.0."""
+    core, _, pre = text.partition("-")
+    major, minor, patch = (str(int(p)) for p in core.split("."))
+    key = ".".join(_num(p) for p in (major, minor, patch))
+    if not pre:
+        return key + "~"
+    parts = []
+    for ident in pre.split("."):
+        parts.append("0" + _num(str(int(ident))) if ident.isdigit() else "1" + ident)
+    return key + "-" + "\x01".join(parts)
+
+
+def _leaves(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(f"{prefix}.{k}", v)
+    else:
+        yield prefix, value
+
+
+def fields_of(mv: ModelVersion) -> list[tuple[str, float | None, str]]:
+    """(key, number or None, text) per metric and parameter leaf of a manifest."""
+    out = []
+    for key, value in [*_leaves("metrics", mv.metrics), *_leaves("params", mv.params)]:
+        num = None
+        if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+            num = float(value)
+        out.append((key, num, str(value)))
+    return out
+
+
+def load_manifest(root: Path, name: str, version: str) -> ModelVersion | None:
+    """A manifest as the catalog reads it; None when it is gone."""
+    path = layout.manifest_path(root, name, version)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    doc = yamlio.load(data, str(path), IntegrityError)
+    try:
+        mv = ModelVersion.from_dict(doc, hash_bytes(data))
+    except IntegrityError as exc:
+        raise IntegrityError(f"{path}: {exc}") from None
+    if mv.name != name or mv.version != version:
+        raise IntegrityError(f"{path}: manifest names {mv.name}@{mv.version}, not its own path")
+    return mv
+
+
+def model_names(root: Path) -> list[str]:
+    """Every model with a versions directory, sorted (namespaced ones as `team/model`)."""
+    models = root / layout.MODELS
+    out: list[str] = []
+    if not models.is_dir():
+        return out
+    for d in sorted(models.iterdir()):
+        if (d / layout.VERSIONS).is_dir():
+            out.append(d.name)
+        elif d.is_dir():
+            out.extend(
+                f"{d.name}/{s.name}" for s in sorted(d.iterdir()) if (s / layout.VERSIONS).is_dir()
+            )
+    return out
+
+
+def version_names(root: Path, name: str) -> set[str]:
+    """The versions whose manifests are in a model's directory (one directory listing)."""
+    try:
+        entries = os.scandir(layout.versions_dir(root, name))
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+    with entries:
+        return {
+            e.name[:-5]
+            for e in entries
+            if e.name.endswith(".yaml") and Version.is_version(e.name[:-5])
+        }
