@@ -167,6 +167,31 @@ class Backend:
             out[rel] = Entry(int(info.get("size") or 0), token(info))
         return out
 
+    def list_pages(self, prefix: str, pages: int) -> tuple[dict[str, Entry], str | None]:
+        """At most `pages` pages (1,000 keys each) of an S3 listing of `prefix/`, in key order.
+
+        Returns the files found and the last path listed, or None as that path when the
+        listing is complete; a path after it may exist and was not looked at.
+        """
+        assert self.kind == "s3"
+        bucket, key, _ = self.fs.split_path(self.path(prefix))
+        out: dict[str, Entry] = {}
+        cut = len(self.root) - len(bucket)  # the root's key prefix and its "/"
+        extra: dict[str, str] = {}
+        for _ in range(pages):
+            page = self.fs.call_s3(
+                "list_objects_v2", Bucket=bucket, Prefix=f"{key}/", MaxKeys=1000, **extra
+            )
+            for item in page.get("Contents", []):
+                rel = str(item["Key"])[cut:]
+                if not rel.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+                    out[rel] = Entry(int(item.get("Size") or 0), str(item.get("ETag") or ""))
+            if not page.get("IsTruncated"):
+                return out, None
+            extra = {"ContinuationToken": str(page["NextContinuationToken"])}
+        last = str(page["Contents"][-1]["Key"])[cut:] if page.get("Contents") else None
+        return out, last
+
     def list_top(self) -> tuple[set[str], dict[str, Entry]]:
         """The root's subdirectories and files, one non-recursive listing (one LIST on S3)."""
         if self.local_root is not None:
@@ -209,10 +234,17 @@ class Backend:
             return
 
     def stat(self, rel: str) -> Entry | None:
-        """The entry of one file, or None when it does not exist."""
+        """The entry of one file, or None when it does not exist (one HEAD request on S3)."""
         if self.local_root is not None:  # a link is not followed: not a file of the remote
             return localfs.stat_file(self.local_root, rel)
         path = self.path(rel)
+        if self.kind == "s3":  # one HEAD: s3fs's info() lists the key as a "directory" if absent
+            bucket, key, _ = self.fs.split_path(path)
+            try:
+                out = self.fs.call_s3("head_object", Bucket=bucket, Key=key)
+            except FileNotFoundError:
+                return None
+            return Entry(int(out.get("ContentLength") or 0), str(out.get("ETag") or ""))
         self.fs.invalidate_cache(path)
         try:
             info = self.fs.info(path)

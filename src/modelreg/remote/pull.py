@@ -137,6 +137,8 @@ def _pull(
     for rel, m in selected.items():
         if m.kind != "manifest" or rel not in rdata:
             continue
+        if rel in local and (store.root / rel).read_bytes() == rdata[rel]:
+            continue  # the same manifest here: validated when it entered the store (#18)
         try:
             mv = parse_manifest(rdata[rel], str(m.model), str(m.key), f"{s.url}/{rel}")
         except IntegrityError as exc:

@@ -1,10 +1,16 @@
 """One connection to a remote for one command: the listing, cached metadata reads, the checks.
 
-What sync knows about the remote comes from listings, never from one request per file: the
-root (one LIST), then `models/`, `releases/` and `audit/` (one LIST per 1,000 keys on S3),
-plus GETs of the metadata files whose token changed since they were last fetched. Objects
-are listed only when some are to be sent, and then only under the `objects/ab/` fan-out
-directories of the objects concerned (or all of `objects/` when they are many).
+What sync knows about the remote's metadata comes from listings, never from one request
+per file: the root (one LIST), then `models/`, `releases/` and `audit/` (one LIST per 1,000
+keys on S3), plus GETs of the metadata files whose token changed since they were last
+fetched. Objects are never listed to find out what changed (issue 18: `objects/` holds one
+key per file of every version, so a listing of it costs one request per 1,000 objects the
+remote holds): only the objects of the versions about to be sent are looked for, with one
+HEAD each. When more than `HEAD_MAX` are, S3's `objects/` is listed for at most one page per
+`LIST_SHARE` of them (a small remote is listed whole in fewer requests than the HEADs), and
+those past where the listing stopped get a HEAD each: at most 1.125 requests per object
+whatever the remote's size. A remote without `objects/` in its root listing has none:
+nothing is asked.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from modelreg.config import StoreConfig
 from modelreg.errors import IntegrityError, NotFound
 from modelreg.handle import StoreHandle
 from modelreg.hashing import is_digest
+from modelreg.layout import object_rel
 from modelreg.remote.backend import Backend, Entry, human_limit
 from modelreg.remote.layout import AUDIT, Meta, classify, read_limit
 from modelreg.remote.spec import RemoteSpec
@@ -27,9 +34,11 @@ from modelreg.remote.transfer import DEFAULT_JOBS, DEFAULT_PART_MIB, Transfer, T
 
 __all__ = ["Session", "complete_lines", "read_local"]
 
-_FEW = 4
-"""Objects in up to this many fan-out directories are looked up there, not in all of objects/
-(one LIST each, against one per 1,000 objects of the remote for the whole listing)."""
+HEAD_MAX = 256
+"""Up to this many objects are looked for with one HEAD each, in parallel. More are looked
+for on S3 in a listing of `objects/` cut after one page (1,000 keys) per `LIST_SHARE` of
+them, and with one HEAD each for those past where it stopped; elsewhere, in one listing."""
+LIST_SHARE = 8
 
 
 def complete_lines(data: bytes) -> bytes:
@@ -46,6 +55,17 @@ def read_local(root: Path, meta: Meta) -> bytes | None:
     return complete_lines(data) if meta.rel == AUDIT else data
 
 
+def _digests(found: dict[str, Entry], want: set[str] | None) -> dict[str, int]:
+    """The objects of a listing of `objects/` (digest to size), only `want` if given."""
+    out = {}
+    for rel, entry in found.items():
+        parts = rel.split("/")
+        if len(parts) == 3 and is_digest(parts[2]) and parts[2].startswith(parts[1]):
+            if want is None or parts[2] in want:
+                out[parts[2]] = entry.size
+    return out
+
+
 @dataclass
 class Session:
     """A remote opened for one push, pull, fetch or status."""
@@ -60,6 +80,8 @@ class Session:
     fetched: int = 0
     fetched_bytes: int = 0
     empty: bool = False
+    has_objects: bool = True
+    """False when the root listing showed no `objects/`: the remote holds no object yet."""
     refused: list[str] = field(default_factory=list)
     """Remote metadata files `get` did not read (issue 15): larger than their bound
     (`layout.read_limit`), or a link by the time they were opened."""
@@ -80,6 +102,7 @@ class Session:
                 if top in dirs:
                     session.listing.update(backend.list(top))
             session.empty = not (dirs or files)
+            session.has_objects = "objects" in dirs
             if session.empty:  # an empty prefix, or no bucket at all (#13)
                 backend.check_exists()
         return session
@@ -99,29 +122,29 @@ class Session:
         return out
 
     def objects(self, wanted: Iterable[str] | None = None) -> dict[str, int]:
-        """Objects on the remote (digest to size, from listings; not re-hashed).
+        """Objects on the remote (digest to size, as the remote reports it; not re-hashed).
 
-        With `wanted`, only those: a few are looked up in their fan-out directories, many in
-        one listing of `objects/`.
+        With `wanted`, only those (see the module docstring: HEADs, or on S3 a listing cut
+        short and HEADs); without it, every object (one whole listing). Nothing is asked
+        when the remote's root has no `objects/`.
         """
         want = None if wanted is None else set(wanted)
-        if want is not None and not want:
+        if (want is not None and not want) or not self.has_objects:
             return {}
-        prefixes = sorted({d[:2] for d in want or ()})
-        if want is not None and len(prefixes) <= _FEW:
+        out: dict[str, int] = {}
+        if want is not None and (len(want) <= HEAD_MAX or self.backend.kind == "s3"):
+            ask = sorted(want)
+            if len(want) > HEAD_MAX:
+                with self.backend.errors():
+                    found, last = self.backend.list_pages("objects", len(want) // LIST_SHARE)
+                out = _digests(found, want)
+                ask = [d for d in ask if last is not None and object_rel(d) > last]
             with self.backend.errors(), ThreadPoolExecutor(self.jobs) as pool:
-                listings = pool.map(lambda p: self.backend.list(f"objects/{p}"), prefixes)
-                found = {k: v for one in listings for k, v in one.items()}
-        else:
-            with self.backend.errors():
-                found = self.backend.list("objects")
-        out = {}
-        for rel, entry in found.items():
-            parts = rel.split("/")
-            if len(parts) == 3 and is_digest(parts[2]) and parts[2].startswith(parts[1]):
-                if want is None or parts[2] in want:
-                    out[parts[2]] = entry.size
-        return out
+                entries = pool.map(lambda d: self.backend.stat(object_rel(d)), ask)
+                out.update((d, e.size) for d, e in zip(ask, entries, strict=True) if e)
+            return out
+        with self.backend.errors():
+            return _digests(self.backend.list("objects"), want)
 
     def get(self, rels: Iterable[str]) -> dict[str, bytes]:
         """The bytes of remote files, from the snapshot when unchanged, else GET in parallel."""

@@ -190,7 +190,9 @@ def _compare(
     to_push = [r for r in lman if r not in metas]
     to_pull = [r for r in rman if r not in local]
     clash = [r for r in lman if r in rdata and hash_bytes(rdata[r]) != hash_bytes(ldata[r])]
-    wanted = _needs(ldata, local, lman)
+    # As push: a manifest on the remote implies its objects (they are written first), so only
+    # the objects of the versions to push are looked for (one HEAD each, issue 18)
+    wanted = _needs(ldata, local, to_push)
     present = s.objects(wanted)
     push_objs = {d: n for d, n in wanted.items() if present.get(d) != n}
     pull_objs = {
