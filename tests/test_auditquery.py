@@ -270,9 +270,18 @@ def test_limit_reads_from_the_end_with_a_bounded_buffer(timed: Store) -> None:
         assert newest_first == everything[::-1], block
 
 
+def _without_index(store: Store) -> None:
+    """Make the derived index unusable, so the trail itself is read (a read-only store)."""
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+        (store.root / name).unlink(missing_ok=True)
+    (store.root / "index.sqlite").mkdir()
+
+
 def test_limit_reads_only_as_far_back_as_needed(
     timed: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Without the index (a store it cannot be written in), the trail is read from its end."""
+    _without_index(timed)
     path = _log_path(timed)
     # a large trail: 2,000 more entries, ~0.5 MB
     lines = path.read_bytes()

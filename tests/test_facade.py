@@ -93,7 +93,7 @@ DOMAIN: dict[str, tuple[str, str]] = {
     "release_target_add": ("modelreg.release.targets", "add_target"),
     "release_target_remove": ("modelreg.release.targets", "remove_target"),
     "release_apply": ("modelreg.release.targets", "apply_targets"),
-    "alias_at": ("modelreg.auditquery", "alias_at"),
+    "alias_at": ("modelreg.aliasat", "alias_at"),
     # (log calls auditquery.entries with model=name, but keeps its positional name and limit)
     "fsck": ("modelreg.fsck", "fsck"),
     "gc": ("modelreg.gc", "gc"),

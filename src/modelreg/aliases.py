@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelreg.catalog import load_version, resolve, version_list
+from modelreg.catalog import has_versions, load_version, resolve
 from modelreg.conditions import Condition
 from modelreg.errors import Conflict, GateFailed, InvalidInput, NotFound, TransitionRefused
 from modelreg.handle import StoreHandle
@@ -258,12 +258,12 @@ def rollback(
     with store.writing():
         current = read_alias(store, name, alias)
         if current is None:
-            if not version_list(store, name):
+            if not has_versions(store, name):
                 raise NotFound(f"no model named {name!r}")
             raise NotFound(f"{name}@{alias}: no such alias, nothing to roll back")
         if to is not None:
             target = Version.parse(to).text
-            if Version(target) not in version_list(store, name):
+            if not store.manifest_path(name, target).is_file():
                 raise NotFound(f"{name}@{target}: no such version")
         else:
             stack = _stack(current)
@@ -285,7 +285,7 @@ def rollback(
 
 def history(store: StoreHandle, name: str, alias: str | None = None) -> list[AliasEvent]:
     """Every move of the model's aliases (or of one alias), in time order."""
-    if not version_list(store, name):
+    if not has_versions(store, name):
         raise NotFound(f"no model named {name!r}")
     if alias is not None:
         ref = read_alias(store, name, alias)

@@ -365,7 +365,9 @@ def open_index(store: StoreHandle, *, sync: bool = True) -> Iterator[Index | Non
         return
     try:
         conn = _ready(store, sync)
-    except (sqlite3.Error, OSError):
+    except (sqlite3.Error, OSError, MregError):
+        # cannot build or catch up (a read-only store, a damaged file the index needs):
+        # read the files, which report damage as they always did
         conn = None
     if conn is None:
         yield None

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from modelreg.aliases import AliasChange, AliasEvent, Deprecation, TagChange
     from modelreg.audit import AuditEntry
-    from modelreg.auditquery import AliasAt
+    from modelreg.aliasat import AliasAt
     from modelreg.bundle import PackResult, UnpackResult
     from modelreg.catalog import Materialized, ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
@@ -216,9 +216,9 @@ class Store(ReleaseCommands):
         """Which version `name@alias` pointed at, at `when`: the move, by whom, why, until when.
 
         `mreg show NAME@ALIAS --at TIME`. From the alias history, cross-checked with the audit
-        trail (IntegrityError when they disagree); see `modelreg.auditquery.alias_at`.
+        trail (IntegrityError when they disagree); see `modelreg.aliasat.alias_at`.
         """
-        from modelreg.auditquery import alias_at
+        from modelreg.aliasat import alias_at
 
         return alias_at(self, name, alias, when)
 

@@ -203,11 +203,11 @@ def log(
         typer.Argument(help="Only entries of this model."),
     ] = None,
     limit: Annotated[
-        Optional[int],  # noqa: UP045
+        int,
         typer.Option(
-            "--limit", "-n", help="Only the newest N entries (of those that match).", min=1
+            "--limit", "-n", min=0, help="Only the newest N entries of those that match (0: all)."
         ),
-    ] = None,
+    ] = 100,
     since: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -232,11 +232,13 @@ def log(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the audit trail: who changed what, when, and why."""
+    """Show the audit trail: who changed what, when, and why (the newest 100 entries unless -n)."""
     from modelreg.cli._cards import render_log
 
     lo, hi = _time("--since", since), _time("--until", until)
-    entries = open_store(store).log(name, limit, since=lo, until=hi, actor=actor, action=action)
+    entries = open_store(store).log(
+        name, limit or None, since=lo, until=hi, actor=actor, action=action
+    )
     filtered = any(x is not None for x in (lo, hi, actor, action))
 
     def render(c: Console) -> None:
@@ -246,6 +248,8 @@ def log(
             render_log(c, entries)
 
     Output(as_json).result([e.to_dict() for e in entries], render)
+    if limit and len(entries) == limit:
+        stderr_line(f"the newest {limit} matching entries; older ones: -n 0 for all, or --until")
 
 
 def verify(

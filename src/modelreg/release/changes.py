@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from modelreg.catalog import version_list
+from modelreg.catalog import has_versions
 from modelreg.errors import InvalidInput, NotFound
 from modelreg.names import check_name
 from modelreg.refs import read_alias
@@ -42,7 +42,7 @@ __all__ = [
 
 def require_model(store: StoreHandle, name: str) -> None:
     """Raise NotFound unless the model has a version (InvalidInput for a malformed name)."""
-    if not version_list(store, check_name(name)):
+    if not has_versions(store, check_name(name)):
         raise NotFound(f"no model named {name!r}")
 
 
