@@ -3,7 +3,7 @@
 URLs (docs/ui.md)::
 
     /                                          the models
-    /models/NAME                               versions, aliases and their history
+    /models/NAME[?page=N|?offset=N][&limit=N]  versions (100 a page), aliases, their history
     /models/NAME/-/versions/VERSION            the identity card
     /models/NAME/-/versions/VERSION/files/PATH a file, as a download
     /models/NAME/-/at/REF[/files/PATH]         redirects to the version REF names now
@@ -208,7 +208,9 @@ def create_app(
                 raise NotFound(f"{name}@{mv.version} has no file {wanted!r}")
             return redirect(_LINKS.file(mv.name, mv.version, wanted))
         if not rest:
-            ctx = pages.model_page(view, name)
+            q = request.query_params
+            offset, limit = pages.page_window(q.get("page"), q.get("offset"), q.get("limit"))
+            ctx = pages.model_page(view, name, offset, limit)
             return _html("page.html", title=name, model=ctx, source=source)
         if rest == ["release"]:
             rel = pages.release_page(view, name, time.time(), memo)
@@ -217,7 +219,7 @@ def create_app(
                     "every_ms": POLL_MS} if live else None  # fmt: skip
             return _html("page.html", title=f"{name} release", rel=rel, poll=poll, source=source)
         if rest == ["release", "state"]:
-            view.require_model(name)
+            view.check_model(name)
             r = view.rollout(name)
             return JSONResponse(
                 {"token": view.release_token(name), "state": r.state if r else "none"},

@@ -20,6 +20,8 @@ from modelreg.ui.views import View
 
 __all__ = [
     "MAX_VERSIONS_LISTED",
+    "OTHERS_LISTED",
+    "PAGE_SIZE",
     "audit_page",
     "diff_page",
     "model_page",
@@ -30,7 +32,13 @@ __all__ = [
 ]
 
 MAX_VERSIONS_LISTED = 12
-"""The model list shows this many of a model's newest versions (the model page: all)."""
+"""The model list shows this many of a model's newest versions."""
+PAGE_SIZE = 100
+"""The model page shows this many versions at a time, newest first (`?page=N`, `?offset=N`)."""
+MAX_PAGE_SIZE = 1000
+"""The most versions one model page shows (`?limit=N`)."""
+OTHERS_LISTED = 20
+"""A version's card offers a diff against this many of the newest other versions."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +88,9 @@ def resolve(view: View, spec: str) -> ModelVersion:
         ref = parse_ref(spec.strip())
     except InvalidInput as exc:
         raise NotFound(str(exc)) from None
-    versions = view.require_model(ref.name)
     if ref.kind == "latest":
-        return view.manifest(ref.name, versions[-1])
+        return view.manifest(ref.name, view.latest(ref.name))
+    view.check_model(ref.name)
     if ref.kind == "version":
         return view.require_version(ref.name, ref.ref)
     for a in view.aliases(ref.name):
@@ -91,34 +99,65 @@ def resolve(view: View, spec: str) -> ModelVersion:
     raise NotFound(f"{spec}: no such alias")
 
 
-def model_page(view: View, name: str) -> dict[str, Any]:
-    """A model: every version, its aliases with their history as a timeline, its release."""
-    versions = view.require_model(name)
+def page_window(
+    page: str | int | None = None, offset: str | int | None = None, limit: str | int | None = None
+) -> tuple[int, int]:
+    """(offset, limit) from a request's `page` (1 is the newest), `offset` and `limit`.
+
+    `offset` wins over `page`; InvalidInput for what is not a whole number in range.
+    """
+
+    def number(what: str, text: str | int, low: int, high: int | None = None) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise InvalidInput(f"{what}={text!r}: not a whole number") from None
+        if n < low or (high is not None and n > high):
+            within = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise InvalidInput(f"{what}={n}: must be {within}")
+        return n
+
+    size = PAGE_SIZE if limit in (None, "") else number("limit", limit, 1, MAX_PAGE_SIZE)
+    if offset not in (None, ""):
+        return number("offset", offset, 0), size
+    if page not in (None, ""):
+        return (number("page", page, 1) - 1) * size, size
+    return 0, size
+
+
+def model_page(view: View, name: str, offset: int = 0, limit: int = PAGE_SIZE) -> dict[str, Any]:
+    """A model: one page of its versions (newest first), its aliases, their timeline, release.
+
+    The versions come from `View.version_page`: the local store answers from the index,
+    so a page costs the same with 1,000 or 100,000 versions.
+    """
+    found = view.version_page(name, offset=offset, limit=limit)
     aliases = view.aliases(name)
-    here: dict[str, list[str]] = {}
-    for a in aliases:
-        here.setdefault(a.version, []).append(a.alias)
-    rows = []
-    for v in reversed(versions):
-        mv = view.manifest(name, v)
-        tags, deprecated = view.state(name, v)
-        rows.append(
-            {
-                "mv": mv,
-                "aliases": here.get(v, []),
-                "tags": mv.tags if tags is None else tags,
-                "deprecated": deprecated,
-            }
-        )
+    rows = [
+        {"mv": i.version, "aliases": list(i.aliases), "tags": i.tags, "deprecated": i.deprecated}
+        for i in found
+    ]
     timeline = sorted(
         (e for a in aliases for e in a.history), key=lambda e: (e.time, e.alias, e.generation)
     )
+    total = found.total
+    last_start = (total - 1) // limit * limit if total else 0
     return {
         "name": name,
         "rows": rows,
         "aliases": aliases,
         "timeline": timeline[::-1],
         "release": _summary(view, name),
+        "paging": {
+            "total": total,
+            "first": offset + 1 if rows else 0,
+            "last": offset + len(rows),
+            "offset": offset,
+            "limit": limit,
+            # past the end, "newer" is the last page that has versions
+            "newer": None if offset == 0 else min(max(offset - limit, 0), last_start),
+            "older": offset + limit if offset + limit < total else None,
+        },
     }
 
 
@@ -136,7 +175,7 @@ def version_page(view: View, name: str, version: str) -> dict[str, Any]:
         "params": flatten(mv.params),
         "splits": splits,
         "metric_names": metric_names,
-        "others": [v for v in reversed(view.version_names(name)) if v != version],
+        "others": [v for v in view.newest(name, OTHERS_LISTED + 1) if v != version][:OTHERS_LISTED],
         "models": view.model_names(),
     }
 
@@ -189,7 +228,7 @@ def diff_page(view: View, spec_a: str, spec_b: str) -> dict[str, Any]:
 def audit_page(view: View, model: str | None = None) -> dict[str, Any]:
     """The audit trail (newest first), optionally one model's, and its chain verification."""
     if model:
-        view.require_model(model)
+        view.check_model(model)
     report = view.audit()
     entries = [e for e in report.entries if not model or e.model == model]
     return {
@@ -206,7 +245,7 @@ def release_page(view: View, name: str, now: float, memo: Memo | None = None) ->
 
     `memo` keeps per-file aggregates of the metrics between calls (the server passes one).
     """
-    view.require_model(name)
+    view.check_model(name)
     r = view.rollout(name)
     if r is None:
         return {"name": name, "rollout": None, "token": view.release_token(name)}

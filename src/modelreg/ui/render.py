@@ -33,6 +33,10 @@ class Links:
         """A version's identity card."""
         return ""
 
+    def model_versions(self, name: str, offset: int, limit: int) -> str:
+        """A page of a model's versions: `limit` of them after the `offset` newest."""
+        return ""
+
     def file(self, name: str, version: str, path: str) -> str:
         """A file of a version."""
         return ""
@@ -72,6 +76,17 @@ class ServerLinks(Links):
     def version(self, name: str, version: str) -> str:
         """A version's identity card."""
         return f"/models/{_q(name)}/-/versions/{_q(version)}"
+
+    def model_versions(self, name: str, offset: int, limit: int) -> str:
+        """`?page=N` (1: the newest) when `offset` starts a page, else `?offset=N`."""
+        from modelreg.ui.pages import PAGE_SIZE
+
+        query: dict[str, int] = (
+            {"page": offset // limit + 1} if offset % limit == 0 else {"offset": offset}
+        )
+        if limit != PAGE_SIZE:
+            query["limit"] = limit
+        return f"{self.model(name)}?{urlencode(query)}"
 
     def file(self, name: str, version: str, path: str) -> str:
         """A file of a version (served as a download)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelreg import layout
 from modelreg.audit import AuditEntry
@@ -23,6 +23,9 @@ from modelreg.metricsfile import COMPACT_PREFIX, absorbed
 from modelreg.names import Version, check_name
 from modelreg.refs import AliasRef
 from modelreg.release.rollout import Rollout
+
+if TYPE_CHECKING:
+    from modelreg.listing import VersionPage
 
 __all__ = [
     "AuditReport",
@@ -119,12 +122,55 @@ class View(ABC):
             raise NotFound(f"no model named {name!r}")
         return versions
 
+    def check_model(self, name: str) -> None:
+        """NotFound unless `name` is a model (`LocalView`: without listing its versions)."""
+        self.require_model(name)
+
+    def latest(self, name: str) -> str:
+        """The model's highest version, or NotFound."""
+        return self.require_model(name)[-1]
+
+    def newest(self, name: str, limit: int) -> list[str]:
+        """The model's `limit` highest versions, newest first (names only), or NotFound."""
+        return self.require_model(name)[::-1][:limit]
+
     def require_version(self, name: str, version: str) -> ModelVersion:
         """The manifest of `name@version`, or NotFound."""
         versions = self.require_model(name)
         if not Version.is_version(version) or version not in versions:
             raise NotFound(f"{name}@{version}: no such version")
         return self.manifest(name, version)
+
+    def version_page(self, name: str, *, offset: int = 0, limit: int = 100) -> VersionPage:
+        """One page of the model's versions, newest first, with tags, aliases, deprecation.
+
+        `total` counts every version; NotFound for an unknown model. This default reads
+        `version_names` and the page's manifests and states (a remote); `LocalView` asks
+        the index (`listing.versions`).
+        """
+        from modelreg.catalog import VersionInfo
+        from modelreg.listing import VersionPage
+
+        if offset < 0 or limit < 1:
+            raise InvalidInput("a page needs an offset of 0 or more and a limit of 1 or more")
+        names = self.require_model(name)[::-1]
+        aliases = self.aliases(name)
+        page = VersionPage()
+        for v in names[offset : offset + limit]:
+            mv = self.manifest(name, v)
+            tags, deprecated = self.state(name, v)
+            here = [a for a in aliases if a.version == v]
+            page.append(
+                VersionInfo(
+                    version=mv,
+                    aliases=tuple(a.alias for a in here),
+                    tags=mv.tags if tags is None else tags,
+                    deprecated=deprecated,
+                    alias_moves=tuple(a.history[-1] for a in here if a.history),
+                )
+            )
+        page.total, page.offset = len(names), offset
+        return page
 
 
 def merge_files(parsed: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:

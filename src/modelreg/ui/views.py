@@ -37,6 +37,7 @@ from modelreg.ui.viewbase import (
 )
 
 if TYPE_CHECKING:
+    from modelreg.listing import VersionPage
     from modelreg.store import Store
 
 __all__ = ["AuditReport", "LocalView", "RemoteView", "View", "check_version", "open_remote"]
@@ -99,6 +100,44 @@ class LocalView(View):
         ordered = [v.text for v in sorted(Version(n) for n in names if Version.is_version(n))]
         self._sorted[name] = (names, ordered)
         return ordered
+
+    def check_model(self, name: str) -> None:
+        """NotFound unless `name` is a model: one directory entry is enough, not a listing."""
+        from modelreg.catalog import check_model
+
+        try:
+            check_name(name)
+        except InvalidInput:
+            raise NotFound(f"no model named {name!r}") from None
+        check_model(self.store, name)
+
+    def latest(self, name: str) -> str:
+        """The highest version, from the index (`catalog.latest_version`)."""
+        from modelreg.catalog import latest_version
+
+        self.check_model(name)
+        return latest_version(self.store, name)
+
+    def require_version(self, name: str, version: str) -> ModelVersion:
+        """The manifest of `name@version`, or NotFound: reads that one manifest only."""
+        self.check_model(name)
+        if not Version.is_version(version):
+            raise NotFound(f"{name}@{version}: no such version")
+        return self.manifest(name, version)
+
+    def newest(self, name: str, limit: int) -> list[str]:
+        """The `limit` highest versions, newest first: a page of `version_page`."""
+        return [i.version.version for i in self.version_page(name, limit=limit)]
+
+    def version_page(self, name: str, *, offset: int = 0, limit: int = 100) -> VersionPage:
+        """One page of versions, newest first, from the index (`listing.versions`)."""
+        from modelreg.listing import versions
+
+        if offset < 0 or limit < 1:
+            raise InvalidInput("a page needs an offset of 0 or more and a limit of 1 or more")
+        self.check_model(name)
+        return versions(self.store, name, sort="version", descending=True, limit=limit,
+                        offset=offset)  # fmt: skip
 
     def manifest(self, name: str, version: str) -> ModelVersion:
         """A manifest, parsed once per file (manifests are immutable: keyed by inode and size)."""
