@@ -23,9 +23,9 @@ from modelreg.layout import DIRNAME
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from modelreg.aliasat import AliasAt
     from modelreg.aliases import AliasChange, AliasEvent, Deprecation, TagChange
     from modelreg.audit import AuditEntry
-    from modelreg.aliasat import AliasAt
     from modelreg.bundle import PackResult, UnpackResult
     from modelreg.catalog import Materialized, ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
