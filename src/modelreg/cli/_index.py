@@ -50,7 +50,12 @@ SUMMARY: tuple[tuple[str, str, str, bool], ...] = (
         "Write a version's files into a directory, verifying every byte against its digest.",
         False,
     ),
-    ("log", "read", "Show the audit trail: who changed what, when, and why.", False),
+    (
+        "log",
+        "read",
+        "Show the audit trail: who changed what, when, and why (the newest 100 entries unless -n).",
+        False,
+    ),
     (
         "verify",
         "read",
