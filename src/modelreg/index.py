@@ -176,7 +176,7 @@ class Index:
         end = data.rfind(b"\n") + 1  # complete lines only (a torn tail is a write in progress)
         try:
             entries = [AuditEntry.parse(line) for line in data[:end].splitlines()]
-        except ValueError:
+        except (ValueError, RecursionError):
             raise IntegrityError(f"{self.store.audit.path}: an unreadable entry") from None
         last_hash = self._meta("audit_hash")
         if entries and last_hash and entries[0].prev != last_hash:
@@ -340,13 +340,17 @@ def usable(conn: sqlite3.Connection) -> bool:
     return row is not None and row[0] == FORMAT
 
 
-def _create(path: Path) -> sqlite3.Connection:
-    """A new, empty index at `path` (anything there before is removed)."""
+def _remove(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         try:
             os.unlink(f"{path}{suffix}")
         except FileNotFoundError:
             pass
+
+
+def _create(path: Path) -> sqlite3.Connection:
+    """A new, empty index at `path` (anything there before is removed)."""
+    _remove(path)
     conn = connect(path)
     conn.executescript(_SCHEMA)
     return conn
@@ -400,7 +404,13 @@ def _ready(store: StoreHandle, sync: bool) -> sqlite3.Connection | None:
                     conn.close()
                 store.__dict__.pop("_index_conn", None)
                 conn = _create(path)
-                Index(store, conn).rebuild()
+                try:
+                    Index(store, conn).rebuild()
+                except BaseException:  # no half-built index is left behind
+                    conn.close()
+                    conn = None
+                    _remove(path)
+                    raise
             else:
                 assert conn is not None
                 Index(store, conn).sync()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelreg import layout
+from modelreg.errors import IntegrityError
 from modelreg.index import MARK, NAME, connect, path_of, usable
 from modelreg.indexrows import load_manifest, model_names, version_names
 
@@ -30,6 +31,11 @@ def check(store: StoreHandle) -> list[str]:
     from modelreg.refs import list_aliases, read_state
 
     path = path_of(store.root)
+    if path.exists():
+        from modelreg.index import open_index
+
+        with open_index(store):  # behind is not wrong: a read catches up first, as here
+            pass
     if not path.exists() or (store.root / MARK).exists():
         return []  # absent, or a write in progress: rebuilt or caught up by the next read
     try:
@@ -67,7 +73,10 @@ def check(store: StoreHandle) -> list[str]:
             if want_aliases != got:
                 problems.append(f"{name}: the index holds other aliases")
         problems += [f"{m}@{v}: in the index, not in the store" for m, v in indexed.keys() - files]
-        last = store.audit.last()
+        try:
+            last = store.audit.last()
+        except IntegrityError:  # a damaged trail: verify and fsck report it themselves
+            return problems
         n = conn.execute("SELECT COUNT(*), MAX(seq) FROM audit").fetchone()
         if (n[1] or 0) != (last.seq if last else 0):
             problems.append("audit: the index holds another number of entries than the log")
