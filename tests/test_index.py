@@ -62,13 +62,25 @@ QUERIES: list[dict[str, object]] = [
     {"tags": ("even",)},
     {"alias": "production"},
     {"include_deprecated": False},
+    {"where": ["test.f1 >= 0.5 and params.lr < 0.004"], "sort": "test.f1"},
+    {"where": ["alias = production"]},
+    {"where": ["alias != production", "deprecated = false"], "descending": True},
+    {"where": ["deprecated = true"]},
+    {"where": ["name LIKE 'team/%'"]},
+    {"where": ["created >= 2020-01-01 and author != nobody"]},
+    {"where": ["tags.even and params.opt IN ('adam', 'x')"]},
+    {"where": ["version ILIKE '1.2%'"], "sort": "params.lr", "descending": True},
 ]
 
 
 def agrees(store: Store) -> None:
     """Every listing from the index equals the listing from the files; fsck agrees."""
+    from modelreg.conditions import parse_filter
+
     for q in QUERIES:
-        files_kw = {"tags": q.get("tags", ()), **{k: v for k, v in q.items() if k != "tags"}}
+        files_kw = {k: v for k, v in q.items() if k != "where"}
+        files_kw["conds"] = [c for w in q.get("where", []) for c in parse_filter(w)]  # type: ignore[attr-defined]
+        files_kw.setdefault("tags", ())
         assert listing(store, **q) == from_files(store, **files_kw), q
     assert check(store) == []
 
@@ -234,6 +246,12 @@ def test_list_pages_through_the_cli(filled: Store, run_mreg) -> None:
     assert len(json.loads(r.stdout)) == 30
     r = run_mreg("list", "m", "--limit", "-1")
     assert r.returncode == 2
+    r = run_mreg("list", "m", "--where", "alias = production", "--json")
+    assert [d["version"] for d in json.loads(r.stdout)] == ["1.3.0"]
+    for bad, column in (("test.f1 >= ", 12), ("name LIKE", 10), ("created >= soon", 12),
+                        ("test.f1 > 0.5 or tags.x", 15)):  # fmt: skip
+        r = run_mreg("list", "m", "--where", bad)
+        assert r.returncode == 2 and f"(column {column})" in r.stderr, (bad, r.stderr)
 
 
 _IDENT = st.one_of(

@@ -485,11 +485,6 @@ def _cached(store: StoreHandle, path: Path) -> sqlite3.Connection | None:
     return conn
 
 
-def query(index: Index, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-    """Run a read query on the index."""
-    return index.conn.execute(sql, tuple(params)).fetchall()
-
-
 def rebuild(store: StoreHandle) -> None:
     """Build the index again from the files (`mreg fsck --repair`; the lock is held)."""
     path = path_of(store.root)

@@ -190,7 +190,7 @@ def _from_files(
 
 
 def _holds(c: Condition, i: VersionInfo) -> bool:
-    return c.holds(i.version, i.tags)
+    return c.holds(i.version, i.tags, aliases=i.aliases, deprecated=bool(i.deprecated))
 
 
 def _from_index(
@@ -198,7 +198,7 @@ def _from_index(
     conds: list[Condition], sort: str, descending: bool, include_deprecated: bool,
     limit: int | None, offset: int,
 ) -> VersionPage | None:  # fmt: skip
-    """The page from the index; None when a condition cannot be evaluated there."""
+    """The page from the index (every condition compiles to SQL: `search_sql`)."""
     where, params = ["1"], []
     if name:
         where.append("v.model = ?")
@@ -218,10 +218,8 @@ def _from_index(
     if not include_deprecated:
         where.append("v.deprecated = 0")
     if conds:
-        try:
-            from modelreg.search_sql import where_sql
-        except ImportError:
-            return None
+        from modelreg.search_sql import where_sql
+
         sql, more = where_sql(conds)
         where.append(f"({sql})")
         params.extend(more)

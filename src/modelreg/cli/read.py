@@ -74,7 +74,11 @@ def list_(
         name, tags=tag or [], alias=alias, where=conditions, sort=sort, descending=desc,
         limit=limit, offset=offset,
     )  # fmt: skip
-    metric_cols = [c.field for c in conditions if not c.field.startswith(("params.", "tags."))]
+    metric_cols = [  # the metrics a filter tests get a column (not name, created, tags...)
+        c.field
+        for c in conditions
+        if "." in c.field and not c.field.startswith(("params.", "tags."))
+    ]
     sort_col = sort.removeprefix("metrics.") if sort.count(".") == 2 else sort
     if "." in sort_col and sort_col not in metric_cols:
         metric_cols.append(sort_col)
