@@ -67,6 +67,8 @@ OTHER_VERSIONS = 20
 AUTHOR = "bench <bench@example.com>"
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "MREG_AUTHOR": AUTHOR}
 TARGET_RATIO = 1.5
+SLOW_SECONDS = 20.0  # a read slower than this (warm-up) is timed once at that size
+COLD_TIMEOUT = 1800.0
 
 
 def log(msg: str) -> None:
@@ -278,17 +280,21 @@ def py_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+def run_cli(args: list[str], env: dict[str, str], timeout: float | None = None) -> dict[str, Any]:
     """One whole `python -m modelreg ...` process: wall seconds, what the rest of the machine
     did meanwhile (busy cores besides it), and how much it printed."""
     b0 = system_busy()
     t0 = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "modelreg", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "modelreg", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"seconds": None, "timeout": timeout, "busy_cores": None}
     wall = time.perf_counter() - t0
     busy = system_busy() - b0
     if out.returncode != 0:
@@ -315,7 +321,7 @@ def time_cold(root: Path, env: dict[str, str]) -> dict[str, Any]:
     so this is the only way the first read of a built store pays for it)."""
     for f in index_files(root):
         f.unlink(missing_ok=True)
-    r = run_cli(["list", MODEL, "--store", str(root)], env)
+    r = run_cli(["list", MODEL, "--store", str(root)], env, COLD_TIMEOUT)
     if not (root / ".modelreg" / "index.sqlite").exists():
         r["note"] = "no index.sqlite after the read"
     return r
@@ -367,7 +373,13 @@ def ui_model_page(root: Path, env: dict[str, str], samples: int) -> dict[str, An
 
 
 def bench_reads(
-    cache: Path, sizes: list[int], repeat: int, quiet_wait: float, ui: bool, cold: bool
+    cache: Path,
+    sizes: list[int],
+    repeat: int,
+    quiet_wait: float,
+    ui: bool,
+    cold: bool,
+    timeout: float,
 ) -> dict[str, Any]:
     env = py_env(cache)
     roots = {n: store_dir(cache, n) / "store" for n in sizes}
@@ -377,7 +389,7 @@ def bench_reads(
             wait_for_quiet(quiet_wait, 0.3)
             r = time_cold(roots[n], env)
             out["cold"][str(n)] = r
-            log(f"cold (index rebuilt by the first list) N={n:>7,}: {r['seconds']:.2f} s")
+            log(f"cold (index rebuilt by the first list) N={n:>7,}: {r['seconds']} s")
     for label, template in READS:
         row: dict[str, Any] = {"read": label, "args": template, "sizes": {}}
         samples: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
@@ -386,13 +398,28 @@ def bench_reads(
             + ([] if template == ["--help"] else ["--store", str(roots[n])])
             for n in sizes
         }
-        for n in sizes:  # one warm-up each
-            run_cli(argv[n], env)
-        for _ in range(repeat):  # round-robin, so drift hits every size alike
+        timed_out: dict[int, float] = {}
+        slow: set[int] = set()
+        for n in sizes:  # one warm-up each; a size whose warm-up times out is not timed again
+            w = run_cli(argv[n], env, timeout)
+            if w.get("timeout"):
+                timed_out[n] = timeout
+            elif w["seconds"] > SLOW_SECONDS:  # timed once, not `repeat` times
+                slow.add(n)
+        for k in range(repeat):  # round-robin, so drift hits every size alike
             for n in sizes:
+                if n in timed_out or (n in slow and k > 0):
+                    continue
                 wait_for_quiet(quiet_wait, 0.3)
-                samples[n].append(run_cli(argv[n], env))
+                r = run_cli(argv[n], env, timeout)
+                if r.get("timeout"):
+                    timed_out[n] = timeout
+                else:
+                    samples[n].append(r)
         for n in sizes:
+            if n in timed_out:
+                row["sizes"][str(n)] = {"median": None, "timeout": timeout}
+                continue
             secs = [s["seconds"] for s in samples[n]]
             row["sizes"][str(n)] = {
                 "median": statistics.median(secs),
@@ -403,13 +430,13 @@ def bench_reads(
                 "stdout_bytes": samples[n][-1]["stdout_bytes"],
                 "stderr_tail": samples[n][-1]["stderr_tail"],
             }
-        lo, hi = str(sizes[0]), str(sizes[-1])
-        row["ratio"] = row["sizes"][hi]["median"] / row["sizes"][lo]["median"]
+        lo, hi = row["sizes"][str(sizes[0])]["median"], row["sizes"][str(sizes[-1])]["median"]
+        row["ratio"] = None if lo is None or hi is None else hi / lo
         out["reads"].append(row)
         log(
             f"{label:<55}"
-            + "".join(f" {row['sizes'][str(n)]['median']:6.3f}" for n in sizes)
-            + f"  x{row['ratio']:.2f}"
+            + "".join(f" {fmt_cell(row['sizes'][str(n)]):>7}" for n in sizes)
+            + ("  x-" if row["ratio"] is None else f"  x{row['ratio']:.2f}")
         )
     if ui:
         for n in sizes:
@@ -485,6 +512,12 @@ def bench_mlflow(python: str, cache: Path, n: int, repeat: int) -> dict[str, Any
 # -- output ---------------------------------------------------------------------------------------
 
 
+def fmt_cell(cell: dict[str, Any]) -> str:
+    if cell.get("median") is None:
+        return f"> {cell['timeout']:g}"
+    return f"{cell['median']:.2f}"
+
+
 def fmt_s(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -502,9 +535,13 @@ def markdown(record: dict[str, Any]) -> str:
         head += f" MLflow {ml_n:,}: process / call |"
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for row in record["reads"]["reads"]:
-        cells = [fmt_s(row["sizes"][str(n)]["median"]) for n in sizes]
-        ok = "yes" if row["ratio"] <= TARGET_RATIO else "**no**"
-        line = f"| `{row['read']}` | " + " | ".join(cells) + f" | {row['ratio']:.2f}x | {ok} |"
+        cells = [fmt_cell(row["sizes"][str(n)]) for n in sizes]
+        if row["ratio"] is None:
+            ratio, ok = "-", "**no**"
+        else:
+            ratio = f"{row['ratio']:.2f}x"
+            ok = "yes" if row["ratio"] <= TARGET_RATIO else "**no**"
+        line = f"| `{row['read']}` | " + " | ".join(cells) + f" | {ratio} | {ok} |"
         if ml:
             m = ml.get(row["read"])
             if m is None:
@@ -517,11 +554,12 @@ def markdown(record: dict[str, Any]) -> str:
     cold = record["reads"].get("cold") or {}
     if cold:
         cells = [fmt_s(cold[str(n)]["seconds"]) if str(n) in cold else "-" for n in sizes]
-        r = cold[str(sizes[-1])]["seconds"] / cold[str(sizes[0])]["seconds"]
+        hi, lo = cold[str(sizes[-1])]["seconds"], cold[str(sizes[0])]["seconds"]
+        ratio = "-" if hi is None or lo is None else f"{hi / lo:.1f}x"
         lines.append(
             "| cold: first `list m` with no index (rebuilds it) | "
             + " | ".join(cells)
-            + f" | {r:.1f}x | (not a target) |"
+            + f" | {ratio} | (not a target) |"
             + (" |" if ml else "")
         )
     ui = record["reads"].get("ui") or {}
@@ -564,6 +602,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per read and size")
     ap.add_argument("--quiet-wait", type=float, default=5.0,
                     help="wait up to S seconds before each run for the machine to be idle")  # fmt: skip
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="give up on a read at a size after S seconds (reported as > S)",
+    )
     ap.add_argument("--no-ui", action="store_true", help="skip the web view's model page")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold (index rebuild) read")
     ap.add_argument("--mlflow-python", help="python of a virtualenv with mlflow")
@@ -596,11 +640,17 @@ def main() -> int:
         "builds": {str(n): build_summary(b) for n, b in builds.items()},
     }
     record["reads"] = bench_reads(
-        args.cache, args.sizes, args.repeat, args.quiet_wait, not args.no_ui, not args.no_cold
+        args.cache,
+        args.sizes,
+        args.repeat,
+        args.quiet_wait,
+        not args.no_ui,
+        not args.no_cold,
+        args.timeout,
     )
     if args.mlflow_python:
         record["mlflow"] = bench_mlflow(
-            args.mlflow_python, args.cache, args.mlflow_versions, args.repeat
+            args.mlflow_python, args.cache, args.mlflow_versions, min(args.repeat, 3)
         )
     table = markdown(record)
     print(table)
