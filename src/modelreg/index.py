@@ -52,7 +52,7 @@ __all__ = [
     "usable",
 ]
 
-FORMAT = "1"
+FORMAT = "2"
 """The index's format: an index of another format is rebuilt."""
 
 _SCHEMA = """
@@ -71,6 +71,7 @@ CREATE TABLE tags(model TEXT NOT NULL, version TEXT NOT NULL, tag TEXT NOT NULL)
 CREATE INDEX tags_tag ON tags(tag, model);
 CREATE INDEX tags_version ON tags(model, version);
 CREATE TABLE aliases(model TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
+    id TEXT NOT NULL, generation INTEGER NOT NULL, move TEXT,
     PRIMARY KEY (model, alias)) WITHOUT ROWID;
 CREATE INDEX aliases_version ON aliases(model, version);
 CREATE TABLE audit(seq INTEGER PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL,
@@ -287,9 +288,12 @@ class Index:
 
         self.conn.execute("DELETE FROM aliases WHERE model = ?", (name,))
         self.conn.executemany(
-            "INSERT INTO aliases(model, alias, version) VALUES (?, ?, ?)",
-            [(name, a.alias, a.version) for a in list_aliases(self.store, name)],
-        )
+            "INSERT INTO aliases(model, alias, version, id, generation, move) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(name, a.alias, a.version, a.id, a.generation,
+              json.dumps(a.history[-1].to_dict()) if a.history else None)
+             for a in list_aliases(self.store, name)],
+        )  # fmt: skip
 
     def _put_version(self, mv: ModelVersion) -> None:
         key = (mv.name, mv.version)

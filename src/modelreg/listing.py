@@ -9,6 +9,7 @@ index cannot evaluate in SQL is evaluated on the manifests.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from modelreg.catalog import (
 )
 from modelreg.errors import InvalidInput
 from modelreg.names import Version, check_name
-from modelreg.refs import list_aliases
+from modelreg.refs import AliasEvent, AliasRef, list_aliases
 
 if TYPE_CHECKING:
     from modelreg.conditions import Condition
@@ -204,16 +205,10 @@ def _from_index(
         where.append("v.model = ?")
         params.append(name)
     if alias is not None:
-        where.append(
-            "EXISTS (SELECT 1 FROM aliases a WHERE a.model = v.model AND a.version = v.version "
-            "AND a.alias = ?)"
-        )
+        where.append("(v.model, v.version) IN (SELECT model, version FROM aliases WHERE alias = ?)")
         params.append(alias)
     for t in tags:
-        where.append(
-            "EXISTS (SELECT 1 FROM tags t WHERE t.model = v.model AND t.version = v.version "
-            "AND t.tag = ?)"
-        )
+        where.append("(v.model, v.version) IN (SELECT model, version FROM tags WHERE tag = ?)")
         params.append(t)
     if not include_deprecated:
         where.append("v.deprecated = 0")
@@ -251,7 +246,22 @@ def _from_index(
     page = VersionPage()
     for model, version in rows:
         if model not in aliases:
-            aliases[model] = list_aliases(store, model)
+            aliases[model] = _aliases(idx, model)
         page.append(_info(load_version(store, model, version), aliases[model], store))
     page.total, page.offset = int(total), offset
     return page
+
+
+def _aliases(idx: Index, model: str) -> list[AliasRef]:
+    """A model's aliases with the move that put each where it is, from the index.
+
+    An alias file holds its whole history: reading it grows with the moves; this does not.
+    """
+    out = []
+    for alias, version, id_, generation, move in idx.conn.execute(
+        "SELECT alias, version, id, generation, move FROM aliases WHERE model = ? ORDER BY alias",
+        (model,),
+    ):
+        last = (AliasEvent(**json.loads(move)),) if move else ()
+        out.append(AliasRef(model, alias, version, id_, generation, last))
+    return out
