@@ -52,7 +52,7 @@ __all__ = [
     "usable",
 ]
 
-FORMAT = "2"
+FORMAT = "3"
 """The index's format: an index of another format is rebuilt."""
 
 _SCHEMA = """
@@ -65,10 +65,10 @@ CREATE INDEX versions_vkey ON versions(model, vkey);
 CREATE INDEX versions_created ON versions(created);
 CREATE TABLE fields(model TEXT NOT NULL, version TEXT NOT NULL, key TEXT NOT NULL,
     num REAL, text TEXT);
-CREATE INDEX fields_key ON fields(key, num);
-CREATE INDEX fields_version ON fields(model, version, key);
+CREATE INDEX fields_key ON fields(key, num, model, version);
+CREATE INDEX fields_version ON fields(model, version, key, num, text);
 CREATE TABLE tags(model TEXT NOT NULL, version TEXT NOT NULL, tag TEXT NOT NULL);
-CREATE INDEX tags_tag ON tags(tag, model);
+CREATE INDEX tags_tag ON tags(tag, model, version);
 CREATE INDEX tags_version ON tags(model, version);
 CREATE TABLE aliases(model TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
     id TEXT NOT NULL, generation INTEGER NOT NULL, move TEXT,
