@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelreg import layout, yamlio
+from modelreg import indexrows, layout
 from modelreg.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from modelreg.handle import StoreHandle
-from modelreg.hashing import hash_bytes
 from modelreg.manifest import ModelVersion
 from modelreg.names import Version, parse_ref
 from modelreg.refs import AliasEvent, AliasRef, list_aliases, read_alias, read_state
@@ -136,48 +135,19 @@ class VersionDiff:
 
 def model_names(store: StoreHandle) -> list[str]:
     """Every registered model name, sorted (namespaced names included)."""
-    out: list[str] = []
-    if not store.models_dir.is_dir():
-        return out
-    for d in sorted(store.models_dir.iterdir()):
-        if (d / "versions").is_dir():
-            out.append(d.name)
-        elif d.is_dir():
-            out.extend(
-                f"{d.name}/{s.name}" for s in sorted(d.iterdir()) if (s / "versions").is_dir()
-            )
-    return out
+    return indexrows.model_names(store.root)
 
 
 def version_list(store: StoreHandle, name: str) -> list[Version]:
     """Every version of a model (unsorted); empty for an unknown model."""
-    d = layout.versions_dir(store.root, name)
-    if not d.is_dir():
-        return []
-    out = []
-    for p in d.iterdir():
-        stem = p.name[:-5] if p.name.endswith(".yaml") else ""
-        if stem and Version.is_version(stem):
-            out.append(Version(stem))
-    return out
+    return [Version(v) for v in indexrows.version_names(store.root, name)]
 
 
 def load_version(store: StoreHandle, name: str, version: str) -> ModelVersion:
     """Read and check one manifest; IntegrityError if the file is damaged."""
-    path = store.manifest_path(name, version)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"{name}@{version}: no such version") from None
-    except OSError as exc:
-        raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
-    doc = yamlio.load(data, str(path), IntegrityError)
-    try:
-        mv = ModelVersion.from_dict(doc, hash_bytes(data))
-    except IntegrityError as exc:
-        raise IntegrityError(f"{path}: {exc}") from None
-    if mv.name != name or mv.version != version:
-        raise IntegrityError(f"{path}: manifest names {mv.name}@{mv.version}, not its own path")
+    mv = indexrows.load_manifest(store.root, name, version)
+    if mv is None:
+        raise NotFound(f"{name}@{version}: no such version")
     return mv
 
 

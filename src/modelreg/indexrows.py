@@ -58,12 +58,17 @@ def fields_of(mv: ModelVersion) -> list[tuple[str, float | None, str]]:
 
 
 def load_manifest(root: Path, name: str, version: str) -> ModelVersion | None:
-    """A manifest as the catalog reads it; None when it is gone."""
+    """Read and check one manifest (the one reader: `catalog.load_version` uses it too).
+
+    None when there is no such file; IntegrityError when it is unreadable or damaged.
+    """
     path = layout.manifest_path(root, name, version)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise IntegrityError(f"{path}: cannot read ({exc.strerror})") from None
     doc = yamlio.load(data, str(path), IntegrityError)
     try:
         mv = ModelVersion.from_dict(doc, hash_bytes(data))
