@@ -7,9 +7,12 @@ unknown kind or format, malformed gates or remotes are an IntegrityError naming 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelreg import layout, yamlio
 from modelreg.errors import IntegrityError, InvalidInput
+from modelreg.fsutil import atomic_write
 from modelreg.names import check_alias
 
 if TYPE_CHECKING:
@@ -52,6 +55,16 @@ class StoreConfig:
         if self.targets:
             doc["targets"] = {m: [t.to_dict() for t in ts] for m, ts in self.targets.items() if ts}
         return doc
+
+    @classmethod
+    def read(cls, root: Path) -> StoreConfig:
+        """The `config.yaml` of the store at `root`, parsed and checked."""
+        path = root / layout.CONFIG
+        return cls.from_dict(yamlio.load_file(path, IntegrityError), str(path))
+
+    def write(self, root: Path) -> None:
+        """Replace the `config.yaml` of the store at `root` (atomically)."""
+        atomic_write(root / layout.CONFIG, yamlio.dump(self.to_dict()))
 
     @classmethod
     def from_dict(cls, doc: Any, source: str) -> StoreConfig:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelreg import layout, yamlio
 from modelreg.config import StoreConfig
-from modelreg.errors import IntegrityError, InvalidInput, StoreNotFound
+from modelreg.errors import InvalidInput, StoreNotFound
 from modelreg.fsutil import atomic_write, fsync_dir
 
 if TYPE_CHECKING:
@@ -112,9 +112,7 @@ class StoreHandle:
         root = layout.store_root(p)
         if root is None:
             raise StoreNotFound(f"no mreg store at {p} (run 'mreg init' there)")
-        cfg = root / layout.CONFIG
-        config = StoreConfig.from_dict(yamlio.load_file(cfg, IntegrityError), str(cfg))
-        return cls(root, config, clock)
+        return cls(root, StoreConfig.read(root), clock)
 
     @classmethod
     def discover(

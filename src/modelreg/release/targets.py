@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg import layout
+from modelreg.config import StoreConfig
 from modelreg.errors import IntegrityError, InvalidInput, MregError, NotFound
 from modelreg.fsutil import atomic_write, read_regular
 from modelreg.release.targetspec import TargetSpec
 
 if TYPE_CHECKING:
-    from modelreg.config import StoreConfig
     from modelreg.handle import StoreHandle
     from modelreg.release.export.plan import Export
     from modelreg.release.results import ReleaseStatus
@@ -364,23 +364,10 @@ def release_status(store: StoreHandle, name: str) -> ReleaseStatus:
     return _replace(st, targets=tuple(rows)) if rows else st
 
 
-def _reload(store: StoreHandle) -> StoreConfig:
-    from modelreg import yamlio
-    from modelreg.config import StoreConfig
-    from modelreg.errors import IntegrityError
-
-    path = store.root / layout.CONFIG
-    return StoreConfig.from_dict(yamlio.load_file(path, IntegrityError), str(path))
-
-
 def _save(store: StoreHandle, name: str, specs: tuple[TargetSpec, ...]) -> None:
-    from modelreg import yamlio
-
-    cfg = store.config
-    path = store.root / layout.CONFIG
-    targets = {**cfg.targets, name: specs}
-    cfg = replace(cfg, targets={k: v for k, v in targets.items() if v})
-    atomic_write(path, yamlio.dump(cfg.to_dict()))
+    targets = {**store.config.targets, name: specs}
+    cfg = replace(store.config, targets={k: v for k, v in targets.items() if v})
+    cfg.write(store.root)
     store.config = cfg
 
 
@@ -404,7 +391,7 @@ def add_target(store: StoreHandle, name: str, spec: TargetSpec) -> TargetSpec:
     except NotFound:
         pass  # nothing to route to yet: the target is applied once there is
     with store.locked():
-        store.config = _reload(store)
+        store.config = StoreConfig.read(store.root)
         kept = tuple(t for t in store.config.targets.get(name, ()) if t.name != spec.name)
         _save(store, name, (*kept, spec))
     return spec
@@ -413,7 +400,7 @@ def add_target(store: StoreHandle, name: str, spec: TargetSpec) -> TargetSpec:
 def remove_target(store: StoreHandle, name: str, target: str) -> TargetSpec:
     """Remove a configured target (its last state is forgotten too)."""
     with store.locked():
-        store.config = _reload(store)
+        store.config = StoreConfig.read(store.root)
         specs = store.config.targets.get(name, ())
         gone = [t for t in specs if t.name == target]
         if not gone:

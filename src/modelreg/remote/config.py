@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from modelreg import layout, yamlio
-from modelreg.errors import IntegrityError, InvalidInput, NotFound
-from modelreg.fsutil import atomic_write
+from modelreg import layout
+from modelreg.errors import InvalidInput, NotFound
 from modelreg.remote.spec import (
     MREG_OPTIONS,
     RemoteSpec,
@@ -143,9 +142,8 @@ class RemoteRegistry:
     def _reload(self) -> StoreConfig:
         from modelreg.config import StoreConfig
 
-        path = self.store.root / layout.CONFIG
-        return StoreConfig.from_dict(yamlio.load_file(path, IntegrityError), str(path))
+        return StoreConfig.read(self.store.root)
 
     def _save(self, cfg: StoreConfig) -> None:
-        atomic_write(self.store.root / layout.CONFIG, yamlio.dump(cfg.to_dict()))
+        cfg.write(self.store.root)
         self.store.config = cfg
