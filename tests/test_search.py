@@ -30,7 +30,7 @@ from modelreg.conditions import (
 )
 from modelreg.errors import InvalidInput
 from modelreg.manifest import ModelVersion
-from modelreg.search_sql import where_sql
+from modelreg.search_sql import rows_sql, where_sql
 from tests.cli.helpers import assert_one_line_error, ok
 
 C = Condition
@@ -487,10 +487,25 @@ def selected_by_python(conds: list[Condition]) -> set[tuple[str, str]]:
 
 
 def selected_by_sql(conds: list[Condition]) -> set[tuple[str, str]]:
-    sql, params = where_sql(conds)
-    return set(
-        DB.execute(f"SELECT v.model, v.version FROM versions v WHERE {sql}", params).fetchall()
-    )
+    """What the SQL selects, the same in every form: all sets, all probes, one set driving."""
+    found = []
+    for sets in (None, (), (0,), (len(conds) - 1,)):
+        sql, params = where_sql(conds, sets=sets)
+        query = f"SELECT v.model, v.version FROM versions v WHERE {sql}"
+        found.append(set(DB.execute(query, params).fetchall()))
+    assert all(f == found[0] for f in found), [str(c) for c in conds]
+    return found[0]
+
+
+def test_a_set_conditions_rows_are_the_versions_it_selects() -> None:
+    for text in ("test.f1 >= 0.9", "tags.candidate", "alias = production", "params.lr < 0.1"):
+        (cond,) = parse_filter(text)
+        rows = rows_sql(cond)
+        assert rows is not None
+        found = set(DB.execute(f"SELECT x.model, x.version FROM ({rows[0]}) x", rows[1]))
+        assert found == selected_by_python([cond]) and found, text
+    for text in ("alias != production", "name = churn", "created >= 2026-01-01"):
+        assert rows_sql(parse_filter(text)[0]) is None, text
 
 
 def test_the_corpus_is_varied() -> None:

@@ -8,6 +8,7 @@ nothing and succeeds, so CI steps can be re-run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -283,10 +284,38 @@ def rollback(
         return _move(store, mv, alias, "rollback", who, reason, force, ())
 
 
-def history(store: StoreHandle, name: str, alias: str | None = None) -> list[AliasEvent]:
-    """Every move of the model's aliases (or of one alias), in time order."""
+def history(
+    store: StoreHandle, name: str, alias: str | None = None, *, limit: int | None = None
+) -> list[AliasEvent]:
+    """Every move of the model's aliases (or of one alias), in time order.
+
+    `limit`: only the newest N moves (still in time order); None or 0: all. Answered from
+    the derived index when it can be used (an alias file holds its whole history, so reading
+    the files grows with the moves), else from the alias files.
+    """
+    from modelreg.index import open_index
+
+    if limit is not None and limit < 0:
+        raise InvalidInput("--limit takes a number of moves, 0 or more")
     if not has_versions(store, name):
         raise NotFound(f"no model named {name!r}")
+    if alias is not None:
+        check_alias(alias)
+    with open_index(store) as idx:
+        if idx is not None:
+            if (
+                alias is not None
+                and not idx.conn.execute(
+                    "SELECT 1 FROM aliases WHERE model = ? AND alias = ?", (name, alias)
+                ).fetchone()
+            ):
+                raise NotFound(f"{name}@{alias}: no such alias")
+            rows = idx.conn.execute(
+                "SELECT move FROM moves WHERE model = ? AND (? IS NULL OR alias = ?) "
+                "ORDER BY time DESC, alias DESC, generation DESC LIMIT ?",
+                (name, alias, alias, limit or -1),
+            ).fetchall()
+            return [AliasEvent(**json.loads(row[0])) for row in reversed(rows)]
     if alias is not None:
         ref = read_alias(store, name, alias)
         if ref is None:
@@ -294,8 +323,10 @@ def history(store: StoreHandle, name: str, alias: str | None = None) -> list[Ali
         refs = [ref]
     else:
         refs = list_aliases(store, name)
-    events = [e for r in refs for e in r.history]
-    return sorted(events, key=lambda e: (e.time, e.alias, e.generation))
+    events = sorted(
+        (e for r in refs for e in r.history), key=lambda e: (e.time, e.alias, e.generation)
+    )
+    return events[-limit:] if limit else events
 
 
 def deprecate(

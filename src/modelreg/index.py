@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 from modelreg import layout
 from modelreg.errors import IntegrityError, InvalidInput, LockTimeout, MregError
-from modelreg.indexrows import fields_of, load_manifest, model_names, version_key, version_names
+from modelreg.indexrows import (
+    SCHEMA,
+    fields_of,
+    load_manifest,
+    model_names,
+    version_key,
+    version_names,
+)
 from modelreg.manifest import ModelVersion
 
 if TYPE_CHECKING:
@@ -52,33 +59,8 @@ __all__ = [
     "usable",
 ]
 
-FORMAT = "3"
+FORMAT = "4"
 """The index's format: an index of another format is rebuilt."""
-
-_SCHEMA = """
-CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE versions(
-    model TEXT NOT NULL, version TEXT NOT NULL, vkey TEXT NOT NULL, id TEXT NOT NULL,
-    created TEXT NOT NULL, author TEXT NOT NULL, deprecated INTEGER NOT NULL,
-    PRIMARY KEY (model, version)) WITHOUT ROWID;
-CREATE INDEX versions_vkey ON versions(model, vkey);
-CREATE INDEX versions_created ON versions(created);
-CREATE TABLE fields(model TEXT NOT NULL, version TEXT NOT NULL, key TEXT NOT NULL,
-    num REAL, text TEXT);
-CREATE INDEX fields_key ON fields(key, num, model, version);
-CREATE INDEX fields_version ON fields(model, version, key, num, text);
-CREATE TABLE tags(model TEXT NOT NULL, version TEXT NOT NULL, tag TEXT NOT NULL);
-CREATE INDEX tags_tag ON tags(tag, model, version);
-CREATE INDEX tags_version ON tags(model, version);
-CREATE TABLE aliases(model TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
-    id TEXT NOT NULL, generation INTEGER NOT NULL, move TEXT,
-    PRIMARY KEY (model, alias)) WITHOUT ROWID;
-CREATE INDEX aliases_version ON aliases(model, version);
-CREATE TABLE audit(seq INTEGER PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL,
-    action TEXT NOT NULL, model TEXT, line TEXT NOT NULL);
-CREATE INDEX audit_model ON audit(model, seq);
-CREATE INDEX audit_time ON audit(time);
-"""
 
 NAME = layout.INDEX
 MARK = layout.INDEX_MARK
@@ -136,7 +118,7 @@ class Index:
     def rebuild(self) -> None:
         """Derive everything again from the files (a new index, or a damaged one)."""
         with self.conn:
-            for table in ("versions", "fields", "tags", "aliases", "audit"):
+            for table in ("versions", "fields", "tags", "aliases", "moves", "audit"):
                 self.conn.execute(f"DELETE FROM {table}")
             self._set(format=FORMAT, audit_size="0", audit_hash="")
             for name in model_names(self.root):
@@ -235,7 +217,7 @@ class Index:
         present = set(model_names(self.root))
         for (name,) in self.conn.execute("SELECT DISTINCT model FROM versions").fetchall():
             if name not in present:
-                for table in ("versions", "fields", "tags", "aliases"):
+                for table in ("versions", "fields", "tags", "aliases", "moves"):
                     self.conn.execute(f"DELETE FROM {table} WHERE model = ?", (name,))
 
     def _rescan(self, name: str) -> None:
@@ -284,15 +266,23 @@ class Index:
             )
 
     def _aliases(self, name: str) -> None:
+        """A model's aliases, each with its last move, and every move (`mreg history`)."""
         from modelreg.refs import list_aliases
 
-        self.conn.execute("DELETE FROM aliases WHERE model = ?", (name,))
+        refs = list_aliases(self.store, name)
+        for table in ("aliases", "moves"):
+            self.conn.execute(f"DELETE FROM {table} WHERE model = ?", (name,))
         self.conn.executemany(
             "INSERT INTO aliases(model, alias, version, id, generation, move) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             [(name, a.alias, a.version, a.id, a.generation,
-              json.dumps(a.history[-1].to_dict()) if a.history else None)
-             for a in list_aliases(self.store, name)],
+              json.dumps(a.history[-1].to_dict()) if a.history else None) for a in refs],
+        )  # fmt: skip
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO moves(model, alias, generation, time, move) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(name, e.alias, e.generation, e.time, json.dumps(e.to_dict()))
+             for a in refs for e in a.history],
         )  # fmt: skip
 
     def _put_version(self, mv: ModelVersion) -> None:
@@ -356,7 +346,7 @@ def _create(path: Path) -> sqlite3.Connection:
     """A new, empty index at `path` (anything there before is removed)."""
     _remove(path)
     conn = connect(path)
-    conn.executescript(_SCHEMA)
+    conn.executescript(SCHEMA)
     return conn
 
 

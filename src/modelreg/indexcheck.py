@@ -6,6 +6,7 @@ files' fault: `mreg fsck --repair` rebuilds the index.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,12 +21,14 @@ if TYPE_CHECKING:
 
 __all__ = ["check"]
 
+_MOVES = "SELECT move FROM moves WHERE model = ?"
+
 
 def check(store: StoreHandle) -> list[str]:
     """Where the index disagrees with the files (`mreg fsck`); [] when it agrees or is absent.
 
-    Compares every version's manifest id, every alias, every version's current tags and
-    deprecation, and the audit entries indexed, with the files.
+    Compares every version's manifest id, every alias and its moves, every version's current
+    tags and deprecation, and the audit entries indexed, with the files.
     """
     from modelreg.hashing import hash_bytes
     from modelreg.refs import list_aliases, read_state
@@ -68,10 +71,14 @@ def check(store: StoreHandle) -> list[str]:
                     problems.append(f"{name}@{version}: the index holds other tags")
                 if bool(st.deprecated) != bool(indexed[key][1]):
                     problems.append(f"{name}@{version}: the index says otherwise of deprecation")
-            want_aliases = {(a.alias, a.version) for a in list_aliases(store, name)}
+            refs = list_aliases(store, name)
+            want_aliases = {(a.alias, a.version) for a in refs}
             got = set(conn.execute("SELECT alias, version FROM aliases WHERE model = ?", (name,)))
             if want_aliases != got:
                 problems.append(f"{name}: the index holds other aliases")
+            want_moves = {json.dumps(e.to_dict()) for a in refs for e in a.history}
+            if want_moves != {m for (m,) in conn.execute(_MOVES, (name,))}:
+                problems.append(f"{name}: the index holds another alias history")
         problems += [f"{m}@{v}: in the index, not in the store" for m, v in indexed.keys() - files]
         try:
             last = store.audit.last()

@@ -18,7 +18,45 @@ from modelreg.hashing import hash_bytes
 from modelreg.manifest import ModelVersion
 from modelreg.names import Version
 
-__all__ = ["fields_of", "load_manifest", "model_names", "version_key", "version_names"]
+__all__ = [
+    "SCHEMA",
+    "fields_of",
+    "load_manifest",
+    "model_names",
+    "version_key",
+    "version_names",
+]
+
+SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE versions(
+    model TEXT NOT NULL, version TEXT NOT NULL, vkey TEXT NOT NULL, id TEXT NOT NULL,
+    created TEXT NOT NULL, author TEXT NOT NULL, deprecated INTEGER NOT NULL,
+    PRIMARY KEY (model, version)) WITHOUT ROWID;
+CREATE INDEX versions_vkey ON versions(model, vkey);
+CREATE INDEX versions_created ON versions(created);
+CREATE TABLE fields(model TEXT NOT NULL, version TEXT NOT NULL, key TEXT NOT NULL,
+    num REAL, text TEXT);
+CREATE INDEX fields_key ON fields(key, num, model, version);
+CREATE INDEX fields_version ON fields(model, version, key, num, text);
+CREATE TABLE tags(model TEXT NOT NULL, version TEXT NOT NULL, tag TEXT NOT NULL);
+CREATE INDEX tags_tag ON tags(tag, model, version);
+CREATE INDEX tags_version ON tags(model, version);
+CREATE TABLE aliases(model TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
+    id TEXT NOT NULL, generation INTEGER NOT NULL, move TEXT,
+    PRIMARY KEY (model, alias)) WITHOUT ROWID;
+CREATE INDEX aliases_version ON aliases(model, version);
+CREATE TABLE moves(model TEXT NOT NULL, alias TEXT NOT NULL, generation INTEGER NOT NULL,
+    time TEXT NOT NULL, move TEXT NOT NULL, PRIMARY KEY (model, alias, generation))
+    WITHOUT ROWID;
+CREATE INDEX moves_time ON moves(model, time, alias, generation);
+CREATE TABLE audit(seq INTEGER PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, model TEXT, line TEXT NOT NULL);
+CREATE INDEX audit_model ON audit(model, seq);
+CREATE INDEX audit_time ON audit(time);
+"""
+"""The tables (`modelreg.index` documents what each holds; `moves` is every alias move, in
+the order `mreg history` shows them)."""
 
 
 def _num(n: str) -> str:

@@ -31,17 +31,30 @@ if TYPE_CHECKING:
     from modelreg.handle import StoreHandle
     from modelreg.index import Index
 
-__all__ = ["DEFAULT_LIMIT", "VersionPage", "models", "versions"]
+__all__ = ["COUNT_LIMIT", "DEFAULT_LIMIT", "VersionPage", "models", "versions"]
 
 DEFAULT_LIMIT = 100
 """The page `mreg list` shows without `--limit` (the library's default is every row)."""
 
 
+COUNT_LIMIT = 10_000
+"""How far a listing with a limit counts the matching versions (`count_limit`): beyond it,
+`total` is a lower bound (`exact` False), as Elasticsearch's `track_total_hits` does, so a
+page costs the same whatever the number of matches. None counts every one."""
+_DRIVER_ROWS = 2 * COUNT_LIMIT
+"""A set condition with fewer rows drives the query (module `search_sql`); more, and the
+versions are walked in order with every condition probed."""
+
+
 class VersionPage(list[VersionInfo]):
-    """A page of versions: the rows, and how many match in all (`total`) from `offset`."""
+    """A page of versions: the rows, and how many match in all (`total`) from `offset`.
+
+    `exact` is False when the count stopped at its bound: `total` matching versions or more.
+    """
 
     total: int = 0
     offset: int = 0
+    exact: bool = True
 
     @property
     def more(self) -> int:
@@ -136,10 +149,13 @@ def versions(
     include_deprecated: bool = True,
     limit: int | None = None,
     offset: int = 0,
+    count_limit: int | None = COUNT_LIMIT,
 ) -> VersionPage:
     """Versions of `name` (or of every model) matching all filters, sorted, one page.
 
     `limit` None (or 0) means every matching version; `offset` skips that many first.
+    `total` counts the matches up to `count_limit` (or past the page's end, if further;
+    None: all), and says whether it stopped (`VersionPage.exact`).
     Versions without the sort field come last in either direction, in version order.
     """
     from modelreg.index import open_index
@@ -154,7 +170,8 @@ def versions(
     with open_index(store) as idx:
         if idx is not None:
             found = _from_index(idx, name, tags, alias, conds, sort, descending,
-                                include_deprecated, limit or None, offset)  # fmt: skip
+                                include_deprecated, limit or None, offset,
+                                count_limit)  # fmt: skip
             if found is not None:
                 return found
     return _from_files(store, name, tags, alias, conds, sort, descending, include_deprecated,
@@ -197,49 +214,57 @@ def _holds(c: Condition, i: VersionInfo) -> bool:
 def _from_index(
     idx: Index, name: str | None, tags: Sequence[str], alias: str | None,
     conds: list[Condition], sort: str, descending: bool, include_deprecated: bool,
-    limit: int | None, offset: int,
+    limit: int | None, offset: int, count_limit: int | None,
 ) -> VersionPage | None:  # fmt: skip
-    """The page from the index (every condition compiles to SQL: `search_sql`)."""
+    """The page from the index (every condition compiles to SQL: `search_sql`).
+
+    The rarest set condition drives the query (its rows counted in a covering index, up to
+    `_DRIVER_ROWS`); when every one is common, the versions are walked in order and each
+    condition probed, which stops at the page and at the count's bound. Either way the
+    work is bounded by the page, the bound and the rarest condition, not by the store.
+    """
+    from modelreg.conditions import HAS_TAG, Condition
+    from modelreg.search_sql import where_sql
+
+    conds = [
+        *(Condition(f"tags.{t}", HAS_TAG, None) for t in tags),
+        *([Condition("alias", "==", alias)] if alias is not None else []),
+        *conds,
+    ]
     where, params = ["1"], []
     if name:
         where.append("v.model = ?")
         params.append(name)
-    if alias is not None:
-        where.append("(v.model, v.version) IN (SELECT model, version FROM aliases WHERE alias = ?)")
-        params.append(alias)
-    for t in tags:
-        where.append("(v.model, v.version) IN (SELECT model, version FROM tags WHERE tag = ?)")
-        params.append(t)
     if not include_deprecated:
         where.append("v.deprecated = 0")
     if conds:
-        from modelreg.search_sql import where_sql
-
-        sql, more = where_sql(conds)
+        sql, more = where_sql(conds, sets=_driver(idx, conds))
         where.append(f"({sql})")
         params.extend(more)
     clause = " AND ".join(where)
     direction = "DESC" if descending else "ASC"
+    join, join_params = "", []
     if sort == "version":
-        order, join = f"v.vkey {direction}, v.model", ""
+        order = f"v.vkey {direction}, v.model"
     elif sort == "created":
-        order, join = f"v.created {direction}, v.model, v.vkey", ""
+        order = f"v.created {direction}, v.model, v.vkey"
     else:
         field = _sort_field(sort)
-        key = field if field.startswith("params.") else f"metrics.{field}"
         join = "LEFT JOIN fields s ON s.model = v.model AND s.version = v.version AND s.key = ?"
-        params.insert(0, key)
+        join_params = [field if field.startswith("params.") else f"metrics.{field}"]
         order = (
             "(s.key IS NULL), (s.num IS NULL) " + direction + ", s.num " + direction
             + ", s.text " + direction + ", v.model, v.vkey"
         )  # fmt: skip
+    bound = -1 if count_limit is None or limit is None else max(count_limit, offset + limit) + 1
     total = idx.conn.execute(
-        f"SELECT COUNT(*) FROM versions v {join} WHERE {clause}", params
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM versions v WHERE {clause} LIMIT ?)",
+        [*params, bound],
     ).fetchone()[0]
     rows = idx.conn.execute(
         f"SELECT v.model, v.version FROM versions v {join} WHERE {clause} "
         f"ORDER BY {order} LIMIT ? OFFSET ?",
-        [*params, -1 if limit is None else limit, offset],
+        [*join_params, *params, -1 if limit is None else limit, offset],
     ).fetchall()
     store = idx.store
     aliases: dict[str, Any] = {}
@@ -249,7 +274,31 @@ def _from_index(
             aliases[model] = _aliases(idx, model)
         page.append(_info(load_version(store, model, version), aliases[model], store))
     page.total, page.offset = int(total), offset
+    if bound != -1 and total == bound:  # the count stopped at its bound: at least this many
+        page.exact = False
     return page
+
+
+def _driver(idx: Index, conds: Sequence[Condition]) -> tuple[int, ...]:
+    """Which condition (by position) takes the set form and drives the query.
+
+    The rarest set condition when its rows are fewer than `_DRIVER_ROWS`; else none (the
+    versions are walked and every condition probed).
+    """
+    from modelreg.search_sql import rows_sql
+
+    best: tuple[int, int] | None = None
+    for i, cond in enumerate(conds):
+        rows = rows_sql(cond)
+        if rows is None:
+            continue
+        sql, params = rows
+        (n,) = idx.conn.execute(
+            f"SELECT COUNT(*) FROM ({sql} LIMIT ?)", [*params, _DRIVER_ROWS]
+        ).fetchone()
+        if n < _DRIVER_ROWS and (best is None or n < best[1]):
+            best = (i, n)
+    return () if best is None else (best[0],)
 
 
 def _aliases(idx: Index, model: str) -> list[AliasRef]:

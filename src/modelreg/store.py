@@ -105,17 +105,19 @@ class Store(ReleaseCommands):
         include_deprecated: bool = True,
         limit: int | None = None,
         offset: int = 0,
+        count_limit: int | None = 10_000,
     ) -> VersionPage:
         """Versions of one model (or all), filtered, sorted and paged as `mreg list` does.
 
-        The result is a list with `total` (how many match) and `more` (after this page).
+        The result is a list with `total` (how many match; with a `limit`, counted up to
+        `count_limit`, after which `exact` is False) and `more` (after this page).
         """
         from modelreg.listing import versions
 
         return versions(
             self, name, tags=tags, alias=alias, where=where, sort=sort,
             descending=descending, include_deprecated=include_deprecated, limit=limit,
-            offset=offset,
+            offset=offset, count_limit=count_limit,
         )  # fmt: skip
 
     def info(self, spec: str) -> VersionInfo:
@@ -165,11 +167,13 @@ class Store(ReleaseCommands):
 
         return rollback(self, name, alias, to=to, reason=reason, force=force, actor=actor)
 
-    def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
-        """Every alias move of a model (or of one alias), oldest first."""
+    def history(
+        self, name: str, alias: str | None = None, *, limit: int | None = None
+    ) -> list[AliasEvent]:
+        """Every alias move of a model (or of one alias), oldest first; `limit`: the newest N."""
         from modelreg.aliases import history
 
-        return history(self, name, alias)
+        return history(self, name, alias, limit=limit)
 
     def deprecate(self, spec: str, *, reason: str, actor: str | None = None) -> Deprecation:
         """Mark a version deprecated: its files stay, but it can no longer be promoted."""

@@ -74,7 +74,12 @@ SUMMARY: tuple[tuple[str, str, str, bool], ...] = (
         "Move an alias back to the version it pointed at before (or to --to VERSION).",
         False,
     ),
-    ("history", "aliases", "Show every promotion and rollback of a model's aliases.", False),
+    (
+        "history",
+        "aliases",
+        "Show the promotions and rollbacks of a model's aliases (the newest 100 unless -n).",
+        False,
+    ),
     (
         "deprecate",
         "aliases",

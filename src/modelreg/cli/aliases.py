@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from modelreg.cli._common import JsonOpt, StoreOpt, open_store
-from modelreg.cli._output import Output
+from modelreg.cli._output import Output, stderr_line
+
+DEFAULT_MOVES = 100
+"""The moves `mreg history` shows without `--limit` (the newest)."""
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -84,11 +87,17 @@ def history(
         Optional[str],  # noqa: UP045
         typer.Option("--alias", "-a", help="Only this alias."),
     ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", "-n", min=0, help="Only the newest N moves (0: all).", show_default=True
+        ),
+    ] = DEFAULT_MOVES,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show every promotion and rollback of a model's aliases."""
-    events = open_store(store).history(name, alias)
+    """Show the promotions and rollbacks of a model's aliases (the newest 100 unless -n)."""
+    events = open_store(store).history(name, alias, limit=limit or None)
 
     def render(c: Console) -> None:
         from rich.markup import escape
@@ -106,6 +115,8 @@ def history(
         c.print(t)
 
     Output(as_json).result([e.to_dict() for e in events], render)
+    if limit and len(events) == limit:
+        stderr_line(f"the newest {limit} moves; older ones: -n 0 for all")
 
 
 def deprecate(

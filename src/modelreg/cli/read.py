@@ -51,13 +51,22 @@ def list_(
     offset: Annotated[
         int, typer.Option("--offset", min=0, help="Skip the first N matching versions.")
     ] = 0,
+    count_limit: Annotated[
+        int,
+        typer.Option(
+            "--count-limit",
+            min=0,
+            help="Count the matching versions up to N, then say 'over N' (0: count them all).",
+        ),
+    ] = 10_000,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List models, or the versions of NAME; with filters, search versions of every model.
 
     Versions come a page at a time: the first 100 unless --limit says otherwise (--limit 0
-    for every one); the line after the page says how many more match and how to see them.
+    for every one); the line after the page says how many more match and how to see them,
+    counted up to 10,000 (--count-limit), so that a page costs the same in any store.
     """
     from modelreg.cli._cards import render_models, render_versions
 
@@ -72,7 +81,7 @@ def list_(
     conditions = [c for w in where or [] for c in parse_filter(w)]
     rows = s.versions(
         name, tags=tag or [], alias=alias, where=conditions, sort=sort, descending=desc,
-        limit=limit, offset=offset,
+        limit=limit, offset=offset, count_limit=count_limit or None,
     )  # fmt: skip
     metric_cols = [  # the metrics a filter tests get a column (not name, created, tags...)
         c.field
@@ -84,8 +93,12 @@ def list_(
         metric_cols.append(sort_col)
     out.result([r.to_dict() for r in rows], lambda c: render_versions(c, rows, metric_cols))
     if rows.more:
+        more, total = (
+            (f"{rows.more}", f"{rows.total}") if rows.exact
+            else (f"at least {rows.more}", f"over {rows.total - 1}")
+        )  # fmt: skip
         stderr_line(
-            f"{rows.more} more of {rows.total} matching version(s): --offset "
+            f"{more} more of {total} matching version(s): --offset "
             f"{rows.offset + len(rows)} for the next page, --limit 0 for all"
         )
 
