@@ -266,7 +266,7 @@ READS: list[tuple[str, list[str]]] = [
     ("show m@production", ["show", f"{MODEL}@production"]),
     ("log m (newest 100)", ["log", MODEL]),
     ("log m --action promote -n 10", ["log", MODEL, "--action", "promote", "-n", "10"]),
-    ("history m", ["history", MODEL]),
+    ("history m (newest 100 moves)", ["history", MODEL]),
     ("list (models)", ["list"]),
 ]
 

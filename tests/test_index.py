@@ -254,20 +254,24 @@ def test_a_store_the_index_cannot_be_written_in_is_read_from_its_files(filled: S
 
 
 def test_a_count_stops_at_its_bound_and_says_so(filled: Store, run_mreg) -> None:
-    page = filled.versions("m", limit=5, count_limit=10)
+    every = ["version LIKE '1.%'"]  # a filter all 30 versions of m match
+    page = filled.versions("m", where=every, limit=5, count_limit=10)
     assert [r.version.version for r in page] == [f"1.{i}.0" for i in range(5)]
     assert (page.total, page.exact, page.more) == (11, False, 6)  # at least 11 match
-    page = filled.versions("m", limit=5, offset=20, count_limit=10)  # counts past the page
-    assert (page.total, page.exact, page.more) == (26, False, 1)
-    for exact in (filled.versions("m", limit=5), filled.versions("m", count_limit=10),
-                  filled.versions("m", limit=5, count_limit=None)):  # fmt: skip
+    page = filled.versions("m", where=every, limit=5, offset=20, count_limit=10)
+    assert (page.total, page.exact, page.more) == (26, False, 1)  # counted past the page
+    for exact in (filled.versions("m", where=every, limit=5),
+                  filled.versions("m", where=every, count_limit=10),  # no limit: every row
+                  filled.versions("m", where=every, limit=5, count_limit=None),
+                  filled.versions("m", limit=5, count_limit=10)):  # no filter  # fmt: skip
         assert (exact.total, exact.exact) == (30, True)
     page = filled.versions("m", where=["test.f1 >= 0.5"], limit=2, count_limit=3)
     assert (page.total, page.exact) == (4, False)
-    r = run_mreg("list", "m", "--limit", "5", "--count-limit", "10", "--json")
+    args = ("list", "m", "--where", every[0], "--limit", "5")
+    r = run_mreg(*args, "--count-limit", "10", "--json")
     assert len(json.loads(r.stdout)) == 5
     assert "at least 6 more of over 10 matching version(s): --offset 5" in r.stderr
-    r = run_mreg("list", "m", "--limit", "5", "--count-limit", "0")
+    r = run_mreg(*args, "--count-limit", "0")
     assert r.returncode == 0 and "25 more of 30 matching" in r.stderr
 
 

@@ -256,7 +256,10 @@ def _from_index(
             "(s.key IS NULL), (s.num IS NULL) " + direction + ", s.num " + direction
             + ", s.text " + direction + ", v.model, v.vkey"
         )  # fmt: skip
-    bound = -1 if count_limit is None or limit is None else max(count_limit, offset + limit) + 1
+    # a filter's matches are counted up to the bound; a model's versions (a range of an
+    # index) are always counted
+    bounded = conds and count_limit is not None and limit is not None
+    bound = max(count_limit or 0, offset + (limit or 0)) + 1 if bounded else -1
     total = idx.conn.execute(
         f"SELECT COUNT(*) FROM (SELECT 1 FROM versions v WHERE {clause} LIMIT ?)",
         [*params, bound],

@@ -56,7 +56,7 @@ def list_(
         typer.Option(
             "--count-limit",
             min=0,
-            help="Count the matching versions up to N, then say 'over N' (0: count them all).",
+            help="Count the versions a filter matches up to N, then say 'over N' (0: all).",
         ),
     ] = 10_000,
     store: StoreOpt = None,
@@ -66,7 +66,7 @@ def list_(
 
     Versions come a page at a time: the first 100 unless --limit says otherwise (--limit 0
     for every one); the line after the page says how many more match and how to see them,
-    counted up to 10,000 (--count-limit), so that a page costs the same in any store.
+    a filter's matches counted up to 10,000 (--count-limit): a page costs the same in any store.
     """
     from modelreg.cli._cards import render_models, render_versions
 
