@@ -252,15 +252,24 @@ READS: list[tuple[str, list[str]]] = [
     ("list m --json", ["list", MODEL, "--json"]),
     ("list m --limit 10", ["list", MODEL, "--limit", "10"]),
     ("list m --offset N-100 (last page)", ["list", MODEL, "--offset", "{last_page}"]),
-    ('--where "test.f1 >= 0.99"', ["list", MODEL, "--where", "test.f1 >= 0.99"]),
+    # a filter that 1,000 versions match fewer than 100 times is read a page of 10, so that
+    # every size prints the same rows (100 manifests read at 100,000, 10 at 1,000, would
+    # measure the page, not the store)
+    (
+        '--where "test.f1 >= 0.99" --limit 10',
+        ["list", MODEL, "--where", "test.f1 >= 0.99", "--limit", "10"],
+    ),
     (
         '--where "metrics.test.f1 >= 0.9 and params.lr < 0.1"',
         ["list", MODEL, "--where", "metrics.test.f1 >= 0.9 and params.lr < 0.1"],
     ),
-    ('--where "tags.candidate"', ["list", MODEL, "--where", "tags.candidate"]),
+    (
+        '--where "tags.candidate" --limit 10',
+        ["list", MODEL, "--where", "tags.candidate", "--limit", "10"],
+    ),
     ('--where "created >= 2026-01-01"', ["list", MODEL, "--where", "created >= 2026-01-01"]),
     ("--sort test.f1 --desc", ["list", MODEL, "--sort", "test.f1", "--desc"]),
-    ("--tag candidate", ["list", MODEL, "--tag", "candidate"]),
+    ("--tag candidate --limit 10", ["list", MODEL, "--tag", "candidate", "--limit", "10"]),
     ("--alias production", ["list", MODEL, "--alias", "production"]),
     ("show m (latest)", ["show", MODEL]),
     ("show m@production", ["show", f"{MODEL}@production"]),

@@ -89,6 +89,8 @@ def agrees(store: Store) -> None:
             saved, listing_module._DRIVER_ROWS = listing_module._DRIVER_ROWS, driver_rows
             try:
                 assert listing(store, **q) == want, (q, driver_rows)
+                pages = [listing(store, **q, limit=7, offset=o) for o in range(0, len(want), 7)]
+                assert [row for page in pages for row in page] == want, (q, driver_rows)
             finally:
                 listing_module._DRIVER_ROWS = saved
     for name in {r.name for r in store.models()}:

@@ -237,8 +237,10 @@ def _from_index(
         params.append(name)
     if not include_deprecated:
         where.append("v.deprecated = 0")
+    drivers: tuple[int, ...] = ()
     if conds:
-        sql, more = where_sql(conds, sets=_driver(idx, conds))
+        drivers = _driver(idx, conds)
+        sql, more = where_sql(conds, sets=drivers)
         where.append(f"({sql})")
         params.extend(more)
     clause = " AND ".join(where)
@@ -264,11 +266,14 @@ def _from_index(
         f"SELECT COUNT(*) FROM (SELECT 1 FROM versions v WHERE {clause} LIMIT ?)",
         [*params, bound],
     ).fetchone()[0]
-    rows = idx.conn.execute(
-        f"SELECT v.model, v.version FROM versions v {join} WHERE {clause} "
-        f"ORDER BY {order} LIMIT ? OFFSET ?",
-        [*join_params, *params, -1 if limit is None else limit, offset],
-    ).fetchall()
+    if join and not drivers:  # walk the field's index in order; stop at the page
+        rows = _by_field(idx, join_params[0], clause, params, descending, limit, offset)
+    else:  # a version order (an index), or the rarest condition's few rows, sorted
+        rows = idx.conn.execute(
+            f"SELECT v.model, v.version FROM versions v {join} WHERE {clause} "
+            f"ORDER BY {order} LIMIT ? OFFSET ?",
+            [*join_params, *params, -1 if limit is None else limit, offset],
+        ).fetchall()
     store = idx.store
     aliases: dict[str, Any] = {}
     page = VersionPage()
@@ -280,6 +285,49 @@ def _from_index(
     if bound != -1 and total == bound:  # the count stopped at its bound: at least this many
         page.exact = False
     return page
+
+
+def _by_field(
+    idx: Index, key: str, clause: str, params: list[Any], descending: bool,
+    limit: int | None, offset: int,
+) -> list[tuple[str, str]]:  # fmt: skip
+    """One page of the versions matching `clause`, sorted by a metric or param `key`.
+
+    The order of `_from_files`: numbers, then other values (by their text), reversed when
+    descending, and versions without the field last, ties in (model, version) order. Each
+    of the three is one walk of an index in that order (`fields_key`, `versions_vkey`) that
+    stops when the page is full, instead of a sort of every matching version.
+    """
+    direction = "DESC" if descending else "ASC"
+    keyed = (
+        "FROM fields s INDEXED BY fields_key CROSS JOIN versions v "
+        "ON v.model = s.model AND v.version = s.version "
+        "WHERE s.key = ? AND s.num IS {} NULL AND ({})"
+    )
+    numbers = (keyed.format("NOT", clause), f"s.num {direction}, v.model, v.vkey")
+    texts = (keyed.format("", clause), f"s.text {direction}, v.model, v.vkey")
+    missing = (
+        "FROM versions v WHERE NOT EXISTS (SELECT 1 FROM fields s WHERE s.model = v.model "
+        f"AND s.version = v.version AND s.key = ?) AND ({clause})",
+        "v.model, v.vkey",
+    )
+    rows: list[tuple[str, str]] = []
+    want = -1 if limit is None else limit
+    for source, order in ([texts, numbers] if descending else [numbers, texts]) + [missing]:
+        if want == 0:
+            break
+        got = idx.conn.execute(
+            f"SELECT v.model, v.version {source} ORDER BY {order} LIMIT ? OFFSET ?",
+            [key, *params, want, offset],
+        ).fetchall()
+        if offset and not got:  # the page starts after this part: skip all of it
+            (n,) = idx.conn.execute(f"SELECT COUNT(*) {source}", [key, *params]).fetchone()
+            offset = max(offset - n, 0)
+        else:
+            offset = 0
+        rows += got
+        want = -1 if want == -1 else want - len(got)
+    return rows
 
 
 def _driver(idx: Index, conds: Sequence[Condition]) -> tuple[int, ...]:
