@@ -109,6 +109,11 @@ class MregResult:
         self.stdout = proc.stdout
         self.stderr = proc.stderr
 
+    @property
+    def ok(self) -> bool:
+        """True when the command exited 0."""
+        return self.returncode == 0
+
     def json(self):  # type: ignore[no-untyped-def]
         import json
 

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str | None] = {
     "history": "history",
     "deprecate": "deprecate",
     "tag": "tag",
+    "sign": "sign",  # signatures.signer + sign, or signatures.attach with --attach
     "push": "push",
     "pull": "pull",
     "fetch": "fetch",

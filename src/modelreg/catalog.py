@@ -16,7 +16,9 @@ from modelreg.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from modelreg.handle import StoreHandle
 from modelreg.manifest import ModelVersion
 from modelreg.names import Version, parse_ref
+from modelreg.oms import Signature
 from modelreg.refs import AliasEvent, AliasRef, list_aliases, read_alias, read_state
+from modelreg.signature_files import read_signatures
 
 if TYPE_CHECKING:
     pass
@@ -48,6 +50,8 @@ class VersionInfo:
     deprecated: dict[str, str] | None
     # the move that put each of `aliases` here: who, when, why (issue 13)
     alias_moves: tuple[AliasEvent, ...] = ()
+    # what each of its OMS signatures says (issue 19; whether it holds: `mreg verify`)
+    signatures: tuple[Signature, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` shape of `mreg show` (and each row of `mreg list NAME`)."""
@@ -60,6 +64,7 @@ class VersionInfo:
             "aliases": list(self.aliases),
             "alias_moves": {e.alias: _move_dict(e) for e in self.alias_moves},
             "deprecated": self.deprecated,
+            "signatures": [s.to_dict() for s in self.signatures],
             "size": self.version.size,
         }
 
@@ -219,6 +224,7 @@ def _info(mv: ModelVersion, aliases: list[AliasRef], store: StoreHandle) -> Vers
         tags=state.tags if state.tags is not None else mv.tags,
         deprecated=state.deprecated,
         alias_moves=tuple(a.history[-1] for a in here if a.history),
+        signatures=tuple(s for s, _ in read_signatures(store.root, mv.name, mv.version)),
     )
 
 

@@ -19,6 +19,8 @@ ERROR_KINDS = (
     "dangling-alias",
     "dangling-state",
     "dangling-rollout-ref",
+    "bad-signature",
+    "dangling-signature",
     "audit-chain-broken",
     "index-mismatch",
 )

@@ -157,6 +157,45 @@ def _scan_versions(store: StoreHandle, out: list[Finding]) -> _Refs:
     return refs
 
 
+def _scan_signatures(store: StoreHandle, out: list[Finding]) -> None:
+    """Check every signature file (issue 19).
+
+    Each is an OMS signature, named by its digest, of a version this store has, covering
+    exactly that version's files.
+    """
+    from modelreg import oms
+    from modelreg.catalog import load_version, model_names
+
+    for name in model_names(store):
+        base = layout.model_dir(store.root, name) / layout.SIGNATURES
+        for path in sorted(base.glob("*/*")) if base.is_dir() else ():
+            if path.name.startswith(TMP_PREFIX):  # reported as leftover-temp
+                continue
+            version, rel = path.parent.name, _rel(store, path)
+            if path.is_symlink() or not path.is_file():
+                out.append(Finding("bad-signature", rel, "not a regular file"))
+                continue
+            try:
+                with open(path, "rb") as fh:
+                    sig = oms.parse(fh.read(oms.MAX_BYTES + 1), rel)
+            except MregError as exc:
+                out.append(Finding("bad-signature", rel, str(exc)))
+                continue
+            if path.name != sig.digest + layout.SIGNATURE_SUFFIX:
+                out.append(Finding("bad-signature", rel, "its content is not its name"))
+                continue
+            try:
+                mv = load_version(store, name, version)
+            except MregError:
+                msg = f"signature of {name}@{version}, a version this store does not have"
+                out.append(Finding("dangling-signature", rel, msg))
+                continue
+            problems = oms.coverage_problems(sig, {f.path: f.sha256 for f in mv.files})
+            if problems:
+                msg = f"not a signature of {name}@{version}'s files: {problems[0]}"
+                out.append(Finding("bad-signature", rel, msg))
+
+
 def _scan_aliases(store: StoreHandle, refs: _Refs, out: list[Finding]) -> None:
     from modelreg.catalog import model_names
     from modelreg.refs import read_alias
@@ -340,6 +379,7 @@ def fsck(
     findings: list[Finding] = []
     refs = _scan_versions(store, findings)
     _scan_aliases(store, refs, findings)
+    _scan_signatures(store, findings)
     _scan_rollouts(store, refs, findings)
     entries = _scan_audit(store, findings)
     workers = jobs or min(4, os.cpu_count() or 1)

@@ -8,6 +8,7 @@ The on-disk contract is docs/store-format.md::
       models/NAME/versions/V.yaml       immutable version manifests
       models/NAME/aliases/A.yaml        alias refs: current version, generation, history
       models/NAME/state/V.yaml          mutable per-version state: tags, deprecation
+      models/NAME/signatures/V/<sha256>.sig   OMS signatures of a version, content-addressed
       releases/NAME.yaml                rollout manifests
       metrics/NAME/...                  what routers recorded (serving/metrics.py's format)
       audit/log.jsonl, audit/head.json  hash-chained audit trail and its head
@@ -46,6 +47,8 @@ __all__ = [
     "OBJECTS",
     "RELEASES",
     "REMOTES",
+    "SIGNATURES",
+    "SIGNATURE_SUFFIX",
     "STATE",
     "SUBDIRS",
     "TMP",
@@ -61,11 +64,14 @@ __all__ = [
     "rel_alias",
     "rel_manifest",
     "rel_release",
+    "rel_signature",
+    "rel_signatures",
     "rel_state",
     "rel_versions",
     "release_path",
     "releases_dir",
     "remote_dir",
+    "signatures_dir",
     "state_dir",
     "state_path",
     "store_root",
@@ -91,6 +97,8 @@ CACHE = "cache"
 VERSIONS = "versions"
 ALIASES = "aliases"
 STATE = "state"
+SIGNATURES = "signatures"
+SIGNATURE_SUFFIX = ".sig"
 LOCKS = "locks"
 REMOTES = "remotes"
 TMP = "tmp"
@@ -126,6 +134,16 @@ def rel_alias(name: str, alias: str) -> str:
 def rel_state(name: str, version: str) -> str:
     """`models/NAME/state/V.yaml` (`version` must already be validated)."""
     return f"{_model_rel(name)}/{STATE}/{version}.yaml"
+
+
+def rel_signatures(name: str, version: str) -> str:
+    """`models/NAME/signatures/V`: a version's signatures (`version` already validated)."""
+    return f"{_model_rel(name)}/{SIGNATURES}/{version}"
+
+
+def rel_signature(name: str, version: str, digest: str) -> str:
+    """`models/NAME/signatures/V/<sha256>.sig`: one signature, named by its own digest."""
+    return f"{rel_signatures(name, version)}/{digest}{SIGNATURE_SUFFIX}"
 
 
 def rel_release(name: str) -> str:
@@ -183,6 +201,11 @@ def aliases_dir(root: Path, name: str) -> Path:
 def state_dir(root: Path, name: str) -> Path:
     """A model's per-version state files (`models/NAME/state/`)."""
     return model_dir(root, name) / STATE
+
+
+def signatures_dir(root: Path, name: str, version: str) -> Path:
+    """A version's signatures (`models/NAME/signatures/V/`)."""
+    return _under(root, rel_signatures(name, version))
 
 
 def releases_dir(root: Path) -> Path:

@@ -61,6 +61,8 @@ class RegisterResult:
 
     version: ModelVersion
     created: bool
+    signature: str | None = None
+    """With `--sign`: the digest of the signature made (issue 19)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` shape of `mreg register`."""
@@ -71,6 +73,7 @@ class RegisterResult:
             "created": self.created,
             "files": [f.to_dict() for f in self.version.files],
             "size": self.version.size,
+            **({"signature": self.signature} if self.signature else {}),
         }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg.config import FORMAT, StoreConfig
+from modelreg.errors import InvalidInput
 from modelreg.facade_release import ReleaseCommands
 from modelreg.handle import Clock, utc_now
 from modelreg.layout import DIRNAME
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from modelreg.register import ProgressStart, RegisterResult
     from modelreg.remote.sync import FetchResult, PullResult, PushResult, StatusReport
     from modelreg.remote.transfer import TransferProgress
+    from modelreg.signatures import SignResult
     from modelreg.validate import LargeFilesReport, ValidationReport
     from modelreg.verify import VerifyReport
 
@@ -71,15 +73,64 @@ class Store(ReleaseCommands):
         tags: Sequence[str] = (),
         author: str | None = None,
         progress: ProgressStart | None = None,
+        sign: str | os.PathLike[str] | None = None,
+        sign_password: str | None = None,
     ) -> RegisterResult:
-        """Register files or directories as version `version` (or bumped) of model `name`."""
+        """Register files or directories as version `version` (or bumped) of model `name`.
+
+        `sign`: a private key (PEM) that signs the version once registered (issue 19); the
+        key is loaded first, so a bad key registers nothing.
+        """
+        from dataclasses import replace
+
         from modelreg.register import register
 
-        return register(
+        signer = None
+        if sign is not None:
+            from modelreg.signatures import signer as load_signer
+
+            signer = load_signer(Path(sign), password=sign_password)
+        result = register(
             self, name, paths, version=version, bump=bump, params=params, metrics=metrics,
             data=data, code=code, detect_code=detect_code, requirements=requirements,
             message=message, tags=tags, author=author, progress=progress,
         )  # fmt: skip
+        if signer is None:
+            return result
+        from modelreg.signatures import sign as sign_version
+
+        mv = result.version
+        signed = sign_version(self, f"{mv.name}@{mv.version}", signer, actor=author)
+        return replace(result, signature=signed.signature.digest)
+
+    def sign(
+        self,
+        spec: str,
+        *,
+        key: str | os.PathLike[str] | None = None,
+        password: str | None = None,
+        certificate: str | os.PathLike[str] | None = None,
+        chain: Sequence[str | os.PathLike[str]] = (),
+        attach: str | os.PathLike[str] | None = None,
+        actor: str | None = None,
+    ) -> SignResult:
+        """Sign a version (OMS, `model-signing`) with a private key, or attach a signature.
+
+        `attach`: a signature made elsewhere (a file `model_signing sign` wrote).
+        """
+        from modelreg import signatures
+
+        if (key is None) == (attach is None):
+            raise InvalidInput("give either --key PRIVATE_KEY or --attach SIGNATURE")
+        if attach is not None:
+            return signatures.attach(self, spec, Path(attach), actor=actor)
+        assert key is not None
+        signer = signatures.signer(
+            Path(key), password=password,
+            certificate=Path(certificate) if certificate else None,
+            chain=[Path(c) for c in chain],
+        )  # fmt: skip
+        return signatures.sign(self, spec, signer, actor=actor)
 
     def resolve(self, spec: str) -> ModelVersion:
         """The version named by `NAME[@REF]` (REF: version, alias or `latest`)."""
@@ -132,11 +183,32 @@ class Store(ReleaseCommands):
 
         return diff(self, a, b)
 
-    def get(self, spec: str, out: str | os.PathLike[str], *, force: bool = False) -> Materialized:
-        """Materialise a version's files under `out`, verifying every byte."""
+    def get(
+        self,
+        spec: str,
+        out: str | os.PathLike[str],
+        *,
+        force: bool = False,
+        signature: str | os.PathLike[str] | None = None,
+        keys: Sequence[str] = (),
+    ) -> Materialized:
+        """Materialise a version's files under `out`, verifying every byte.
+
+        `signature`: also write the version's OMS signature to that file (the one made with
+        `keys`' key when it has several), which `model_signing verify` accepts on `out`.
+        """
         from modelreg.catalog import get
 
-        return get(self, spec, Path(out), force=force)
+        if signature is not None:
+            from modelreg.signatures import choose_signature, trusted_keys
+
+            chosen = choose_signature(self, spec, trusted_keys(keys))  # refused before writing
+        done = get(self, spec, Path(out), force=force)
+        if signature is not None:
+            from modelreg.fsutil import atomic_write
+
+            atomic_write(Path(signature), chosen.read_bytes())
+        return done
 
     def promote(
         self,
@@ -226,11 +298,16 @@ class Store(ReleaseCommands):
 
         return alias_at(self, name, alias, when)
 
-    def verify(self, *, objects: bool = True) -> VerifyReport:
-        """Check the audit chain, every manifest and ref, and (by default) every object digest."""
+    def verify(
+        self, *, objects: bool = True, signatures: bool = False, keys: Sequence[str] = ()
+    ) -> VerifyReport:
+        """Check the audit chain, every manifest and ref, and (by default) every object digest.
+
+        `signatures`: also every version's signatures, against the trusted public `keys`.
+        """
         from modelreg.verify import verify
 
-        return verify(self, objects=objects)
+        return verify(self, objects=objects, signatures=signatures, keys=keys)
 
     # -- remotes and bundles (issue 4): thin facades over modelreg.remote and modelreg.bundle --
 

@@ -7,10 +7,14 @@ line, which verify has always reported), not its warnings (orphans, leftover tem
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelreg.handle import StoreHandle
+
+if TYPE_CHECKING:
+    from modelreg.signatures import SignatureCheck
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -23,6 +27,8 @@ class VerifyReport:
     versions: int
     objects: int
     audit_entries: int
+    signatures: tuple[SignatureCheck, ...] | None = None
+    """With `--signatures`: every signature of every version, and whether it holds."""
 
     @property
     def ok(self) -> bool:
@@ -37,15 +43,62 @@ class VerifyReport:
             "versions": self.versions,
             "objects": self.objects,
             "audit_entries": self.audit_entries,
+            **(
+                {"signatures": [c.to_dict() for c in self.signatures]}
+                if self.signatures is not None
+                else {}
+            ),
         }
 
 
-def verify(store: StoreHandle, *, objects: bool = True) -> VerifyReport:
-    """Check everything the store holds; never modifies it (`objects=False`: no re-hashing)."""
+def verify(
+    store: StoreHandle,
+    *,
+    objects: bool = True,
+    signatures: bool = False,
+    keys: Sequence[str] = (),
+) -> VerifyReport:
+    """Check everything the store holds; never modifies it (`objects=False`: no re-hashing).
+
+    `signatures`: also check every signature of every version with `model_signing`, trusting
+    the public keys `keys` (`NAME=PEM` or `PEM`); one that does not hold is a problem, one
+    made with a key not trusted is reported as `untrusted`, not as a problem.
+    """
     from modelreg.fsck import fsck
 
+    trusted = None
+    if signatures:
+        from modelreg.signatures import trusted_keys
+
+        trusted = trusted_keys(keys)  # a bad key file is refused before anything is read
     report = fsck(store, quick=not objects)
-    problems = tuple(
+    problems = [
         f.message for f in report.findings if f.severity == "error" or f.kind == "audit-torn-line"
+    ]
+    checks = None
+    if trusted is not None:
+        checks = tuple(_signature_checks(store, trusted))
+        problems += [
+            f"{c.name}@{c.version}: signature {c.signature.digest[:12]} by {c.signer} does "
+            f"not hold: {c.detail}"
+            for c in checks
+            if c.status == "invalid"
+        ]
+    return VerifyReport(
+        tuple(problems), report.versions, report.hashed, report.audit_entries, checks
     )
-    return VerifyReport(problems, report.versions, report.hashed, report.audit_entries)
+
+
+def _signature_checks(store: StoreHandle, trusted: Sequence[Any]) -> list[SignatureCheck]:
+    from modelreg.catalog import load_version, model_names, version_list
+    from modelreg.errors import MregError
+    from modelreg.signatures import check
+
+    out: list[SignatureCheck] = []
+    for name in model_names(store):
+        for v in sorted(version_list(store, name)):
+            try:
+                out.extend(check(store, load_version(store, name, v.text), trusted))
+            except MregError:  # a damaged manifest or signature: fsck's findings say so
+                continue
+    return out

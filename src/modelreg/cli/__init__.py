@@ -26,6 +26,7 @@ MODULES = (
     "register",
     "read",
     "aliases",
+    "signing",
     "demo",
     "release",
     "remote",

@@ -65,6 +65,10 @@ def render_card(c: Console, info: VersionInfo) -> None:
                        f"generation {e.generation}{why}")
         )  # fmt: skip
     head.add_row("tags", escape(", ".join(info.tags)) or "-")
+    for sig in info.signatures:  # who signed (issue 19); whether it holds: mreg verify
+        head.add_row(
+            "signed", escape(f"by {sig.signer}, signature {sig.digest[:12]}, covers its files")
+        )
     if info.deprecated:
         head.add_row(
             "[red]deprecated[/]",

@@ -93,6 +93,12 @@ SUMMARY: tuple[tuple[str, str, str, bool], ...] = (
         False,
     ),
     (
+        "sign",
+        "signing",
+        "Sign a version's files (OpenSSF Model Signing), or attach a signature made elsewhere.",
+        False,
+    ),
+    (
         "demo",
         "demo",
         "Run the embedded demo: train, register two versions, promote, roll back (no server).",

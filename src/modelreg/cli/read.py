@@ -103,6 +103,15 @@ def list_(
         )
 
 
+KeyOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option(
+        "--key",
+        metavar="[NAME=]PUBLIC_KEY",
+        help="A trusted public key (PEM), named NAME or after its file (repeatable).",
+    ),
+]
+
 _TIME_HELP = "a date (2026-11-01), a timestamp (2026-11-01T12:00:00Z) or a duration ago (2h, 7d)"
 
 
@@ -198,11 +207,21 @@ def get(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite files that exist with other content.")
     ] = False,
+    signature: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--signature",
+            metavar="FILE",
+            help="Also write the version's OMS signature to FILE (model_signing verify "
+            "accepts it on --out).",
+        ),
+    ] = None,
+    key: KeyOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a version's files into a directory, verifying every byte against its digest."""
-    result = open_store(store).get(ref, out, force=force)
+    result = open_store(store).get(ref, out, force=force, signature=signature, keys=key or [])
     mv, n = result.version, len(result.written)
 
     def render(c: Console) -> None:
@@ -210,6 +229,8 @@ def get(
             f"{mv.name}@{mv.version}: {n} file(s) written, "
             f"{len(mv.files) - n} already up to date, in {out}"
         )
+        if signature is not None:
+            c.print(f"signature written to {signature}")
 
     Output(as_json).result(result.to_dict(), render)
 
@@ -273,15 +294,35 @@ def verify(
     objects: Annotated[
         bool, typer.Option("--objects/--no-objects", help="Re-hash every object.")
     ] = True,
+    signatures: Annotated[
+        bool,
+        typer.Option(
+            "--signatures", help="Also check every version's signatures against the --key(s)."
+        ),
+    ] = False,
+    key: KeyOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check the audit chain, manifests, aliases and every object's digest (exit 1 if bad)."""
-    report = open_store(store).verify(objects=objects)
+    """Check the audit chain, manifests, aliases and every object's digest (exit 1 if bad).
+
+    With --signatures, every OMS signature of every version is verified with model-signing
+    against the trusted public keys (--key ci=ci.pub, repeatable): one that does not hold is
+    a problem; one made with a key not given is listed as untrusted.
+    """
+    report = open_store(store).verify(objects=objects, signatures=signatures, keys=key or [])
 
     def render(c: Console) -> None:
         from rich.markup import escape
 
+        for check in report.signatures or ():
+            marks = {"valid": "[green]✓[/]", "invalid": "[red]✗[/]"}
+            mark = marks.get(check.status, "[yellow]?[/]")
+            detail = f": {check.detail}" if check.detail else ""
+            c.print(
+                escape(f"{check.name}@{check.version} signature {check.signature.digest[:12]} ")
+                + f"{mark} {check.status} ({escape(check.signer)}){escape(detail)}"
+            )
         for p in report.problems:
             c.print(f"[red]✗[/] {escape(p)}")
         status = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"

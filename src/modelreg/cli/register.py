@@ -10,6 +10,7 @@ import typer
 
 from modelreg.cli._common import JsonOpt, StoreOpt, open_store
 from modelreg.cli._output import Output, human_size, progress
+from modelreg.cli.signing import PasswordEnvOpt, key_password
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -108,6 +109,15 @@ def register(
         Optional[str],  # noqa: UP045
         typer.Option("--author", help="Author (default: MREG_AUTHOR, else git user)."),
     ] = None,
+    sign: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--sign",
+            metavar="PRIVATE_KEY",
+            help="Sign the version (OMS, model-signing) with this PEM private key.",
+        ),
+    ] = None,
+    password_env: PasswordEnvOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -129,6 +139,7 @@ def register(
             metrics=parse_metrics(metric or [], base_metrics),
             data=data or [], code=code, detect_code=not no_code, requirements=requirements,
             message=message, tags=tag or [], author=author, progress=start,
+            sign=sign, sign_password=key_password(password_env),
         )  # fmt: skip
     finally:
         stop()
@@ -140,6 +151,8 @@ def register(
             f"{verb} [bold]{mv.name}@{mv.version}[/] id [cyan]{mv.short_id}[/] "
             f"({len(mv.files)} file{'s' if len(mv.files) != 1 else ''}, {human_size(mv.size)})"
         )
+        if result.signature:
+            c.print(f"Signed: signature [cyan]{result.signature[:12]}[/]")
 
     Output(as_json).result(result.to_dict(), render)
 
