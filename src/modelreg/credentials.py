@@ -134,7 +134,7 @@ _AWS_SECRET_RE = re.compile(
 _ENV_RE = re.compile(r"(\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Za-z_][A-Za-z0-9_]*|:)*")
 _PLACEHOLDER_RE = re.compile(r"<[^<>]*>|\[[^\[\]]*\]|\*+|x+|X+|\.\.\.|…|changeme|none|null")
 _ASSIGN_RE = re.compile(
-    r"(?<![A-Za-z0-9_.-])([A-Za-z_][A-Za-z0-9_.-]*)[\"']?\s*[:=]\s*[\"']?([^\s\"',;}\]]+)"
+    r"(?<![A-Za-z0-9_.-])([A-Za-z_][A-Za-z0-9_.-]*)[\"']?\s*[:=]\s*[\"']?([^\s\"',;]+)"
 )
 
 
@@ -345,8 +345,9 @@ def find_in_data(data: Any, path: str) -> list[Credential]:
     out: list[Credential] = []
     if isinstance(data, Mapping):
         for key, value in data.items():
-            sub = f"{path}.{key}"
-            out.extend(replace(c, path=sub, line=None) for c in find_in_text(str(key)))
+            key_hits = find_in_text(str(key))
+            sub = f"{path}.{'…' if key_hits else key}"  # a key holding a secret is not shown
+            out.extend(replace(c, path=sub, line=None) for c in key_hits)
             if isinstance(value, str) and is_secret_name(str(key)) and _param_secret(value):
                 out.append(Credential("secret-param", "a value under a secret's name", path=sub))
             else:
