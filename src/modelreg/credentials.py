@@ -297,14 +297,14 @@ def _line_credentials(line: str, index: bool) -> Iterator[Credential]:
     if "://" not in line and "=" not in line and ":" not in line:
         if _ANY_SHAPE_RE.search(line) is None:  # most text: one search, no per-rule scan
             return
-    for match in _URL_RE.finditer(line):
-        hit = find_in_url(match.group(), index=index)
+    for url in _URL_RE.finditer(line):
+        hit = find_in_url(url.group(), index=index)
         if hit is not None:
             yield hit
     for kind, label, hint, pattern in SHAPES:
-        match = pattern.search(line)
-        if match is not None:
-            shown = _public_prefix(hint, match.group())
+        shape = pattern.search(line)
+        if shape is not None:
+            shown = _public_prefix(hint, shape.group())
             if kind == "aws-access-key-id" and _AWS_SECRET_RE.search(line):
                 yield Credential("aws-access-key", "an AWS access key id and secret key", shown)
             else:

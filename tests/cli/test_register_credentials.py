@@ -109,7 +109,9 @@ def test_a_git_remote_with_a_credential_is_refused_unless_no_code(
     ok(run_mreg("register", "clf", str(f), "--store", str(store.root), "--no-code", cwd=git_repo))
 
     git(git_repo, "remote", "set-url", "origin", "git@github.com:org/repo.git")
-    res = ok(run_mreg("register", "clf", str(f), "--store", str(store.root), "--json", cwd=git_repo))
+    res = ok(
+        run_mreg("register", "clf", str(f), "--store", str(store.root), "--json", cwd=git_repo)
+    )
     version = res.json()["version"]
     shown = ok(run_mreg("show", f"clf@{version}", "--store", str(store.root), "--json"))
     assert shown.json()["code"]["repo"] == "git@github.com:org/repo.git"
