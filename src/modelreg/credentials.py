@@ -33,6 +33,7 @@ Model layer (docs/architecture.md): pure, no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -98,8 +99,8 @@ def refusal(where: str, found: Credential, fix: str) -> str:
 
 _B = r"(?<![A-Za-z0-9_-])"  # a token starts at a boundary (not inside another word)
 _E = r"(?![A-Za-z0-9_-])"
-SHAPES: tuple[tuple[str, str, str, re.Pattern[str]], ...] = tuple(
-    (kind, label, hint, re.compile(pattern))
+SHAPES: tuple[tuple[str, str, str, str], ...] = tuple(
+    (kind, label, hint, pattern)
     for kind, label, hint, pattern in (
         ("aws-access-key-id", "an AWS access key id", "****…",
          _B + r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}" + _E),
@@ -124,8 +125,18 @@ SHAPES: tuple[tuple[str, str, str, re.Pattern[str]], ...] = tuple(
          _B + r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*"),
     )
 )  # fmt: skip
-"""(kind, label, public hint, pattern) of each well-known key shape."""
-_ANY_SHAPE_RE = re.compile("|".join(f"(?:{pattern.pattern})" for *_, pattern in SHAPES))
+"""(kind, label, public hint, regular expression) of each well-known key shape."""
+
+
+@functools.cache
+def _shapes() -> tuple[re.Pattern[str], tuple[tuple[str, str, str, re.Pattern[str]], ...]]:
+    """`SHAPES` compiled, and one pattern matching any of them.
+
+    Compiled on first use (~10 ms), which commands that never scan text do not pay.
+    """
+    compiled = tuple((k, label, h, re.compile(p)) for k, label, h, p in SHAPES)
+    return re.compile("|".join(f"(?:{p})" for *_, p in SHAPES)), compiled
+
 
 # An AWS secret access key: 40 base64 characters, not all hex (a git commit is 40 hex digits).
 _AWS_SECRET_RE = re.compile(
@@ -213,7 +224,7 @@ _OPAQUE_RE = re.compile(r"(?=[A-Za-z_-]*\d)(?=[0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,
 
 
 def _shape_of(text: str) -> tuple[str, str, str] | None:
-    for kind, label, hint, pattern in SHAPES:
+    for kind, label, hint, pattern in _shapes()[1]:
         if pattern.search(text):
             return kind, label, hint
     return None
@@ -295,13 +306,13 @@ def find_in_text(text: str, *, index: bool = False) -> list[Credential]:
 
 def _line_credentials(line: str, index: bool) -> Iterator[Credential]:
     if "://" not in line and "=" not in line and ":" not in line:
-        if _ANY_SHAPE_RE.search(line) is None:  # most text: one search, no per-rule scan
+        if _shapes()[0].search(line) is None:  # most text: one search, no per-rule scan
             return
     for url in _URL_RE.finditer(line):
         hit = find_in_url(url.group(), index=index)
         if hit is not None:
             yield hit
-    for kind, label, hint, pattern in SHAPES:
+    for kind, label, hint, pattern in _shapes()[1]:
         shape = pattern.search(line)
         if shape is not None:
             shown = _public_prefix(hint, shape.group())
