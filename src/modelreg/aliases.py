@@ -15,10 +15,12 @@ from typing import Any
 
 from modelreg.catalog import has_versions, load_version, resolve
 from modelreg.conditions import Condition
+from modelreg.credentials import check_text
 from modelreg.errors import Conflict, GateFailed, InvalidInput, NotFound, TransitionRefused
 from modelreg.handle import StoreHandle
 from modelreg.lineage import default_author
 from modelreg.manifest import ModelVersion
+from modelreg.manifest_credentials import FIXES
 from modelreg.names import Version, check_alias, check_name, check_tag
 from modelreg.refs import (
     AliasEvent,
@@ -151,6 +153,7 @@ def _move(
     failed: Sequence[str],
 ) -> AliasChange:
     """Point the alias at `mv` (caller holds the lock); no-op if it already does."""
+    check_text(reason, "--reason", FIXES["text"])  # kept in the alias history (issue 19)
     current = read_alias(store, mv.name, alias)
     if current is not None and current.version == mv.version and action == "promote":
         return AliasChange(
@@ -335,6 +338,7 @@ def deprecate(
     """Mark a version deprecated (files kept, promotion refused from now on)."""
     if not reason.strip():
         raise InvalidInput("deprecate needs --reason")
+    check_text(reason, "--reason", FIXES["text"])  # kept in the version state (issue 19)
     who = _who(actor)
     with store.writing():
         mv = resolve(store, spec)
@@ -363,6 +367,8 @@ def tag(
 ) -> TagChange:
     """Add and remove tags of a version; tags live in its state file, not the manifest."""
     add = [check_tag(t) for t in add]
+    for t in add:  # tags are pushed with the version: no credential (issue 19)
+        check_text(t, "the tag", FIXES["text"])
     remove = [check_tag(t) for t in remove]
     if not add and not remove:
         raise InvalidInput("give at least one tag to add or remove")

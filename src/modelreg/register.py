@@ -2,7 +2,8 @@
 
 Order of work, so that bad input changes nothing and a crash leaves the store valid:
 
-1. validate every argument and open every input (no store writes yet);
+1. validate every argument and open every input (no store writes yet), and refuse any
+   credential that would be written (`modelreg.manifest_credentials`, issue 19);
 2. if the version already exists, hash the inputs read-only and compare: identical content
    is a no-op, other content a Conflict (nothing was written either way);
 3. copy the files into `objects/` while hashing (outside the lock: objects are immutable);
@@ -37,6 +38,7 @@ from modelreg.manifest import (
     check_files,
     detect_format,
 )
+from modelreg.manifest_credentials import refuse_credentials
 from modelreg.names import FIRST_BASE, Version, check_name, check_path, check_tag
 from modelreg.version import __version__
 
@@ -233,6 +235,11 @@ def register(
         else None
     )
     who = _check_text(author or default_author(), "--author")
+    # Issue 19: no credential enters a manifest (the requirements file was checked as read).
+    refuse_credentials(
+        params=norm_params, metrics=norm_metrics, message=message, tags=tags, author=who,
+        data=data_refs, code=code_ref, paths=[rel for rel, _ in inputs],
+    )  # fmt: skip
 
     def build(files: tuple[FileEntry, ...], ver: str, req_entry: FileEntry | None) -> ModelVersion:
         return ModelVersion(

@@ -35,6 +35,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelreg.credentials import refusal
 from modelreg.errors import InvalidInput
 from modelreg.requirements_conda import (
     is_conda_explicit,
@@ -143,8 +144,7 @@ def parse_requirements(data: bytes, name: str, source: str | None = None) -> Req
     text = text.removeprefix("\ufeff")
     hit = find_credential(text)
     if hit is not None:
-        line, host = hit
-        raise InvalidInput(f"{src}:{line}: holds a credential in a URL (for {host}); {FIX}")
+        raise InvalidInput(refusal(f"{src}:{hit.line}", hit, FIX))
     if fmt == "requirements" and is_conda_explicit(text):
         fmt = "conda-explicit"
     packages = _PARSERS[fmt](text, src)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator
-from urllib.parse import parse_qsl, urlsplit
 
+from modelreg.credentials import Credential, find_in_text, find_in_url, refusal
 from modelreg.errors import InvalidInput
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "FIX",
     "KNOWN",
     "URL_START_RE",
-    "credential_host",
     "find_credential",
     "logical_lines",
     "parse_line",
@@ -36,65 +35,26 @@ FIX = (
 
 # -- credentials ------------------------------------------------------------------------------
 
-_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
-_ENV_ONLY_RE = re.compile(r"(\$\{[A-Za-z_][A-Za-z0-9_]*\}|:)*")
-_SECRET_KEYS = ("token", "secret", "password", "passwd", "signature", "credential", "apikey")
-_SECRET_NAMES = {"key", "api_key", "api-key", "access_key", "sig", "pwd", "auth"}
 
+def find_credential(text: str) -> Credential | None:
+    """The first credential in a requirements file (with its 1-based line), or None.
 
-def find_credential(text: str) -> tuple[int, str] | None:
-    """The first line (1-based) holding a URL with a credential, and that URL's host.
-
-    A credential is a password in any URL's user info; a user name alone in a URL that is
+    Every URL is read as a package index URL (`modelreg.credentials.find_in_url` with
+    `index=True`): a password in any URL's user info; a user name alone in a URL that is
     not ssh (`https://TOKEN@github.com/...`; `git+ssh://git@github.com/...` is fine); a
     query parameter named like a secret (`token`, `key`, `X-Amz-Signature`...); or conda's
-    `/t/TOKEN/` path. `${NAME}` references are not credentials. Comments are scanned too:
-    the file is stored as it is.
+    `/t/TOKEN/` path. The well-known key shapes and `NAME=VALUE` assignments to a secret's
+    name count too (`modelreg.credentials.find_in_text`). `${NAME}` references are not
+    credentials. Comments are scanned too: the file is stored as it is.
 
     Args:
         text: The whole file.
 
     Returns:
-        (line number, host) of the first credential, or None.
+        The first credential, its `line` set, or None.
     """
-    for number, line in enumerate(text.splitlines(), 1):
-        for match in _URL_RE.finditer(line):
-            host = credential_host(match.group())
-            if host is not None:
-                return number, host
-    return None
-
-
-def credential_host(url: str) -> str | None:
-    """The host of `url` when it holds a credential, else None."""
-    scheme, _, rest = url.partition("://")
-    authority = rest.split("/", 1)[0]
-    userinfo, at, hostport = authority.rpartition("@")
-    host = (hostport if at else authority).split("?", 1)[0].split("#", 1)[0] or "?"
-    if at and not _env_only(userinfo):
-        _user, colon, password = userinfo.partition(":")
-        if password and not _env_only(password):
-            return host
-        if not (colon and password) and not scheme.lower().endswith("ssh"):
-            return host
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    for key, value in parse_qsl(parts.query, keep_blank_values=False):
-        k = key.lower()
-        secret_key = k in _SECRET_NAMES or any(word in k for word in _SECRET_KEYS)
-        if secret_key and not _env_only(value):
-            return host
-    segments = parts.path.split("/")
-    if len(segments) >= 3 and segments[1] == "t" and segments[2] and not _env_only(segments[2]):
-        return host  # anaconda.org's https://conda.anaconda.org/t/TOKEN/channel
-    return None
-
-
-def _env_only(value: str) -> bool:
-    """True when `value` is only `${NAME}` references (and colons): no secret written."""
-    return bool(value) and _ENV_ONLY_RE.fullmatch(value) is not None
+    hits = find_in_text(text, index=True)
+    return hits[0] if hits else None
 
 
 # -- requirements.txt -------------------------------------------------------------------------
@@ -204,9 +164,9 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def _check_url(url: str, where: str) -> None:
-    host = credential_host(url) if "://" in url else None
-    if host is not None:  # joined continuation lines can hide a URL from the line scan
-        raise InvalidInput(f"{where}: holds a credential in a URL (for {host}); {FIX}")
+    hit = find_in_url(url, index=True) if "://" in url else None
+    if hit is not None:  # joined continuation lines can hide a URL from the line scan
+        raise InvalidInput(refusal(where, hit, FIX))
 
 
 def _split_options(text: str, where: str) -> list[str]:

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelreg.catalog import has_versions
+from modelreg.credentials import check_text
 from modelreg.errors import InvalidInput, NotFound
+from modelreg.manifest_credentials import FIXES
 from modelreg.names import check_name
 from modelreg.refs import read_alias
 from modelreg.release.bucketing import format_weight
@@ -114,6 +116,7 @@ def commit(
     recovery: Recovery | None = None,
 ) -> ReleaseChange:
     """Raise the generation, append the history event, write, audit (lock held)."""
+    check_text(reason, "--reason", FIXES["text"])  # kept in the rollout's history (issue 19)
     generation = (before.generation if before else 0) + 1
     now = store.now()
     event = Event(
