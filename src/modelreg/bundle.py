@@ -6,6 +6,8 @@ A bundle is a plain tar (gzip-compressed when the file name ends in `.gz` or `.t
     manifest.yaml           the version manifest, byte for byte (its SHA-256 is the id)
     files/<path>            every file of the version, at its path inside the version
     requirements/<path>     the requirements file, when the version has one
+    signatures/<sha256>.sig the version's OMS signatures (issue 19), each checked on unpack
+                            as `mreg sign --attach` checks one, before anything is stored
 
 `pack` writes the two YAML documents first, so `unpack` reads the bundle in one streaming
 pass (memory stays bounded whatever the size, and `.tar.gz` works as well as `.tar`): every
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from modelreg import yamlio
+from modelreg import layout, oms, yamlio
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.fsutil import safe_join, tmp_name
 from modelreg.handle import StoreHandle
@@ -48,6 +50,7 @@ from modelreg.remote.ingest import (
     parse_manifest,
     stage_object,
 )
+from modelreg.signature_files import read_signatures
 from modelreg.tarsafe import (
     MAX_ENTRY_HEADERS,
     MAX_EXTENDED_HEADER,
@@ -73,6 +76,7 @@ __all__ = [
 
 HEADER = "mreg-bundle.yaml"
 MANIFEST = "manifest.yaml"
+_SIGNATURES = f"{layout.SIGNATURES}/"
 FORMAT = 1
 _MAX_DOC = yamlio.MAX_BYTES
 
@@ -207,6 +211,9 @@ def pack(
                     reader = _Hashing(fh)
                     tar.addfile(_info(name, f.size, mtime), reader)
                     check_received(reader.h.hexdigest(), f.sha256, "stored object")
+            for _sig, sig_path in read_signatures(store.root, mv.name, mv.version):
+                blob = sig_path.read_bytes()
+                tar.addfile(_info(_SIGNATURES + sig_path.name, len(blob), mtime), io.BytesIO(blob))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, out)
@@ -294,8 +301,26 @@ def _first_entry(path: Path) -> str | None:
     return None if first is None else first.name
 
 
+def _read_signature(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:
+    """A bundle's signature entry: bounded, and named by its digest.
+
+    The caller checks that it is a signature of the version (`oms`).
+    """
+    digest = member.name[len(_SIGNATURES) : -len(layout.SIGNATURE_SUFFIX)]
+    if not member.isreg() or not member.name.endswith(layout.SIGNATURE_SUFFIX):
+        raise InvalidInput(f"bundle entry {member.name!r} is not a signature file: refused")
+    if member.size > oms.MAX_BYTES:
+        raise IntegrityError(f"bundle entry {member.name!r} is too large for a signature")
+    fh = tar.extractfile(member)
+    assert fh is not None
+    blob = fh.read()
+    if hash_bytes(blob) != digest:
+        raise IntegrityError(f"{path}: bundle entry {member.name!r} is not named by its digest")
+    return blob
+
+
 def _read_bundle(
-    store: StoreHandle, path: Path, staged: dict[str, Path]
+    store: StoreHandle, path: Path, staged: dict[str, Path], sigs: list[bytes] | None = None
 ) -> tuple[bytes, ModelVersion, int]:
     """Read and verify the bundle `path` in one streaming pass, staging its new objects."""
     size = 0
@@ -315,6 +340,12 @@ def _read_bundle(
             expected, seen = _members(mv), set[str]()
             while (member := tar.next()) is not None:  # not `for`: it would restart
                 forget_entries(tar)  # one at a time: nothing here needs the earlier ones
+                if member.name.startswith(_SIGNATURES) and sigs is not None:
+                    if member.name in seen:
+                        raise InvalidInput(f"bundle entry {member.name!r} appears twice: refused")
+                    seen.add(member.name)
+                    sigs.append(_read_signature(tar, member, path))
+                    continue
                 f = _check_member(member, expected, seen)
                 if f is None:
                     continue
@@ -335,6 +366,11 @@ def _read_bundle(
         except TarLimit as exc:
             raise IntegrityError(f"{path}: {exc}") from None
     missing = sorted(set(expected) - seen)
+    for blob in sigs or ():  # before anything is stored: the same check as `sign --attach`
+        sig = oms.parse(blob, f"{path}: a signature")
+        problems = oms.coverage_problems(sig, {f.path: f.sha256 for f in mv.files})
+        if problems:
+            raise InvalidInput(f"{path}: a signature not of {name}@{version}: {problems[0]}")
     if missing:
         raise IntegrityError(f"{path}: bundle is incomplete, missing {', '.join(missing[:3])}")
     return data, mv, size
@@ -369,13 +405,14 @@ def unpack(store: StoreHandle, path: Path, *, actor: str | None = None) -> Unpac
     if tag is not None and not oci:
         raise InvalidInput(f"{path} is an mreg bundle (one version): it takes no :{tag}")
     staged: dict[str, Path] = {}  # digest -> verified temp file, committed only at the end
+    sigs: list[bytes] = []
     try:
         if oci:
             from modelreg.oci import read_layout
 
             data, mv, size = read_layout(store, path, staged, tag=tag)
         else:
-            data, mv, size = _read_bundle(store, path, staged)
+            data, mv, size = _read_bundle(store, path, staged, sigs)
         added = 0
         for digest in list(staged):  # every entry verified: now the objects enter the store
             store.objects.commit(staged.pop(digest), digest)
@@ -390,6 +427,10 @@ def unpack(store: StoreHandle, path: Path, *, actor: str | None = None) -> Unpac
                 actor or default_author(), "unpack", mv.name, version=mv.version, id=mv.id,
                 source=path.name if tag is None else f"{path.name}:{tag}",
             )  # fmt: skip
+        from modelreg.signatures import install
+
+        for blob in sigs:  # each new one audited as a `sign` entry
+            install(store, mv, blob, f"{path.name}: a signature", actor=actor, how="bundle")
     return UnpackResult(mv.name, mv.version, mv.id, created, added, size)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from modelreg import layout
+from modelreg import layout, oms
 from modelreg.errors import InvalidInput, NotFound
 from modelreg.fsutil import TMP_PREFIX
 from modelreg.names import Version, check_alias, check_name, parse_ref
@@ -34,7 +34,7 @@ MAX_AUDIT_BYTES = 64 * 1024 * 1024
 """The largest remote audit log a command reads (issue 15): about 150,000 entries."""
 REF_KINDS = ("alias", "state", "release")
 """The moving refs: compared three ways on sync (merge.py), never overwritten blindly."""
-Kind = Literal["manifest", "alias", "state", "release", "audit"]
+Kind = Literal["manifest", "alias", "state", "release", "audit", "signature"]
 _SUBDIRS: dict[str, Kind] = {
     layout.VERSIONS: "manifest",
     layout.ALIASES: "alias",
@@ -53,8 +53,21 @@ class Meta:
 
 
 def read_limit(rel: str) -> int:
-    """How many bytes of a remote metadata file may be read: the audit log's bound, or YAML's."""
-    return MAX_AUDIT_BYTES if rel == AUDIT else MAX_BYTES
+    """How many bytes of a remote metadata file may be read (the log's, a signature's, YAML's)."""
+    if rel == AUDIT:
+        return MAX_AUDIT_BYTES
+    return oms.MAX_BYTES if rel.endswith(layout.SIGNATURE_SUFFIX) else MAX_BYTES
+
+
+def _signature(rel: str, parts: list[str]) -> Meta | None:
+    """`models/NAME/signatures/V/<sha256>.sig`: a version's signature (issue 19)."""
+    digest = parts[-1][: -len(layout.SIGNATURE_SUFFIX)]
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        return None
+    name, version = check_name("/".join(parts[1:-3])), parts[-2]
+    if Version.parse(version).text != version:
+        return None
+    return Meta(rel, "signature", name, version)
 
 
 def classify(rel: str) -> Meta | None:
@@ -62,7 +75,16 @@ def classify(rel: str) -> Meta | None:
     if rel == AUDIT:
         return Meta(rel, "audit")
     parts = rel.split("/")
-    if not rel.endswith(".yaml") or any(p.startswith(TMP_PREFIX) for p in parts):
+    if any(p.startswith(TMP_PREFIX) for p in parts):
+        return None
+    if rel.endswith(layout.SIGNATURE_SUFFIX):
+        if parts[0] != layout.MODELS or len(parts) not in (5, 6) or parts[-3] != layout.SIGNATURES:
+            return None
+        try:
+            return _signature(rel, parts)
+        except InvalidInput:
+            return None
+    if not rel.endswith(".yaml"):
         return None
     try:
         if parts[0] == layout.MODELS and len(parts) in (4, 5) and parts[-2] in _SUBDIRS:
@@ -83,17 +105,18 @@ def classify(rel: str) -> Meta | None:
 
 
 def local_metadata(root: Path) -> dict[str, Meta]:
-    """Every metadata file of a local store (manifests, refs, rollout manifests, audit log)."""
+    """Every metadata file of a local store: manifests, signatures, refs, rollouts, the log."""
     out: dict[str, Meta] = {}
     for top in (layout.MODELS, layout.RELEASES):
         base = root / top
         if not base.is_dir():
             continue
-        for path in base.rglob("*.yaml"):
-            rel = path.relative_to(root).as_posix()
-            meta = classify(rel)
-            if meta is not None and path.is_file():
-                out[rel] = meta
+        for pattern in ("*.yaml", f"*{layout.SIGNATURE_SUFFIX}"):
+            for path in base.rglob(pattern):
+                rel = path.relative_to(root).as_posix()
+                meta = classify(rel)
+                if meta is not None and path.is_file():
+                    out[rel] = meta
     if (root / AUDIT).is_file():
         out[AUDIT] = Meta(AUDIT, "audit")
     return out
@@ -151,7 +174,7 @@ class Scope:
             return True
         if meta.model in self.models:
             return True
-        if meta.kind in ("manifest", "state"):
+        if meta.kind in ("manifest", "state", "signature"):
             return (str(meta.model), str(meta.key)) in self.versions
         if meta.kind == "alias":
             return (str(meta.model), str(meta.key)) in self.aliases

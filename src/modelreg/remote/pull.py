@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelreg import yamlio
+from modelreg import layout, yamlio
 from modelreg.errors import Conflict, IntegrityError, MregError
 from modelreg.fsutil import atomic_write, safe_join
 from modelreg.handle import StoreHandle
@@ -175,10 +175,12 @@ def _pull(
             conflicts.append(str(exc))
         except IntegrityError as exc:  # a file's size is not its object's (#15)
             rejected.append(str(exc))
+    updated_signatures = _pull_signatures(s, selected, rdata, local, rejected)
     if scope.everything:  # refs the remote does not have (any more): keep ours, push creates
         for rel in [r for r in s.tracking.base if r != AUDIT and r not in s.listing]:
             del s.tracking.base[rel]
     updated, kept = _pull_refs(s, selected, rdata, theirs, conflicts, rejected)
+    updated += updated_signatures
     audit_in, rebased = _pull_audit(s, rdata, rejected)
     rejected.extend(s.unreadable())  # links, oversized files: never read (#15)
     objects = len(todo) - len(bad)
@@ -197,6 +199,39 @@ def _pull(
         tuple(kept), audit_in, rebased, tuple(conflicts), tuple(rejected),
         time.monotonic() - t0,
     )  # fmt: skip
+
+
+def _pull_signatures(
+    s: Session,
+    selected: dict[str, Meta],
+    rdata: dict[str, bytes],
+    local: dict[str, Meta],
+    rejected: list[str],
+) -> list[str]:
+    """Install the remote's signatures this store lacks (issue 19).
+
+    Each is checked as `mreg sign --attach` checks one: an OMS signature, named by its
+    digest, of a version here, covering exactly its files. The `sign` entries travel in the
+    audit trail, so none is added.
+    """
+    from modelreg.catalog import load_version
+    from modelreg.signatures import install
+
+    out = []
+    for rel, m in sorted(selected.items()):
+        if m.kind != "signature" or rel in local or rel not in rdata:
+            continue
+        source = f"{s.url}/{rel}"
+        try:
+            if hash_bytes(rdata[rel]) + layout.SIGNATURE_SUFFIX != rel.rsplit("/", 1)[-1]:
+                raise IntegrityError(f"{source}: its content is not its name")
+            mv = load_version(s.store, str(m.model), str(m.key))
+            install(s.store, mv, rdata[rel], source, record=False)
+        except MregError as exc:  # a version not pulled, a foreign or damaged signature
+            rejected.append(str(exc))
+            continue
+        out.append(rel)
+    return out
 
 
 def _check_ref(store: StoreHandle, m: Meta, data: bytes, source: str) -> None:

@@ -205,6 +205,8 @@ def _compare(
             state = compare_ref(m.kind, ldata.get(rel), rdata.get(rel), s.tracking.base.get(rel))
             if state != "same":
                 refs[rel] = state
+        elif m.kind == "signature" and (rel in local) != (rel in metas):  # immutable: there or not
+            refs[rel] = "ahead" if rel in local else "behind"
     mine = parse_log(ldata.get(AUDIT, b""), str(s.store.audit.path))
     theirs = parse_log(rdata.get(AUDIT, b""), f"{s.url}/{AUDIT}")
     audit = compare_logs(mine, theirs, s.tracking.audit_base())

@@ -144,6 +144,14 @@ def _push(
         mv = parse_manifest(ldata[rel], str(m.model), str(m.key), str(store.root / rel))
         needed.update((f.sha256, f.size) for f in manifest_objects(mv))
         manifests.append(rel)
+    # signatures (issue 19): immutable, named by their digest, sent when the remote lacks them
+    signatures = []
+    for rel, m in local.items():
+        if m.kind == "signature":
+            if rel not in s.listing:
+                signatures.append(rel)
+            elif rdata.get(rel) != ldata[rel]:
+                conflicts.append(f"{rel} exists on the remote with other content")
     refs, remote_ahead = [], []
     for rel, m in local.items():
         if m.kind not in REF_KINDS:
@@ -195,18 +203,20 @@ def _push(
         sent, failed = wait_all({t.submit(t.upload, d, n): d for d, n in missing.items()})
         if failed:
             raise IntegrityError(f"push to {s.spec.name} stopped: {next(iter(failed.values()))}")
-        # 3. manifests, then refs, then the audit log
+        # 3. manifests, then their signatures, then refs, then the audit log
         for fut in [t.submit(_create, s, rel, ldata[rel]) for rel in manifests]:
+            fut.result()
+        for fut in [t.submit(_create, s, rel, ldata[rel]) for rel in signatures]:
             fut.result()
     lost = [rel for rel in refs if not _swap(s, rel, ldata[rel])]
     versions = tuple(sorted(f"{local[r].model}@{local[r].key}" for r in manifests))
-    if missing or manifests or len(lost) < len(refs):
+    if missing or manifests or signatures or len(lost) < len(refs):
         # 4. the push's own entry, appended before the log goes up so that it travels with
         # this push: the next push finds the remote log equal to ours and has nothing to do
         details: dict[str, Any] = {
             "remote": s.spec.name, "url": public_url(s.url), "objects": len(missing),
             "bytes": sent, "manifests": len(manifests), "versions": list(versions),
-            "refs": len(refs) - len(lost),
+            "refs": len(refs) - len(lost), "signatures": len(signatures),
         }  # fmt: skip
         if lost:
             details["refs_not_sent"] = sorted(lost)

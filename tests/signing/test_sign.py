@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from modelreg import Store
-
-from .conftest import snapshot
+from tests.conftest import snapshot
 
 pytest.importorskip("model_signing")
 serialization = pytest.importorskip("cryptography.hazmat.primitives.serialization")
@@ -121,9 +120,10 @@ def test_a_signature_made_by_model_signing_is_attached_and_a_version_has_several
     assert r.returncode == 0, r.stdout + r.stderr
     r = run_mreg("sign", "churn@1.0.0", "--attach", str(theirs), "--json")
     assert r.returncode == 0 and r.json()["changed"] is True, r.stderr
-    assert run_mreg("sign", "churn@1.0.0", "--attach", str(theirs), "--json").json()[
-        "changed"
-    ] is False  # the same file again: nothing changes
+    assert (
+        run_mreg("sign", "churn@1.0.0", "--attach", str(theirs), "--json").json()["changed"]
+        is False
+    )  # the same file again: nothing changes
     trusted = ["--key", f"ci={keys['ci'][1]}", "--key", f"reviewer={keys['reviewer'][1]}"]
     r = run_mreg("verify", "--signatures", *trusted, "--json")
     assert sorted((c["signer"], c["status"]) for c in r.json()["signatures"]) == [
@@ -230,9 +230,7 @@ def test_a_signature_that_does_not_hold_fails_verify(
     assert any("does not hold" in p for p in r.json()["problems"])
 
 
-def test_fsck_checks_the_signature_files(
-    store: Store, run_mreg, keys, model_dir: Path
-) -> None:
+def test_fsck_checks_the_signature_files(store: Store, run_mreg, keys, model_dir: Path) -> None:
     assert run_mreg("register", "churn", str(model_dir), "-V", "1.0.0", "--no-code",
                     "--sign", str(keys["ci"][0])).ok  # fmt: skip
     assert run_mreg("fsck").ok
