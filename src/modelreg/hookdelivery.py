@@ -18,8 +18,9 @@ released: it delivers what is due within `MREG_HOOK_TIMEOUT` seconds (default 2)
 and reports a failure through the handle's `notes` (the CLI prints one line on stderr).
 
 A `pull` that re-chains this store's entries after the remote's rewrites the trail; the
-cursor then no longer matches, and delivery resumes after the newest delivered entry still
-in place, skipping the entries whose ids it delivered (docs/hooks.md, "Pulled entries").
+cursor then no longer matches, and delivery resumes after the newest of the cursor's marks
+(entries it passed) still in place, skipping the ids it delivered already
+(docs/hooks.md, "Pulled entries").
 
 Storage layer: the trail, the config and the cursor files, and `urllib` to POST.
 """
@@ -89,6 +90,10 @@ class Cursor:
     end: int = 0
     """Byte offset just after it: where the entries to deliver begin."""
     recent: list[tuple[int, str, str]] = field(default_factory=list)
+    marks: list[tuple[int, str]] = field(default_factory=list)
+    """(seq, hash) of entries at or before the cursor: the last few, then one per power of
+    two further back. After a pull rewrote the trail, the newest still in place is where
+    the trail the hook saw and the new one agree."""
     delivered: int = 0
     attempts: int = 0
     next_try: float = 0.0
@@ -105,6 +110,7 @@ class Cursor:
             "start": self.start,
             "end": self.end,
             "recent": [list(r) for r in self.recent],
+            "marks": [list(m) for m in self.marks],
             "delivered": self.delivered,
             "attempts": self.attempts,
             "next_try": self.next_try,
@@ -120,7 +126,8 @@ class Cursor:
             raise ValueError("not a hook cursor")
         return cls(
             int(doc["seq"]), str(doc["hash"]), int(doc["start"]), int(doc["end"]),
-            [(int(s), str(h), str(i)) for s, h, i in doc["recent"]], int(doc["delivered"]),
+            [(int(s), str(h), str(i)) for s, h, i in doc["recent"]],
+            [(int(s), str(h)) for s, h in doc.get("marks", [])], int(doc["delivered"]),
             int(doc["attempts"]), float(doc["next_try"]), doc.get("last_ok"),
             doc.get("last_error"), doc.get("last_error_time"),
         )  # fmt: skip
@@ -128,10 +135,20 @@ class Cursor:
     def passed(self, e: AuditEntry, start: int, end: int, *, sent: bool = False) -> None:
         """Move past entry `e` (at bytes `start:end`); `sent`: it was delivered."""
         self.seq, self.hash, self.start, self.end = e.seq, e.hash, start, end
+        self.marks = _thin([*self.marks, (e.seq, e.hash)], e.seq)
         if sent:
             self.recent = [*self.recent, (e.seq, e.hash, event_id(e.to_dict()))][-RECENT:]
             self.delivered += 1
             self.attempts, self.next_try = 0, 0.0
+
+
+def _thin(marks: list[tuple[int, str]], seq: int) -> list[tuple[int, str]]:
+    """Keep the last 16 marks, and the oldest of those `2**k` to `2**(k+1)` entries back."""
+    keep = marks[-16:]
+    buckets: dict[int, tuple[int, str]] = {}
+    for m in marks[:-16]:
+        buckets.setdefault((seq - m[0]).bit_length(), m)
+    return sorted({*buckets.values(), *keep})
 
 
 def read_cursor(root: Path, hook: str) -> Cursor | None:
@@ -193,8 +210,9 @@ def _pending(root: Path, c: Cursor) -> tuple[list[tuple[AuditEntry, int, int]], 
     """The entries after the cursor, and the ids among them delivered already.
 
     When the trail was rewritten (a pull re-chained local entries after the remote's), the
-    newest remembered delivery still in place is the anchor: the trail up to it is the one
-    the hook saw; after it, the remembered ids are skipped. None in place: from the start.
+    newest entry the cursor remembers (its marks and deliveries) that is still in place is
+    the anchor: up to it, the trail is the one the hook saw; after it, the ids it delivered
+    are skipped. None in place: from the start.
     """
     path = root / layout.AUDIT_LOG
     if _still_there(path, c):
@@ -202,7 +220,8 @@ def _pending(root: Path, c: Cursor) -> tuple[list[tuple[AuditEntry, int, int]], 
     everything = _entries_from(path, 0)
     at = {e.seq: i for i, (e, _, _) in enumerate(everything)}
     anchor = 0
-    for seq, digest, _ in [(c.seq, c.hash, ""), *reversed(c.recent)]:
+    candidates = sorted({(c.seq, c.hash), *c.marks, *((r[0], r[1]) for r in c.recent)})
+    for seq, digest in reversed(candidates):
         i = at.get(seq)
         if i is not None and everything[i][0].hash == digest:
             anchor = i + 1
@@ -217,6 +236,11 @@ def end_cursor(root: Path) -> Cursor:
     if entries:
         e, start, end = entries[-1]
         c.passed(e, start, end)
+        back = [*range(1, 16), *(2**k for k in range(4, len(entries).bit_length()))]
+        c.marks = sorted(
+            {(x.seq, x.hash) for x, _, _ in (entries[-1 - b] for b in back if b < len(entries))}
+            | {(e.seq, e.hash)}
+        )
     return c
 
 

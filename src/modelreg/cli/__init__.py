@@ -32,6 +32,7 @@ MODULES = (
     "bundle",
     "validate",
     "maintenance",
+    "hooks",
     "ui",
 )
 
