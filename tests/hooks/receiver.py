@@ -45,7 +45,9 @@ def verify(secret: bytes, r: Received, *, tolerance: float = 300) -> bool:
     parts = dict(p.split("=", 1) for p in r.headers.get("X-Mreg-Signature", "").split(","))
     t = parts.get("t", "0")
     stamped = hmac.new(secret, t.encode() + b"." + r.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(stamped, parts.get("v1", "")) and abs(time.time() - int(t)) < tolerance
+    return (
+        hmac.compare_digest(stamped, parts.get("v1", "")) and abs(time.time() - int(t)) < tolerance
+    )
 
 
 class Receiver:
@@ -68,7 +70,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with outer.lock:
                     outer.received.append(Received(self.path, dict(self.headers), data))

@@ -132,7 +132,9 @@ def test_backoff_keeps_commands_fast_and_hook_deliver_sends_now(model, receiver,
     model.promote("m@1.2.0", "production")
     assert len(receiver.received) == 1  # not due: this command did not try
     (info,) = model.hook_list()
-    assert info.backlog == 2 and info.last_error == "HTTP 503" and info.to_dict()["next_try_in"] > 2000
+    assert (
+        info.backlog == 2 and info.last_error == "HTTP 503" and info.to_dict()["next_try_in"] > 2000
+    )
     with pytest.raises(DeliveryFailed):
         model.hook_deliver()  # now, despite the backoff; still 503: exit 1
     receiver.status = 200
