@@ -260,7 +260,7 @@ def summary(entry: dict[str, Any]) -> str:
     if action.startswith("release.") and model:
         step = action.removeprefix("release.")
         state = f", {d['state']}" if d.get("state") else ""
-        weight = f", canary weight {d['weight']}" if d.get("weight") is not None else ""
+        weight = f", canary weight {d['weight']}%" if d.get("weight") is not None else ""
         release = f" (release {d['release']})" if d.get("release") is not None else ""
         return f"{who} release {step} {model}{release}{state}{weight}{reason}"
     target = f" {model}" if model else ""

@@ -102,7 +102,7 @@ def test_slack_format_is_one_line_of_text(model, receiver):
     assert all(set(t) == {"text"} for t in texts)
     assert texts[0]["text"] == "alice promoted m@1.2.0 to production (was 1.0.0): best f1"
     assert texts[2]["text"].startswith("bob release abort m (release ")
-    assert texts[2]["text"].endswith(": errors up") and "aborted" in texts[2]["text"]
+    assert texts[2]["text"].endswith(", aborted, canary weight 0%: errors up")
 
 
 def test_a_down_receiver_is_retried_by_later_commands_in_order(model, receiver, monkeypatch):
@@ -243,3 +243,18 @@ def test_the_store_holds_no_secret_and_stays_valid(model, receiver):
     assert model.validate().ok
     state = json.loads((model.root / "hooks" / "ci.json").read_bytes())
     assert state["seq"] == model.log()[-1].seq
+
+
+def test_the_verifier_in_docs_hooks_md_accepts_deliveries_and_refuses_forgeries(model, receiver):
+    doc = (Path(__file__).parents[2] / "docs" / "hooks.md").read_text()
+    code = doc.split("### Verifying a delivery")[1].split("```python")[1].split("```")[0]
+    scope: dict[str, object] = {}
+    exec(code, scope)
+    verify_doc = scope["verify"]
+    model.hook_add(receiver.url, name="ci", secret_env="HOOK_SECRET")
+    model.promote("m@1.1.0", "production")
+    (r,) = receiver.received
+    assert verify_doc(SECRET.encode(), r.headers, r.body)
+    assert not verify_doc(b"wrong", r.headers, r.body)
+    assert not verify_doc(SECRET.encode(), r.headers, r.body.replace(b"1.1.0", b"1.2.0"))
+    assert not verify_doc(SECRET.encode(), r.headers, r.body, tolerance=-1)  # a replay, later
