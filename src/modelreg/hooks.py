@@ -23,16 +23,8 @@ from modelreg import layout
 from modelreg.config import StoreConfig
 from modelreg.errors import InvalidInput, MregError, NotFound
 from modelreg.handle import StoreHandle
-from modelreg.hookdelivery import (
-    Cursor,
-    DeliveryReport,
-    backlog,
-    deliver,
-    end_cursor,
-    post,
-    read_cursor,
-    write_cursor,
-)
+from modelreg.hookcursor import Cursor, backlog, end_cursor, read_cursor, write_cursor
+from modelreg.hookdelivery import DeliveryReport, deliver, post
 from modelreg.hookspec import HookSpec, check_hook_name, check_url, headers, ping_body
 
 __all__ = [
