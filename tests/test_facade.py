@@ -68,6 +68,11 @@ COMMANDS: dict[str, str | None] = {
     # release_export_apply for --exec/--git, release_target_add for --as-target
     "release targets": "release_status",  # (.targets); release_target_remove for --remove
     "release apply": "release_apply",
+    "hook add": "hook_add",
+    "hook list": "hook_list",
+    "hook remove": "hook_remove",
+    "hook test": "hook_test",
+    "hook deliver": "hook_deliver",
     # apps (docs/architecture.md): they are above the facade, not in it
     "demo": None,  # builds its own store in a temporary directory (modelreg.demo.run_demo)
     "ui": None,  # the web view (modelreg.ui), serves a store or a remote
@@ -97,6 +102,11 @@ DOMAIN: dict[str, tuple[str, str]] = {
     "alias_at": ("modelreg.aliasat", "alias_at"),
     # (log calls auditquery.entries with model=name, but keeps its positional name and limit)
     "fsck": ("modelreg.fsck", "fsck"),
+    "hook_add": ("modelreg.hooks", "add"),
+    "hook_list": ("modelreg.hooks", "hooks"),
+    "hook_remove": ("modelreg.hooks", "remove"),
+    "hook_test": ("modelreg.hooks", "test"),
+    "hook_deliver": ("modelreg.hooks", "deliver_now"),
     "gc": ("modelreg.gc", "gc"),
     "check_large_models": ("modelreg.validate", "check_large_models"),  # static: no handle
     "validate": ("modelreg.validate", "validate"),  # the store is `store=`, here self

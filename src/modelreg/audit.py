@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelreg.errors import IntegrityError
+from modelreg.errors import IntegrityError, InvalidInput
 from modelreg.fsutil import atomic_write
 
-__all__ = ["GENESIS", "AuditEntry", "AuditLog", "head_bytes"]
+__all__ = ["GENESIS", "AuditEntry", "AuditLog", "action_matches", "action_pattern", "head_bytes"]
 
 GENESIS = "0" * 64
 _TAIL_BYTES = 1 << 16
@@ -101,6 +101,28 @@ class AuditEntry:
             prev=str(doc["prev"]),
             hash=str(doc["hash"]),
         )
+
+
+def action_pattern(action: str) -> tuple[str, bool]:
+    """(text, is_prefix) of an action pattern; InvalidInput for a malformed one.
+
+    An exact action (`promote`), or a prefix ending in a single `*` (`release.*`, `pull*`,
+    `*`): the one grammar of `mreg log --action` and of `mreg hook add --event`.
+    """
+    if not action.strip():
+        raise InvalidInput("the action to match is empty: give one, e.g. promote or release.*")
+    head, star, rest = action.partition("*")
+    if rest or (star and "*" in head):
+        raise InvalidInput(
+            f"action {action!r}: only a trailing * is supported (release.*, pull*), or none"
+        )
+    return head, bool(star)
+
+
+def action_matches(pattern: tuple[str, bool], action: str) -> bool:
+    """True when `action` matches a pattern of `action_pattern`."""
+    text, prefix = pattern
+    return action.startswith(text) if prefix else action == text
 
 
 def head_bytes(last: AuditEntry | None) -> bytes:

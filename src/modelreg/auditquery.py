@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelreg.audit import AuditEntry
+from modelreg.audit import action_pattern as _action_matcher
 from modelreg.errors import IntegrityError, InvalidInput
 from modelreg.handle import StoreHandle
 from modelreg.names import check_name
@@ -122,18 +123,6 @@ def _stored_time(text: str, where: str) -> datetime:
 
 
 # -- mreg log -------------------------------------------------------------------------------
-
-
-def _action_matcher(action: str) -> tuple[str, bool]:
-    """(text, is_prefix) of an action pattern; InvalidInput for a malformed one."""
-    if not action.strip():
-        raise InvalidInput("the action to match is empty: give one, e.g. promote or release.*")
-    head, star, rest = action.partition("*")
-    if rest or (star and "*" in head):
-        raise InvalidInput(
-            f"action {action!r}: only a trailing * is supported (release.*, pull*), or none"
-        )
-    return head, bool(star)
 
 
 def entries(

@@ -16,6 +16,7 @@ from modelreg.fsutil import atomic_write
 from modelreg.names import check_alias
 
 if TYPE_CHECKING:
+    from modelreg.hookspec import HookSpec
     from modelreg.release.targetspec import TargetSpec
     from modelreg.remote.spec import RemoteSpec
 
@@ -39,6 +40,8 @@ class StoreConfig:
     default_remote: str | None = None
     targets: dict[str, tuple[TargetSpec, ...]] = field(default_factory=dict)
     """Release targets per model (`modelreg.release.targetspec`; written only when set)."""
+    hooks: dict[str, HookSpec] = field(default_factory=dict)
+    """Webhooks on audit events (`modelreg.hookspec`, docs/hooks.md; written only when set)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The document written to `config.yaml`."""
@@ -54,6 +57,8 @@ class StoreConfig:
             doc["default_remote"] = self.default_remote
         if self.targets:
             doc["targets"] = {m: [t.to_dict() for t in ts] for m, ts in self.targets.items() if ts}
+        if self.hooks:
+            doc["hooks"] = {n: h.to_dict() for n, h in self.hooks.items()}
         return doc
 
     @classmethod
@@ -105,12 +110,18 @@ class StoreConfig:
                 targets = targets_from_config(doc["targets"], source)
             except InvalidInput as exc:
                 raise IntegrityError(str(exc)) from None
+        hooks: dict[str, HookSpec] = {}
+        if doc.get("hooks"):
+            from modelreg.hookspec import parse_hooks
+
+            hooks = parse_hooks(doc["hooks"], source)
         if "remotes" not in doc and "default_remote" not in doc:
             # remote.config not imported: ~3 ms less
-            return cls(format=FORMAT, gates=parsed, targets=targets)
+            return cls(format=FORMAT, gates=parsed, targets=targets, hooks=hooks)
         from modelreg.remote.spec import parse_remotes
 
         remotes, default = parse_remotes(doc, source)
         return cls(
-            format=FORMAT, gates=parsed, remotes=remotes, default_remote=default, targets=targets
-        )
+            format=FORMAT, gates=parsed, remotes=remotes, default_remote=default, targets=targets,
+            hooks=hooks,
+        )  # fmt: skip

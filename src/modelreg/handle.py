@@ -53,6 +53,9 @@ class StoreHandle:
         self._lock: StoreLock | None = None
         self._depth = 0
         """How many `locked()` blocks of this handle are open (the index syncs at 0)."""
+        self.notes: Callable[[str], None] | None = None
+        """Where a write's side remarks go (a webhook that failed, issue 19): the CLI prints
+        them as one line on stderr; None logs them (logger `modelreg.hooks`)."""
 
     # Built on first use: read-only commands such as `mreg show` never import them.
     @cached_property
@@ -172,7 +175,9 @@ class StoreHandle:
         """Hold the store's write lock (re-entrant within this handle).
 
         The outermost block marks the derived index dirty when it starts and catches it up
-        with what was written when it ends (`modelreg.index`, issue 18).
+        with what was written when it ends (`modelreg.index`, issue 18). When it ends without
+        error and the lock is released, the store's webhooks get what is due, within a short
+        budget (`modelreg.hookdelivery.after_write`, issue 19).
         """
         from modelreg import index
 
@@ -187,6 +192,10 @@ class StoreHandle:
                 self._depth -= 1
                 if outer:
                     index.after_write(self)
+        if outer and self.config.hooks:
+            from modelreg.hookdelivery import after_write
+
+            after_write(self, self.notes)
 
     @contextmanager
     def locked_nowait(self) -> Iterator[None]:

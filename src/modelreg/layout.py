@@ -13,6 +13,7 @@ The on-disk contract is docs/store-format.md::
       metrics/NAME/...                  what routers recorded (serving/metrics.py's format)
       audit/log.jsonl, audit/head.json  hash-chained audit trail and its head
       remotes/NAME/                     what this store tracks of each remote
+      hooks/NAME.json                   each webhook's delivery cursor (local, never pushed)
       locks/store.lock                  the write lock
       cache/versions/<id>/              versions materialised for routers (serving)
       tmp/                              staging for objects
@@ -38,6 +39,8 @@ __all__ = [
     "CACHE",
     "CONFIG",
     "DIRNAME",
+    "HOOKS",
+    "HOOKS_LOCK",
     "INDEX",
     "INDEX_MARK",
     "LOCK",
@@ -57,6 +60,7 @@ __all__ = [
     "aliases_dir",
     "analysis_log",
     "find_root",
+    "hook_state",
     "manifest_path",
     "metrics_dir",
     "model_dir",
@@ -103,6 +107,9 @@ LOCKS = "locks"
 REMOTES = "remotes"
 TMP = "tmp"
 LOCK = "locks/store.lock"
+HOOKS = "hooks"
+HOOKS_LOCK = "locks/hooks.lock"
+"""Held by the one process delivering webhooks; commands skip delivery while it is taken."""
 AUDIT_LOG = "audit/log.jsonl"
 AUDIT_HEAD = "audit/head.json"
 SUBDIRS = (OBJECTS, MODELS, "audit", LOCKS, TMP)
@@ -226,6 +233,11 @@ def target_state(root: Path, name: str) -> Path:
 def watch_lock(root: Path, name: str) -> Path:
     """The lock one `release watch` of a model holds (`locks/watch-NAME.lock`)."""
     return root / LOCKS / f"watch-{check_name(name).replace('/', '--')}.lock"
+
+
+def hook_state(root: Path, hook: str) -> Path:
+    """`hooks/NAME.json`: a webhook's delivery cursor (the name is checked by `hookspec`)."""
+    return root / HOOKS / f"{hook}.json"
 
 
 def metrics_dir(root: Path, name: str) -> Path:

@@ -11,7 +11,7 @@ docs/store-format.md), the config in `modelreg.config`.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from modelreg.conditions import Condition
     from modelreg.fsck import FsckReport
     from modelreg.gc import GcReport
+    from modelreg.hookdelivery import DeliveryReport
+    from modelreg.hooks import HookInfo, HookTest
+    from modelreg.hookspec import HookSpec
     from modelreg.listing import VersionPage
     from modelreg.manifest import ModelVersion
     from modelreg.register import ProgressStart, RegisterResult
@@ -363,6 +366,60 @@ class Store(ReleaseCommands):
         from modelreg.bundle import unpack
 
         return unpack(self, Path(path))
+
+    # -- webhooks on audit events (issue 19): thin facades over modelreg.hooks -----------------
+
+    def hook_add(
+        self,
+        url: str,
+        *,
+        name: str | None = None,
+        events: Sequence[str] = (),
+        secret_env: str | None = None,
+        format: str = "json",
+        from_start: bool = False,
+    ) -> HookInfo:
+        """Configure a webhook on audit events, signed with the secret in `secret_env`."""
+        from modelreg.hooks import add
+
+        return add(
+            self, url, name=name, events=events, secret_env=secret_env, format=format,
+            from_start=from_start,
+        )  # fmt: skip
+
+    def hook_list(self) -> list[HookInfo]:
+        """Every webhook with its backlog and its last delivery or error (`mreg hook list`)."""
+        from modelreg.hooks import hooks
+
+        return hooks(self)
+
+    def hook_remove(self, name: str) -> HookSpec:
+        """Remove a webhook and its delivery cursor (`mreg hook remove`)."""
+        from modelreg.hooks import remove
+
+        return remove(self, name)
+
+    def hook_test(self, name: str, *, timeout: float = 10.0) -> HookTest:
+        """Send a signed `ping` to a webhook now (`mreg hook test`)."""
+        from modelreg.hooks import test
+
+        return test(self, name, timeout=timeout)
+
+    def hook_deliver(
+        self,
+        *,
+        loop: bool = False,
+        interval: float = 5.0,
+        timeout: float = 10.0,
+        on_round: Callable[[DeliveryReport], None] | None = None,
+        rounds: int | None = None,
+    ) -> DeliveryReport:
+        """Deliver the waiting webhook events now, or every `interval` seconds (`loop`)."""
+        from modelreg.hooks import deliver_now
+
+        return deliver_now(
+            self, loop=loop, interval=interval, timeout=timeout, on_round=on_round, rounds=rounds
+        )
 
     # -- maintenance and checks (issues 7, 8) --------------------------------------------------
 

@@ -33,6 +33,7 @@ MODULES = (
     "bundle",
     "validate",
     "maintenance",
+    "hooks",
     "ui",
 )
 

@@ -27,7 +27,14 @@ JsonOpt = Annotated[
 
 
 def open_store(path: Path | None) -> Store:
-    """Resolve the store once, here at the edge."""
+    """Resolve the store once, here at the edge; its side remarks go to stderr, a line each.
+
+    (A webhook that failed after a write is such a remark: the command's result and exit
+    code stay those of the write, issue 19.)
+    """
+    from modelreg.cli._output import stderr_line
     from modelreg.store import Store
 
-    return Store.discover(path)
+    store = Store.discover(path)
+    store.notes = stderr_line
+    return store

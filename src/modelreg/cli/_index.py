@@ -191,6 +191,12 @@ SUMMARY: tuple[tuple[str, str, str, bool], ...] = (
         "Configure remotes: where push, pull and fetch send and read the store.",
         True,
     ),
+    (
+        "hook",
+        "hooks",
+        "Webhooks on audit events: POST promotions, rollbacks, releases to a URL, signed.",
+        True,
+    ),
 )
 # -- end generated --
 
