@@ -45,6 +45,7 @@ __all__ = [
     "attach",
     "check",
     "choose_signature",
+    "holds",
     "install",
     "read_signatures",
     "sign",
@@ -316,7 +317,6 @@ def check(store: StoreHandle, mv: ModelVersion, keys: Sequence[TrustedKey]) -> l
         return []
     by_id: Mapping[str, TrustedKey] = {k.id: k for k in keys}
     out = []
-    ms = None
     with _tree(store, mv) as tree:
         for sig, path in sigs:
             key = by_id.get(sig.key or "")
@@ -324,16 +324,24 @@ def check(store: StoreHandle, mv: ModelVersion, keys: Sequence[TrustedKey]) -> l
                 out.append(SignatureCheck(mv.name, mv.version, sig, "untrusted", sig.signer,
                                           "made with a key that is not trusted here"))  # fmt: skip
                 continue
-            ms = ms or _model_signing()
-            config = ms.verifying.Config().set_hashing_config(_hashing(ms))
-            try:
-                config.use_elliptic_key_verifier(public_key=key.path).verify(tree, path)
-            except Exception as exc:
-                out.append(SignatureCheck(mv.name, mv.version, sig, "invalid", key.name,
-                                          _first_line(exc)))  # fmt: skip
-            else:
-                out.append(SignatureCheck(mv.name, mv.version, sig, "valid", key.name))
+            problem = holds(tree, path, key)
+            status = "valid" if problem is None else "invalid"
+            out.append(SignatureCheck(mv.name, mv.version, sig, status, key.name, problem or ""))
     return out
+
+
+def holds(tree: Path, signature: Path, key: TrustedKey) -> str | None:
+    """Why an OMS signature made with `key` does not hold for the files in `tree` (None: it does).
+
+    `model_signing` verifies the envelope with the key and re-hashes every file.
+    """
+    ms = _model_signing()
+    config = ms.verifying.Config().set_hashing_config(_hashing(ms))
+    try:
+        config.use_elliptic_key_verifier(public_key=key.path).verify(tree, signature)
+    except Exception as exc:  # model_signing raises ValueError, KeyError and others
+        return _first_line(exc)
+    return None
 
 
 def choose_signature(store: StoreHandle, spec: str, keys: Sequence[TrustedKey] = ()) -> Path:

@@ -135,3 +135,30 @@ def test_a_bundle_with_a_foreign_signature_changes_nothing(tmp_path: Path) -> No
     with pytest.raises(InvalidInput, match=r"a signature not of fraud@1\.0\.0"):
         bob.unpack(bundle)
     assert snapshot(bob.root) == before
+
+
+def test_a_router_on_the_remote_serves_only_signed_versions(s3: Target, tmp_path: Path) -> None:
+    from modelreg.errors import IntegrityError
+    from modelreg.serving import Router
+
+    ci, ci_pub = make_key(tmp_path, "ci")
+    alice = Store.init(tmp_path / "alice")
+    register(alice, tmp_path, {"model.bin": blob(2000)}, version="1.0.0")
+    alice.sign("fraud@1.0.0", key=ci)
+    alice.promote("fraud@1.0.0", "production")
+    s3.add(alice)
+    alice.push()
+    router = Router.open(
+        "fraud", store=s3.url, options=s3.options, cache_dir=tmp_path / "cache",
+        check_interval_ms=0, trusted_keys=[f"ci={ci_pub}"],
+    )  # fmt: skip
+    assert router.route("u").target.version == "1.0.0"
+    register(alice, tmp_path, {"model.bin": blob(2000, seed=1)}, version="2.0.0")
+    alice.promote("fraud@2.0.0", "production")
+    alice.push()
+    with pytest.raises(IntegrityError, match="no signature by a trusted key"):
+        router.check()
+    assert router.route("u").target.version == "1.0.0"
+    alice.sign("fraud@2.0.0", key=ci)
+    alice.push()
+    assert router.check() and router.route("u").target.version == "2.0.0"

@@ -216,8 +216,10 @@ def _push(
         details: dict[str, Any] = {
             "remote": s.spec.name, "url": public_url(s.url), "objects": len(missing),
             "bytes": sent, "manifests": len(manifests), "versions": list(versions),
-            "refs": len(refs) - len(lost), "signatures": len(signatures),
+            "refs": len(refs) - len(lost),
         }  # fmt: skip
+        if signatures:
+            details["signatures"] = len(signatures)
         if lost:
             details["refs_not_sent"] = sorted(lost)
         record(store, "push", **details)

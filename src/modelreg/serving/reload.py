@@ -157,6 +157,12 @@ class Source:
         """The directory holding the version's files, materialised once (see `materialize`)."""
         return materialize(self.root, cache_dir, digest, files)
 
+    def signatures(self, name: str, version: str) -> list[bytes]:
+        """The bytes of the version's OMS signature files (issue 19)."""
+        from modelreg.signature_files import read_signatures
+
+        return [p.read_bytes() for _, p in read_signatures(self.root, name, version)]
+
 
 def parse_rollout(data: bytes, source: str, name: str) -> Rollout:
     """Parse and validate rollout manifest bytes (raise IntegrityError saying why)."""

@@ -105,6 +105,17 @@ class RemoteSource(Source):
             self._get(rel), f"{self.remote.url}/{rel}", name, version, digest
         )
 
+    def signatures(self, name: str, version: str) -> list[bytes]:
+        """The bytes of the version's OMS signature files on the remote (each bounded)."""
+        from modelreg import oms
+
+        backend = self.remote.backend
+        where = layout.rel_signatures(name, version)
+        with backend.errors():
+            rels = [r for r in backend.list(where) if r.endswith(layout.SIGNATURE_SUFFIX)]
+            found = [backend.read(r, limit=oms.MAX_BYTES) for r in sorted(rels)]
+        return [b for b in found if b is not None]
+
     def prepare(self, cache_dir: Path, digest: str, files: tuple[FileSpec, ...]) -> Path:
         """Download the objects into the cache (verified), then materialise the version."""
         for f in files:

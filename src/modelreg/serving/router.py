@@ -24,7 +24,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from modelreg.serving.reload import (
     parse_rollout,
     store_root,
 )
+from modelreg.serving.signed import load_trusted, require_signature
 
 __all__ = ["Decision", "Router", "RouterStats", "Target"]
 
@@ -72,9 +73,11 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         flush_interval_s: float = FLUSH_INTERVAL_S,
+        trusted_keys: Sequence[str] = (),
     ) -> None:
         if not check_interval_ms >= 0:
             raise InvalidInput("check_interval_ms must be 0 or more")
+        self._trusted = load_trusted(trusted_keys, materialize)
         self.name = source.name
         self._source = source
         self._interval = check_interval_ms / 1000.0
@@ -129,6 +132,7 @@ class Router:
         wall: Callable[[], float] = time.time,
         flush_interval_s: float = FLUSH_INTERVAL_S,
         options: Mapping[str, Any] | None = None,
+        trusted_keys: Sequence[str] = (),
     ) -> Router:
         """Open a router for model `name` in a local store, or on a remote one.
 
@@ -154,6 +158,8 @@ class Router:
                 (for a remote store: under the local cache).
             options: Driver options of a remote store (`endpoint_url`, `region`...), as
                 `mreg remote add --option`; never credentials.
+            trusted_keys: Public keys (`NAME=PEM` or `PEM`): serve only versions signed by
+                one of them (see `modelreg.serving.signed`).
 
         Raises:
             NotFound: no store, no such model, or nothing to route to (no release and no
@@ -181,6 +187,7 @@ class Router:
             clock=clock,
             wall=wall,
             flush_interval_s=flush_interval_s,
+            trusted_keys=trusted_keys,
         )
         if background:
             router._start_thread()
@@ -327,6 +334,8 @@ class Router:
                 path = self._source.prepare(self._cache_dir, digest, files)
         except OSError as exc:  # unreadable store, read-only cache directory, disk full...
             raise IntegrityError(f"{name}@{version}: cannot prepare its files ({exc})") from None
+        if self._trusted and path is not None:
+            require_signature(self._source, self._trusted, name, version, path)
         return Target(version, digest, path, tuple(f.path for f in files))
 
     def _build(self, data: tuple[bytes | None, bytes | None], had_rollout: bool) -> Config:
