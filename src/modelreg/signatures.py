@@ -90,11 +90,17 @@ class Signer:
 
 @dataclass(frozen=True)
 class TrustedKey:
-    """A public key trusted to sign, by name (`ci`) and file."""
+    """A public key, or a root certificate, trusted to sign: by name (`ci`) and file."""
 
     name: str
     path: Path
     id: str
+    """The key's id (`oms.key_id`); for a root certificate, `ca:` and its file's SHA-256."""
+
+    @property
+    def is_ca(self) -> bool:
+        """True for a root certificate: it trusts signatures whose chain leads to it."""
+        return self.id.startswith("ca:")
 
 
 @dataclass(frozen=True)
@@ -264,7 +270,9 @@ def read_signatures(store: StoreHandle, mv: ModelVersion) -> list[tuple[oms.Sign
 
 
 def trusted_keys(specs: Sequence[str]) -> list[TrustedKey]:
-    """Trusted public keys from `NAME=PATH` or `PATH` (named after the file) specs."""
+    """Trusted public keys or root certificates (PEM), from `NAME=PATH` or `PATH` specs."""
+    import hashlib
+
     out = []
     for spec in specs:
         name, sep, file = spec.partition("=")
@@ -274,9 +282,21 @@ def trusted_keys(specs: Sequence[str]) -> list[TrustedKey]:
             pem = path.read_bytes()
         except OSError as exc:
             raise InvalidInput(f"--key {spec}: cannot read ({exc.strerror})") from None
-        key_id = _key_id(pem, spec)
-        out.append(TrustedKey(label, path, key_id))
+        if b"-----BEGIN CERTIFICATE-----" in pem:
+            _check_certificate(pem, spec)
+            out.append(TrustedKey(label, path, "ca:" + hashlib.sha256(pem).hexdigest()))
+        else:
+            out.append(TrustedKey(label, path, _key_id(pem, spec)))
     return out
+
+
+def _check_certificate(pem: bytes, spec: str) -> None:
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise InvalidInput(f"--key {spec}: not a PEM certificate") from None
 
 
 def _private_key_id(key: Path, password: str | None) -> str:
@@ -319,6 +339,10 @@ def check(store: StoreHandle, mv: ModelVersion, keys: Sequence[TrustedKey]) -> l
     out = []
     with _tree(store, mv) as tree:
         for sig, path in sigs:
+            if sig.certificate:  # a chain: valid when it leads to a trusted root and holds
+                roots = [k for k in keys if k.is_ca]
+                out.append(_by_roots(mv, sig, tree, path, roots))
+                continue
             key = by_id.get(sig.key or "")
             if key is None:
                 out.append(SignatureCheck(mv.name, mv.version, sig, "untrusted", sig.signer,
@@ -330,6 +354,21 @@ def check(store: StoreHandle, mv: ModelVersion, keys: Sequence[TrustedKey]) -> l
     return out
 
 
+def _by_roots(
+    mv: ModelVersion, sig: oms.Signature, tree: Path, path: Path, roots: Sequence[TrustedKey]
+) -> SignatureCheck:
+    if not roots:
+        why = "signed with a certificate; no root certificate is trusted here"
+        return SignatureCheck(mv.name, mv.version, sig, "untrusted", sig.signer, why)
+    problems = []
+    for root in roots:
+        problem = holds(tree, path, root)
+        if problem is None:
+            return SignatureCheck(mv.name, mv.version, sig, "valid", f"{root.name}: {sig.signer}")
+        problems.append(problem)
+    return SignatureCheck(mv.name, mv.version, sig, "invalid", sig.signer, problems[0])
+
+
 def holds(tree: Path, signature: Path, key: TrustedKey) -> str | None:
     """Why an OMS signature made with `key` does not hold for the files in `tree` (None: it does).
 
@@ -338,7 +377,11 @@ def holds(tree: Path, signature: Path, key: TrustedKey) -> str | None:
     ms = _model_signing()
     config = ms.verifying.Config().set_hashing_config(_hashing(ms))
     try:
-        config.use_elliptic_key_verifier(public_key=key.path).verify(tree, signature)
+        if key.is_ca:
+            config.use_certificate_verifier(certificate_chain=[key.path])
+        else:
+            config.use_elliptic_key_verifier(public_key=key.path)
+        config.verify(tree, signature)
     except Exception as exc:  # model_signing raises ValueError, KeyError and others
         return _first_line(exc)
     return None

@@ -108,7 +108,8 @@ KeyOpt = Annotated[
     typer.Option(
         "--key",
         metavar="[NAME=]PUBLIC_KEY",
-        help="A trusted public key (PEM), named NAME or after its file (repeatable).",
+        help="A trusted public key or root certificate (PEM), named NAME or after its file "
+        "(repeatable).",
     ),
 ]
 

@@ -41,19 +41,20 @@ def require_signature(
     from modelreg.signatures import holds
 
     by_id = {k.id: k for k in trusted}
+    roots = [k for k in trusted if k.is_ca]
     why = "it has no signature by a trusted key"
     for blob in source.signatures(name, version):
         try:
-            key = by_id.get(oms.parse(blob, "signature").key or "")
+            sig = oms.parse(blob, "signature")
         except InvalidInput:
             continue
-        if key is None:
-            continue
-        with tempfile.NamedTemporaryFile(suffix=".sig") as fh:
-            fh.write(blob)
-            fh.flush()
-            problem = holds(path, Path(fh.name), key)
-        if problem is None:
-            return
-        why = f"its signature by {key.name} does not hold ({problem})"
+        key = by_id.get(sig.key or "")
+        for candidate in roots if sig.certificate else [key] if key else []:
+            with tempfile.NamedTemporaryFile(suffix=".sig") as fh:
+                fh.write(blob)
+                fh.flush()
+                problem = holds(path, Path(fh.name), candidate)
+            if problem is None:
+                return
+            why = f"its signature by {candidate.name} does not hold ({problem})"
     raise IntegrityError(f"{name}@{version} is not served: {why}")
