@@ -38,6 +38,10 @@ COMMANDS: dict[str, str | None] = {
     "deprecate": "deprecate",
     "tag": "tag",
     "sign": "sign",  # signatures.signer + sign, or signatures.attach with --attach
+    "policy show": "policy_show",
+    "policy gate": "policy_gate",
+    "policy trust": "policy_trust",
+    "policy allow": "policy_allow",
     "push": "push",
     "pull": "pull",
     "fetch": "fetch",

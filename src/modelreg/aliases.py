@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelreg.catalog import has_versions, load_version, resolve
-from modelreg.conditions import Condition
 from modelreg.credentials import check_text
 from modelreg.errors import Conflict, GateFailed, InvalidInput, NotFound, TransitionRefused
 from modelreg.handle import StoreHandle
@@ -128,14 +127,13 @@ class TagChange:
 
 
 def check_gates(store: StoreHandle, alias: str, mv: ModelVersion) -> list[str]:
-    """The gate conditions of `alias` that `mv` fails, each with the value it has."""
-    failed = []
-    for text in store.config.gates.get(alias, ()):
-        cond = Condition.parse(text)
-        if not cond.holds(mv):
-            actual = cond.lookup(mv)
-            failed.append(f"{cond} (has {'no value' if actual is None else actual})")
-    return failed
+    """The gate conditions of `alias` that `mv` fails, each with the value it has.
+
+    The policy's gates (`policy.yaml`, issue 19), then `config.yaml`'s (local additions).
+    """
+    from modelreg.policy import gate_problems
+
+    return gate_problems(store, alias, mv)
 
 
 def _who(actor: str | None) -> str:
@@ -152,13 +150,21 @@ def _move(
     forced: bool,
     failed: Sequence[str],
 ) -> AliasChange:
-    """Point the alias at `mv` (caller holds the lock); no-op if it already does."""
+    """Point the alias at `mv` (caller holds the lock); no-op if it already does.
+
+    The policy says who may move the alias (issue 19): anyone else is refused.
+    """
+    from modelreg.policy import mover_problem, read_policy
+
     check_text(reason, "--reason", FIXES["text"])  # kept in the alias history (issue 19)
     current = read_alias(store, mv.name, alias)
     if current is not None and current.version == mv.version and action == "promote":
         return AliasChange(
             mv.name, alias, mv.version, mv.id, current.version, current.generation, action, False
         )
+    refused = mover_problem(alias, who, read_policy(store))
+    if refused:
+        raise TransitionRefused(f"cannot {action} {mv.name}@{alias}: {refused}")
     generation = (current.generation if current else 0) + 1
     previous = current.version if current else None
     event = AliasEvent(

@@ -196,6 +196,16 @@ def _scan_signatures(store: StoreHandle, out: list[Finding]) -> None:
                 out.append(Finding("bad-signature", rel, msg))
 
 
+def _scan_policy(store: StoreHandle, out: list[Finding]) -> None:
+    """The policy (issue 19), when there is one, must parse and validate."""
+    from modelreg.policy import read_policy
+
+    try:
+        read_policy(store)
+    except MregError as exc:
+        out.append(Finding("bad-ref", layout.POLICY, str(exc)))
+
+
 def _scan_aliases(store: StoreHandle, refs: _Refs, out: list[Finding]) -> None:
     from modelreg.catalog import model_names
     from modelreg.refs import read_alias
@@ -380,6 +390,7 @@ def fsck(
     refs = _scan_versions(store, findings)
     _scan_aliases(store, refs, findings)
     _scan_signatures(store, findings)
+    _scan_policy(store, findings)
     _scan_rollouts(store, refs, findings)
     entries = _scan_audit(store, findings)
     workers = jobs or min(4, os.cpu_count() or 1)

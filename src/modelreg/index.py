@@ -64,7 +64,7 @@ FORMAT = "4"
 
 NAME = layout.INDEX
 MARK = layout.INDEX_MARK
-_QUIET_ACTIONS = ("push", "fetch", "gc", "fsck", "remote.", "release.", "sign")
+_QUIET_ACTIONS = ("push", "fetch", "gc", "fsck", "remote.", "release.", "sign", "policy.")
 """Audit actions that change nothing the index holds."""
 _NEW_VERSION = ("register", "unpack")
 _VERSION_STATE = ("tag", "deprecate", "undeprecate")

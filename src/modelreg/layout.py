@@ -4,6 +4,7 @@ The on-disk contract is docs/store-format.md::
 
     .modelreg/
       config.yaml                       format version, promotion gates, remotes
+      policy.yaml                       the policy that travels: gates, trusted keys, movers
       objects/ab/<sha256>               artifacts, content-addressed, read-only
       models/NAME/versions/V.yaml       immutable version manifests
       models/NAME/aliases/A.yaml        alias refs: current version, generation, history
@@ -48,6 +49,7 @@ __all__ = [
     "METRICS",
     "MODELS",
     "OBJECTS",
+    "POLICY",
     "RELEASES",
     "REMOTES",
     "SIGNATURES",
@@ -65,6 +67,7 @@ __all__ = [
     "metrics_dir",
     "model_dir",
     "object_rel",
+    "policy_path",
     "rel_alias",
     "rel_manifest",
     "rel_release",
@@ -87,6 +90,8 @@ __all__ = [
 
 DIRNAME = ".modelreg"
 CONFIG = "config.yaml"
+POLICY = "policy.yaml"
+"""The policy (issue 19): a ref at the store's top, pushed and pulled."""
 OBJECTS = "objects"
 MODELS = "models"
 RELEASES = "releases"
@@ -213,6 +218,11 @@ def state_dir(root: Path, name: str) -> Path:
 def signatures_dir(root: Path, name: str, version: str) -> Path:
     """A version's signatures (`models/NAME/signatures/V/`)."""
     return _under(root, rel_signatures(name, version))
+
+
+def policy_path(root: Path) -> Path:
+    """Where the store's policy lives (`policy.yaml`)."""
+    return root / POLICY
 
 
 def releases_dir(root: Path) -> Path:

@@ -50,6 +50,7 @@ __all__ = [
     "read_signatures",
     "sign",
     "signer",
+    "trusted_key",
     "trusted_keys",
 ]
 
@@ -93,9 +94,9 @@ class TrustedKey:
     """A public key, or a root certificate, trusted to sign: by name (`ci`) and file."""
 
     name: str
-    path: Path
+    pem: bytes
     id: str
-    """The key's id (`oms.key_id`); for a root certificate, `ca:` and its file's SHA-256."""
+    """The key's id (`oms.key_id`); for a root certificate, `ca:` and its PEM's SHA-256."""
 
     @property
     def is_ca(self) -> bool:
@@ -271,23 +272,26 @@ def read_signatures(store: StoreHandle, mv: ModelVersion) -> list[tuple[oms.Sign
 
 def trusted_keys(specs: Sequence[str]) -> list[TrustedKey]:
     """Trusted public keys or root certificates (PEM), from `NAME=PATH` or `PATH` specs."""
-    import hashlib
-
     out = []
     for spec in specs:
         name, sep, file = spec.partition("=")
         path = Path(file if sep else spec)
-        label = name if sep else path.stem
         try:
             pem = path.read_bytes()
         except OSError as exc:
             raise InvalidInput(f"--key {spec}: cannot read ({exc.strerror})") from None
-        if b"-----BEGIN CERTIFICATE-----" in pem:
-            _check_certificate(pem, spec)
-            out.append(TrustedKey(label, path, "ca:" + hashlib.sha256(pem).hexdigest()))
-        else:
-            out.append(TrustedKey(label, path, _key_id(pem, spec)))
+        out.append(trusted_key(name if sep else path.stem, pem, f"--key {spec}"))
     return out
+
+
+def trusted_key(name: str, pem: bytes, source: str) -> TrustedKey:
+    """A trusted public key or root certificate from its PEM (InvalidInput naming `source`)."""
+    import hashlib
+
+    if b"-----BEGIN CERTIFICATE-----" in pem:
+        _check_certificate(pem, source)
+        return TrustedKey(name, pem, "ca:" + hashlib.sha256(pem).hexdigest())
+    return TrustedKey(name, pem, _key_id(pem, source))
 
 
 def _check_certificate(pem: bytes, spec: str) -> None:
@@ -296,7 +300,7 @@ def _check_certificate(pem: bytes, spec: str) -> None:
     try:
         x509.load_pem_x509_certificates(pem)
     except ValueError:
-        raise InvalidInput(f"--key {spec}: not a PEM certificate") from None
+        raise InvalidInput(f"{spec}: not a PEM certificate") from None
 
 
 def _private_key_id(key: Path, password: str | None) -> str:
@@ -319,7 +323,7 @@ def _key_id(pem: bytes, spec: str) -> str:
     try:
         key = serialization.load_pem_public_key(pem)
     except ValueError:
-        raise InvalidInput(f"--key {spec}: not a PEM public key") from None
+        raise InvalidInput(f"{spec}: not a PEM public key") from None
     spki = key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -374,16 +378,21 @@ def holds(tree: Path, signature: Path, key: TrustedKey) -> str | None:
 
     `model_signing` verifies the envelope with the key and re-hashes every file.
     """
+    import tempfile
+
     ms = _model_signing()
     config = ms.verifying.Config().set_hashing_config(_hashing(ms))
-    try:
-        if key.is_ca:
-            config.use_certificate_verifier(certificate_chain=[key.path])
-        else:
-            config.use_elliptic_key_verifier(public_key=key.path)
-        config.verify(tree, signature)
-    except Exception as exc:  # model_signing raises ValueError, KeyError and others
-        return _first_line(exc)
+    with tempfile.NamedTemporaryFile(suffix=".pem") as pem:  # model_signing reads a file
+        pem.write(key.pem)
+        pem.flush()
+        try:
+            if key.is_ca:
+                config.use_certificate_verifier(certificate_chain=[pem.name])
+            else:
+                config.use_elliptic_key_verifier(public_key=pem.name)
+            config.verify(tree, signature)
+        except Exception as exc:  # model_signing raises ValueError, KeyError and others
+            return _first_line(exc)
     return None
 
 

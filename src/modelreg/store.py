@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg.config import FORMAT, StoreConfig
-from modelreg.errors import InvalidInput
 from modelreg.facade_release import ReleaseCommands
+from modelreg.facade_trust import TrustCommands
 from modelreg.handle import Clock, utc_now
 from modelreg.layout import DIRNAME
 
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from modelreg.register import ProgressStart, RegisterResult
     from modelreg.remote.sync import FetchResult, PullResult, PushResult, StatusReport
     from modelreg.remote.transfer import TransferProgress
-    from modelreg.signatures import SignResult
     from modelreg.validate import LargeFilesReport, ValidationReport
     from modelreg.verify import VerifyReport
 
@@ -54,7 +53,7 @@ _MODEL_EXTENSIONS = (
 )  # fmt: skip
 
 
-class Store(ReleaseCommands):
+class Store(ReleaseCommands, TrustCommands):
     """A model registry store rooted at a `.modelreg/` directory."""
 
     # -- the API: one method per command -----------------------------------------------------
@@ -105,35 +104,6 @@ class Store(ReleaseCommands):
         mv = result.version
         signed = sign_version(self, f"{mv.name}@{mv.version}", signer, actor=author)
         return replace(result, signature=signed.signature.digest)
-
-    def sign(
-        self,
-        spec: str,
-        *,
-        key: str | os.PathLike[str] | None = None,
-        password: str | None = None,
-        certificate: str | os.PathLike[str] | None = None,
-        chain: Sequence[str | os.PathLike[str]] = (),
-        attach: str | os.PathLike[str] | None = None,
-        actor: str | None = None,
-    ) -> SignResult:
-        """Sign a version (OMS, `model-signing`) with a private key, or attach a signature.
-
-        `attach`: a signature made elsewhere (a file `model_signing sign` wrote).
-        """
-        from modelreg import signatures
-
-        if (key is None) == (attach is None):
-            raise InvalidInput("give either --key PRIVATE_KEY or --attach SIGNATURE")
-        if attach is not None:
-            return signatures.attach(self, spec, Path(attach), actor=actor)
-        assert key is not None
-        signer = signatures.signer(
-            Path(key), password=password,
-            certificate=Path(certificate) if certificate else None,
-            chain=[Path(c) for c in chain],
-        )  # fmt: skip
-        return signatures.sign(self, spec, signer, actor=actor)
 
     def resolve(self, spec: str) -> ModelVersion:
         """The version named by `NAME[@REF]` (REF: version, alias or `latest`)."""

@@ -61,8 +61,8 @@ def verify(
     """Check everything the store holds; never modifies it (`objects=False`: no re-hashing).
 
     `signatures`: also check every signature of every version with `model_signing`, trusting
-    the public keys `keys` (`NAME=PEM` or `PEM`); one that does not hold is a problem, one
-    made with a key not trusted is reported as `untrusted`, not as a problem.
+    the public keys `keys` (`NAME=PEM` or `PEM`) and the policy's keys; one that does not
+    hold is a problem, one made with a key not trusted is reported as `untrusted`.
     """
     from modelreg.fsck import fsck
 
@@ -71,6 +71,7 @@ def verify(
         from modelreg.signatures import trusted_keys
 
         trusted = trusted_keys(keys)  # a bad key file is refused before anything is read
+        trusted += _policy_keys(store, {k.name for k in trusted})
     report = fsck(store, quick=not objects)
     problems = [
         f.message for f in report.findings if f.severity == "error" or f.kind == "audit-torn-line"
@@ -87,6 +88,18 @@ def verify(
     return VerifyReport(
         tuple(problems), report.versions, report.hashed, report.audit_entries, checks
     )
+
+
+def _policy_keys(store: StoreHandle, given: set[str]) -> list[Any]:
+    """The policy's trusted keys (issue 19), those not given by name with --key."""
+    from modelreg.policy import read_policy
+    from modelreg.signatures import trusted_key
+
+    return [
+        trusted_key(name, pem.encode(), f"policy key {name}")
+        for name, pem in read_policy(store).keys.items()
+        if name not in given
+    ]
 
 
 def _signature_checks(store: StoreHandle, trusted: Sequence[Any]) -> list[SignatureCheck]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelreg import Store
-from modelreg.errors import InvalidInput
+from modelreg.errors import GateFailed, InvalidInput
 from tests.conftest import snapshot
 from tests.remote.conftest import Target, blob, register
 from tests.signing.test_sign import make_key
@@ -162,3 +162,42 @@ def test_a_router_on_the_remote_serves_only_signed_versions(s3: Target, tmp_path
     alice.sign("fraud@2.0.0", key=ci)
     alice.push()
     assert router.check() and router.route("u").target.version == "2.0.0"
+
+
+def test_the_policy_travels_and_a_forbidden_move_is_not_pulled(s3: Target, tmp_path: Path):
+    """The issue's story: a clone without the gates promoted a failing version and pushed."""
+    gated = Store.init(tmp_path / "gated")
+    register(gated, tmp_path, {"model.bin": blob(100)}, version="1.0.0",
+             metrics={"test": {"f1": 0.95}})  # fmt: skip
+    register(gated, tmp_path, {"model.bin": blob(100, seed=2)}, version="2.0.0",
+             metrics={"test": {"f1": 0.70}})  # fmt: skip
+    gated.policy_gate("production", ["test.f1 >= 0.9"])
+    gated.promote("fraud@1.0.0", "production")
+    s3.add(gated)
+    gated.push()
+    # a second clone pulls: it has the policy, and enforces it
+    clone = Store.init(tmp_path / "clone")
+    s3.add(clone)
+    clone.pull()
+    assert clone.policy_show().gates == {"production": ("test.f1 >= 0.9",)}
+    with pytest.raises(GateFailed):
+        clone.promote("fraud@2.0.0", "production")
+    # an old clone that never had the policy forces the move (gates of its own: none) and
+    # pushes it; the gated store refuses to take it
+    old = Store.init(tmp_path / "old")
+    s3.add(old)
+    old.pull()
+    (old.root / "policy.yaml").unlink()  # as a store made before the policy existed
+    old.promote("fraud@2.0.0", "production", reason="hotfix")
+    old.push()
+    result = gated.pull()
+    assert any("breaks this store's policy" in r and "test.f1 >= 0.9" in r for r in result.rejected)
+    assert gated.info("fraud@production").version.version == "1.0.0"
+    # a pull that brings a newer policy enforces it from then on
+    assert any("breaks this store's policy" in r for r in clone.pull().rejected)
+    clone.policy_gate("staging", ["test.f1 >= 0.99"])
+    clone.push()
+    gated.pull()
+    assert gated.policy_show().gates["staging"] == ("test.f1 >= 0.99",)
+    with pytest.raises(GateFailed):
+        gated.promote("fraud@1.0.0", "staging")

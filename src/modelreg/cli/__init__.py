@@ -27,6 +27,7 @@ MODULES = (
     "read",
     "aliases",
     "signing",
+    "policy",
     "demo",
     "release",
     "remote",

@@ -178,6 +178,12 @@ SUMMARY: tuple[tuple[str, str, str, bool], ...] = (
         False,
     ),
     (
+        "policy",
+        "policy",
+        "The policy that travels with the store: gates, trusted keys, who may move aliases.",
+        True,
+    ),
+    (
         "release",
         "release",
         "Canary releases: send a share of traffic to a new version, step it up,"

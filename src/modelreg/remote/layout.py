@@ -32,9 +32,9 @@ __all__ = [
 AUDIT = layout.AUDIT_LOG
 MAX_AUDIT_BYTES = 64 * 1024 * 1024
 """The largest remote audit log a command reads (issue 15): about 150,000 entries."""
-REF_KINDS = ("alias", "state", "release")
+REF_KINDS = ("alias", "state", "release", "policy")
 """The moving refs: compared three ways on sync (merge.py), never overwritten blindly."""
-Kind = Literal["manifest", "alias", "state", "release", "audit", "signature"]
+Kind = Literal["manifest", "alias", "state", "release", "audit", "signature", "policy"]
 _SUBDIRS: dict[str, Kind] = {
     layout.VERSIONS: "manifest",
     layout.ALIASES: "alias",
@@ -74,6 +74,8 @@ def classify(rel: str) -> Meta | None:
     """The metadata a store-relative path holds, or None if it holds none (or is unsafe)."""
     if rel == AUDIT:
         return Meta(rel, "audit")
+    if rel == layout.POLICY:
+        return Meta(rel, "policy")
     parts = rel.split("/")
     if any(p.startswith(TMP_PREFIX) for p in parts):
         return None
@@ -119,6 +121,8 @@ def local_metadata(root: Path) -> dict[str, Meta]:
                     out[rel] = meta
     if (root / AUDIT).is_file():
         out[AUDIT] = Meta(AUDIT, "audit")
+    if (root / layout.POLICY).is_file():
+        out[layout.POLICY] = Meta(layout.POLICY, "policy")
     return out
 
 
@@ -169,8 +173,8 @@ class Scope:
         return self
 
     def selects(self, meta: Meta) -> bool:
-        """True when the metadata file is part of the selection (the audit log always is)."""
-        if self.everything or meta.kind == "audit":
+        """True when the metadata file is part of the selection (the log and policy always are)."""
+        if self.everything or meta.kind in ("audit", "policy"):
             return True
         if meta.model in self.models:
             return True

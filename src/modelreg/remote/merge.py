@@ -78,7 +78,7 @@ def compare_ref(kind: str, local: bytes | None, remote: bytes | None, base: str 
         return "behind"
     ldoc, rdoc = _doc(local), _doc(remote)
     state: RefState = "diverged"
-    if kind in ("alias", "release") and ldoc is not None and rdoc is not None:
+    if kind in ("alias", "release", "policy") and ldoc is not None and rdoc is not None:
         lh, rh = ldoc.get("history") or [], rdoc.get("history") or []
         if isinstance(lh, list) and isinstance(rh, list):
             if _prefix(rh, lh):

@@ -245,6 +245,11 @@ def _check_ref(store: StoreHandle, m: Meta, data: bytes, source: str) -> None:
     from modelreg.refs import AliasRef
     from modelreg.release.rollout import Rollout
 
+    if m.kind == "policy":
+        from modelreg.policy_format import Policy
+
+        Policy.parse(data, source, IntegrityError)
+        return
     if m.kind == "release":
         rollout = Rollout.parse(data, source, str(m.model))
         for role, side in (("baseline", rollout.baseline), ("canary", rollout.canary)):
@@ -265,6 +270,28 @@ def _check_ref(store: StoreHandle, m: Meta, data: bytes, source: str) -> None:
     elif doc.get("kind") != "VersionState":
         raise IntegrityError(f"{source}: not a VersionState document")
     _check_version(store, m, version, doc.get("id") if m.kind == "alias" else None, source)
+
+
+def _check_move(store: StoreHandle, m: Meta, data: bytes, source: str) -> None:
+    """Refuse a pulled alias move the store's policy forbids (issue 19).
+
+    The version it points at must pass the alias's gates, and the actor of its last move
+    must be one the policy allows to move it.
+    """
+    from modelreg.catalog import load_version
+    from modelreg.policy import incoming_move_problems, read_policy
+    from modelreg.refs import AliasRef
+
+    ref = AliasRef.from_dict(yamlio.load(data, source, IntegrityError))
+    actor = ref.history[-1].actor if ref.history else ""
+    target = load_version(store, str(m.model), ref.version)
+    problems = incoming_move_problems(store, ref.alias, target, actor, read_policy(store))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IntegrityError(
+            f"{source}: not taken: {m.model}@{ref.alias} -> {ref.version} breaks this store's "
+            f"policy: {problems[0]}{more}"
+        )
 
 
 def _check_version(
@@ -290,7 +317,8 @@ def _pull_refs(
 ) -> tuple[list[str], list[str]]:
     store = s.store
     updated, kept = [], []
-    for rel, m in sorted(selected.items()):
+    # the policy first: a pull that brings a newer policy enforces it on the moves it brings
+    for rel, m in sorted(selected.items(), key=lambda kv: (kv[1].kind != "policy", kv[0])):
         remote = rdata.get(rel)
         if m.kind not in REF_KINDS or remote is None:
             continue
@@ -301,6 +329,8 @@ def _pull_refs(
         elif state == "behind" or (state == "diverged" and theirs):
             try:
                 _check_ref(store, m, remote, f"{s.url}/{rel}")
+                if m.kind == "alias":
+                    _check_move(store, m, remote, f"{s.url}/{rel}")
             except IntegrityError as exc:
                 rejected.append(str(exc))
                 continue

@@ -97,7 +97,9 @@ class Session:
         session = cls(store, spec, backend, tracking, jobs=max(1, n), part_size=part)
         with backend.errors():
             dirs, files = backend.list_top()
-            session.listing = {k: v for k, v in files.items() if k == "config.yaml"}
+            session.listing = {
+                k: v for k, v in files.items() if k in ("config.yaml", layout.POLICY)
+            }
             for top in ("models", "releases", "audit"):
                 if top in dirs:
                     session.listing.update(backend.list(top))
