@@ -10,7 +10,7 @@ policy (as pulled) forbids (`incoming_move_problems`). Domain layer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from modelreg import layout
@@ -64,6 +64,16 @@ def _save(
     return after
 
 
+def _set(
+    lists: Mapping[str, tuple[str, ...]], alias: str, values: list[str]
+) -> dict[str, tuple[str, ...]]:
+    """`lists` with the alias's list replaced by `values` (removed when empty)."""
+    out = {a: v for a, v in lists.items() if a != alias}
+    if values:
+        out[alias] = tuple(values)
+    return out
+
+
 def gate(
     store: StoreHandle,
     alias: str,
@@ -88,13 +98,8 @@ def gate(
             if g not in current:
                 raise NotFound(f"{alias} has no gate {text!r}")
             current.remove(g)
-        gates = dict(before.gates)
-        if current:
-            gates[alias] = tuple(current)
-        else:
-            gates.pop(alias, None)
         change = f"gates of {alias}: {', '.join(current) or '(none)'}"
-        after = before.changed(who, store.now(), change, gates=gates)
+        after = before.changed(who, store.now(), change, gates=_set(before.gates, alias, current))
         return _save(store, before, after, "policy.gate", alias=alias, gates=current)
 
 
@@ -160,13 +165,8 @@ def allow(
                 raise InvalidInput("an actor cannot be empty")
             if a not in current:
                 current.append(a)
-        movers = dict(before.movers)
-        if current:
-            movers[alias] = tuple(current)
-        else:
-            movers.pop(alias, None)
         change = f"movers of {alias}: {', '.join(current) or 'anyone'}"
-        after = before.changed(who, store.now(), change, movers=movers)
+        after = before.changed(who, store.now(), change, movers=_set(before.movers, alias, current))
         return _save(store, before, after, "policy.allow", alias=alias, movers=current)
 
 
