@@ -29,15 +29,15 @@ from typing import Any
 from modelreg import layout
 from modelreg.catalog import check_model, load_version
 from modelreg.credentials import check_text
-from modelreg.errors import InvalidInput, MregError, NotFound, TransitionRefused
+from modelreg.errors import InvalidInput, MregError, TransitionRefused
 from modelreg.findings import Finding
 from modelreg.fsutil import fsync_dir
 from modelreg.handle import StoreHandle
+from modelreg.indexrows import version_names
 from modelreg.lineage import default_author
 from modelreg.manifest_credentials import FIXES
 from modelreg.names import Version, parse_ref
 from modelreg.refs import list_aliases, read_alias
-from modelreg.indexrows import version_names
 from modelreg.remote.ingest import manifest_objects
 from modelreg.tombstones import (
     Tombstone,

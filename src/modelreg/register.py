@@ -179,7 +179,6 @@ def _target_version(store: StoreHandle, name: str, version: str | None, bump: st
     if version is not None:
         return Version.parse(version).text
     from modelreg.catalog import version_list
-
     from modelreg.tombstones import deleted_versions
 
     # a deleted version's number is never given again (issue 19): bump past it too

@@ -86,7 +86,8 @@ class Tombstone:
 
     def describe(self) -> str:
         """`NAME@V was deleted at TIME by ACTOR: REASON` (what readers of it are told)."""
-        return f"{self.name}@{self.version} was deleted at {self.time} by {self.actor}: {self.reason}"
+        who = f"{self.name}@{self.version} was deleted at {self.time} by {self.actor}"
+        return f"{who}: {self.reason}"
 
 
 def _text(doc: dict[str, Any], key: str) -> str:

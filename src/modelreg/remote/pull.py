@@ -22,6 +22,7 @@ from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_bytes
 from modelreg.lineage import default_author
 from modelreg.manifest import ModelVersion
+from modelreg.remote.deletions import pull_tombstones, skip_deleted
 from modelreg.remote.ingest import install_manifest, manifest_objects, parse_manifest
 from modelreg.remote.layout import AUDIT, REF_KINDS, Meta, Scope, local_metadata
 from modelreg.remote.merge import (
@@ -133,6 +134,8 @@ def _pull(
     local = local_metadata(store.root)
     conflicts: list[str] = []
     rejected: list[str] = []
+    deleted = pull_tombstones(s, selected, rdata, local, conflicts, rejected)  # issue 19
+    selected = skip_deleted(s, selected)
     new: list[tuple[ModelVersion, bytes]] = []
     for rel, m in selected.items():
         if m.kind != "manifest" or rel not in rdata:
@@ -180,7 +183,7 @@ def _pull(
         for rel in [r for r in s.tracking.base if r != AUDIT and r not in s.listing]:
             del s.tracking.base[rel]
     updated, kept = _pull_refs(s, selected, rdata, theirs, conflicts, rejected)
-    updated += updated_signatures
+    updated += updated_signatures + deleted
     audit_in, rebased = _pull_audit(s, rdata, rejected)
     rejected.extend(s.unreadable())  # links, oversized files: never read (#15)
     objects = len(todo) - len(bad)
