@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelreg import Store
-from modelreg.errors import Conflict, InvalidInput, NotFound, TransitionRefused
+from modelreg.errors import Conflict, NotFound, TransitionRefused
 from tests.conftest import snapshot
 from tests.release.util import SEED, make_model
 
@@ -104,7 +104,7 @@ def test_an_alias_refuses_the_delete_unless_forced(model: Store) -> None:
 def test_a_live_release_refuses_even_with_force(model: Store) -> None:
     model.release_start("m", "1.1.0", steps="1,5,50,100", seed=SEED)
     for version in ("1.1.0", "1.0.0"):  # canary, baseline
-        with pytest.raises(TransitionRefused, match="live release .*abort it first"):
+        with pytest.raises(TransitionRefused, match=r"live release .*abort it first"):
             model.delete(f"m@{version}", reason="bad", force=True)
     model.release_abort("m", reason="stop")
     model.delete("m@1.1.0", reason="bad")  # the ended release names it: still a valid store

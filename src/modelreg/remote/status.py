@@ -200,9 +200,12 @@ def _compare(
     pull_objs = {
         d: n for d, n in _needs(rdata, metas, to_pull).items() if not s.store.objects.has(d)
     }
+    deleted = gone | {(m.model, m.key) for m in metas.values() if m.kind == "tombstone"}
     refs: dict[str, str] = {}
     for rel in sorted(set(local) | set(metas)):
         m = local.get(rel) or metas[rel]
+        if m.kind in ("state", "signature") and (m.model, m.key) in deleted:
+            continue  # of a version deleted on one side: push drops it there, pull here
         if m.kind in REF_KINDS:
             state = compare_ref(m.kind, ldata.get(rel), rdata.get(rel), s.tracking.base.get(rel))
             if state != "same":
