@@ -36,6 +36,7 @@ COMMANDS: dict[str, str | None] = {
     "rollback": "rollback",
     "history": "history",
     "deprecate": "deprecate",
+    "delete": "delete",
     "tag": "tag",
     "sign": "sign",  # signatures.signer + sign, or signatures.attach with --attach
     "policy show": "policy_show",
@@ -112,6 +113,7 @@ DOMAIN: dict[str, tuple[str, str]] = {
     "hook_test": ("modelreg.hooks", "test"),
     "hook_deliver": ("modelreg.hooks", "deliver_now"),
     "gc": ("modelreg.gc", "gc"),
+    "delete": ("modelreg.deletion", "delete"),
     "check_large_models": ("modelreg.validate", "check_large_models"),  # static: no handle
     "validate": ("modelreg.validate", "validate"),  # the store is `store=`, here self
 }

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from modelreg import layout, oms, yamlio
-from modelreg.errors import IntegrityError, InvalidInput, NotFound
+from modelreg.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from modelreg.fsutil import safe_join, tmp_name
 from modelreg.handle import StoreHandle
 from modelreg.hashing import check_digest, copy_and_hash, hash_bytes, hash_stream
@@ -393,7 +393,7 @@ def unpack(store: StoreHandle, path: Path, *, actor: str | None = None) -> Unpac
         NotFound: `path` does not exist, or the layout has no such tag.
         InvalidInput: an unsafe, linked or unexpected entry; not a bundle or layout.
         IntegrityError: a tampered, missing, mis-sized or oversized entry or blob.
-        Conflict: the version exists here with other content.
+        Conflict: the version exists here with other content, or was deleted here.
     """
     path, tag = _locate(path)
     if path.is_dir():
@@ -413,6 +413,11 @@ def unpack(store: StoreHandle, path: Path, *, actor: str | None = None) -> Unpac
             data, mv, size = read_layout(store, path, staged, tag=tag)
         else:
             data, mv, size = _read_bundle(store, path, staged, sigs)
+        from modelreg.tombstones import read_tombstone
+
+        deleted = read_tombstone(store.root, mv.name, mv.version)
+        if deleted is not None:  # refused before its objects enter the store (issue 19)
+            raise Conflict(f"{deleted.describe()}; the bundle is not unpacked")
         added = 0
         for digest in list(staged):  # every entry verified: now the objects enter the store
             store.objects.commit(staged.pop(digest), digest)

@@ -19,6 +19,7 @@ from modelreg.names import Version, parse_ref
 from modelreg.oms import Signature
 from modelreg.refs import AliasEvent, AliasRef, list_aliases, read_alias, read_state
 from modelreg.signature_files import read_signatures
+from modelreg.tombstones import deleted_versions, read_tombstone
 
 if TYPE_CHECKING:
     pass
@@ -149,7 +150,14 @@ def version_list(store: StoreHandle, name: str) -> list[Version]:
 
 
 def load_version(store: StoreHandle, name: str, version: str) -> ModelVersion:
-    """Read and check one manifest; IntegrityError if the file is damaged."""
+    """Read and check one manifest; IntegrityError if the file is damaged.
+
+    NotFound when there is none, or when the version was deleted (its tombstone says when,
+    by whom and why, issue 19), even if a delete cut short left the manifest.
+    """
+    deleted = read_tombstone(store.root, name, version)
+    if deleted is not None:
+        raise NotFound(deleted.describe())
     mv = indexrows.load_manifest(store.root, name, version)
     if mv is None:
         raise NotFound(f"{name}@{version}: no such version")
@@ -163,7 +171,11 @@ def has_versions(store: StoreHandle, name: str) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return False
     with entries:
-        return any(e.name.endswith(".yaml") and Version.is_version(e.name[:-5]) for e in entries)
+        found = (e.name[:-5] for e in entries if e.name.endswith(".yaml"))
+        return any(
+            Version.is_version(v) and not layout.tombstone_path(store.root, name, v).exists()
+            for v in found
+        )
 
 
 def require_model(store: StoreHandle, name: str) -> list[Version]:
@@ -175,8 +187,15 @@ def require_model(store: StoreHandle, name: str) -> list[Version]:
 
 
 def check_model(store: StoreHandle, name: str) -> None:
-    """NotFound (exit 2) when there is no model `name`; flat in the number of versions."""
+    """NotFound (exit 2) when there is no model `name`; flat in the number of versions.
+
+    A model whose every version was deleted is named as such, with its last deletion.
+    """
     if not has_versions(store, name):
+        last = max(deleted_versions(store.root, name), key=Version, default=None)
+        t = read_tombstone(store.root, name, last) if last else None
+        if t is not None:
+            raise NotFound(f"every version of {name!r} was deleted; last, {t.describe()}")
         raise NotFound(f"no model named {name!r}")
 
 

@@ -21,10 +21,11 @@ ERROR_KINDS = (
     "dangling-rollout-ref",
     "bad-signature",
     "dangling-signature",
+    "bad-tombstone",
     "audit-chain-broken",
     "index-mismatch",
 )
-WARNING_KINDS = ("orphan-object", "leftover-temp", "audit-torn-line")
+WARNING_KINDS = ("orphan-object", "leftover-temp", "audit-torn-line", "unfinished-delete")
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,9 @@ class _Refs:
     # digest -> every (size, user, manifest path) claiming it: each manifest's size is
     # checked against the object, not only the first one's (issue 15)
     claims: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
+    # (name, version) -> the id its tombstone names: deleted versions (issue 19), whose
+    # leftovers are one `unfinished-delete` warning, not dangling refs
+    deleted: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def _rel(store: StoreHandle, path: Path) -> str:
@@ -151,13 +154,14 @@ def _scan_versions(store: StoreHandle, out: list[Finding]) -> _Refs:
             except (MregError, ValueError) as exc:
                 out.append(Finding("bad-ref", _rel(store, p), str(exc)))
                 continue
-            if not store.manifest_path(name, version).exists():
+            if not store.manifest_path(name, version).exists():  # (an unfinished delete
+                # removes the state file before the manifest)
                 msg = f"state of {name}@{version}, a version this store does not have"
                 out.append(Finding("dangling-state", _rel(store, p), msg))
     return refs
 
 
-def _scan_signatures(store: StoreHandle, out: list[Finding]) -> None:
+def _scan_signatures(store: StoreHandle, refs: _Refs, out: list[Finding]) -> None:
     """Check every signature file (issue 19).
 
     Each is an OMS signature, named by its digest, of a version this store has, covering
@@ -172,6 +176,8 @@ def _scan_signatures(store: StoreHandle, out: list[Finding]) -> None:
             if path.name.startswith(TMP_PREFIX):  # reported as leftover-temp
                 continue
             version, rel = path.parent.name, _rel(store, path)
+            if (name, version) in refs.deleted:  # an unfinished delete: reported as such
+                continue
             if path.is_symlink() or not path.is_file():
                 out.append(Finding("bad-signature", rel, "not a regular file"))
                 continue
@@ -223,6 +229,8 @@ def _scan_aliases(store: StoreHandle, refs: _Refs, out: list[Finding]) -> None:
             if ref is None:  # removed while we looked
                 continue
             found = refs.ids.get((name, ref.version))
+            if found is None and refs.deleted.get((name, ref.version)) == ref.id:
+                continue  # an unfinished forced delete removes it (unfinished-delete)
             if found is None:
                 msg = f"alias {name}@{ref.alias} points at {ref.version}, which is missing"
                 out.append(Finding("dangling-alias", _rel(store, p), msg))
@@ -253,6 +261,8 @@ def _scan_rollouts(store: StoreHandle, refs: _Refs, out: list[Finding]) -> None:
             continue
         for role, side in (("baseline", rollout.baseline), ("canary", rollout.canary)):
             found = refs.ids.get((name, side.version))
+            if found is None and refs.deleted.get((name, side.version)) == side.id:
+                continue  # an ended release's version, deleted since (a live one refuses)
             if found != side.id:
                 why = "is missing" if found is None else f"is {found[:12]}: changed"
                 msg = (
@@ -388,8 +398,11 @@ def fsck(
     t0 = time.monotonic()
     findings: list[Finding] = []
     refs = _scan_versions(store, findings)
+    from modelreg.deletion import scan as scan_tombstones
+
+    refs.deleted = scan_tombstones(store, findings)  # issue 19
     _scan_aliases(store, refs, findings)
-    _scan_signatures(store, findings)
+    _scan_signatures(store, refs, findings)
     _scan_policy(store, findings)
     _scan_rollouts(store, refs, findings)
     entries = _scan_audit(store, findings)

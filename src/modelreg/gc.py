@@ -18,6 +18,10 @@ are deleted. Objects that this store's manifests name are kept too. Afterwards t
 manifests are listed again: an object deleted meanwhile that a concurrent push named is
 sent again from this store (see docs/maintenance.md for the limits).
 
+The objects of a deleted version (issue 19) are kept until its tombstone is older than
+`grace` (counted from the tombstone's time, here and on a remote), then collected like any
+other object no manifest names.
+
 A gc that removed something appends a `gc` entry to this store's audit trail (also for a
 remote); one that removed nothing, or a dry run, records nothing. Before removing anything,
 gc checks that the trail can take the entry (its last entry is readable).
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
     from modelreg.remote.backend import Backend
     from modelreg.remote.session import Session
 
-__all__ = ["DEFAULT_GRACE", "GcReport", "gc", "parse_duration"]
+__all__ = ["DEFAULT_GRACE", "GcReport", "deleted_objects", "gc", "parse_duration"]
 
 DEFAULT_GRACE = 24 * 3600.0
 """One day: far longer than any register takes between writing objects and its manifest."""
@@ -120,12 +124,16 @@ def gc(
     with store.locked():
         refs = referenced_objects(store)
         cutoff = time.time() - grace
+        young = deleted_objects(store, cutoff)
         removed: list[tuple[str, int]] = []
         candidates: list[tuple[str, int]] = []
         seen = recent = 0
         for digest in list(store.objects.iter_digests()):
             seen += 1
             if digest in refs:
+                continue
+            if digest in young:  # a version deleted less than `grace` ago (issue 19)
+                recent += 1
                 continue
             try:
                 st = store.objects.path(digest).stat()
@@ -163,6 +171,26 @@ def gc(
         "local", None, dry_run, grace, seen, len(refs), tuple(removed), recent, 0, temps,
         temp_bytes, (), time.monotonic() - t0,
     )  # fmt: skip
+
+
+def deleted_objects(store: StoreHandle, cutoff: float) -> set[str]:
+    """The objects of versions deleted after `cutoff` (their tombstones' time): kept by gc.
+
+    Raises:
+        IntegrityError: a tombstone cannot be read, so what it keeps is unknown.
+    """
+    from modelreg.catalog import model_names
+    from modelreg.tombstones import read_tombstones
+
+    out: set[str] = set()
+    for name in model_names(store):
+        good, bad = read_tombstones(store.root, name)
+        if bad:
+            raise IntegrityError(f"{bad[0][0]}: {bad[0][1]}; no gc (run mreg fsck)")
+        for t in good:
+            if t.timestamp > cutoff:
+                out.update(d for d, _ in t.objects)
+    return out
 
 
 def _size(path: Path) -> int:
@@ -241,6 +269,22 @@ def _remote_manifest_refs(s: Session) -> dict[str, str]:
     return out
 
 
+def _remote_deleted_objects(s: Session, cutoff: float) -> set[str]:
+    """The objects of the remote's tombstones younger than `cutoff` (IntegrityError: unread)."""
+    from modelreg.tombstones import parse
+
+    rels = {r: m for r, m in s.metadata().items() if m.kind == "tombstone"}
+    data = s.get(rels)
+    out: set[str] = set()
+    for rel, m in rels.items():
+        if rel not in data:
+            raise IntegrityError(f"{s.url}/{rel}: could not be read; no gc")
+        t = parse(data[rel], str(m.model), str(m.key), f"{s.url}/{rel}")
+        if t.timestamp > cutoff:
+            out.update(d for d, _ in t.objects)
+    return out
+
+
 def _stamp(info: dict[str, Any]) -> float | None:
     for key in ("LastModified", "mtime", "last_modified", "created", "updated"):
         value: Any = info.get(key)
@@ -286,9 +330,10 @@ def _gc_remote(store: StoreHandle, remote: str, grace: float, dry_run: bool) -> 
     with s.backend.errors():
         s.check_store(create=False)
         refs = _remote_manifest_refs(s)
-        keep = set(refs) | set(referenced_objects(store))
-        found = _remote_objects(s.backend)
         cutoff = time.time() - grace
+        keep = set(refs) | set(referenced_objects(store)) | deleted_objects(store, cutoff)
+        keep |= _remote_deleted_objects(s, cutoff)
+        found = _remote_objects(s.backend)
         removed: list[tuple[str, int]] = []
         recent = unknown = 0
         for digest, (size, stamp) in sorted(found.items()):

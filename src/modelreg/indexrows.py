@@ -17,6 +17,7 @@ from modelreg.errors import IntegrityError
 from modelreg.hashing import hash_bytes
 from modelreg.manifest import ModelVersion
 from modelreg.names import Version
+from modelreg.tombstones import deleted_versions
 
 __all__ = [
     "SCHEMA",
@@ -134,14 +135,19 @@ def model_names(root: Path) -> list[str]:
 
 
 def version_names(root: Path, name: str) -> set[str]:
-    """The versions whose manifests are in a model's directory (one directory listing)."""
+    """The versions whose manifests are in a model's directory (one directory listing).
+
+    A version with a tombstone is deleted (issue 19), even while a delete cut short has
+    left its manifest: it is not listed.
+    """
     try:
         entries = os.scandir(layout.versions_dir(root, name))
     except (FileNotFoundError, NotADirectoryError):
         return set()
     with entries:
-        return {
+        found = {
             e.name[:-5]
             for e in entries
             if e.name.endswith(".yaml") and Version.is_version(e.name[:-5])
         }
+    return found - deleted_versions(root, name) if found else found

@@ -10,6 +10,7 @@ The on-disk contract is docs/store-format.md::
       models/NAME/aliases/A.yaml        alias refs: current version, generation, history
       models/NAME/state/V.yaml          mutable per-version state: tags, deprecation
       models/NAME/signatures/V/<sha256>.sig   OMS signatures of a version, content-addressed
+      models/NAME/tombstones/V.yaml     immutable record of a deleted version (issue 19)
       releases/NAME.yaml                rollout manifests
       metrics/NAME/...                  what routers recorded (serving/metrics.py's format)
       audit/log.jsonl, audit/head.json  hash-chained audit trail and its head
@@ -57,6 +58,7 @@ __all__ = [
     "STATE",
     "SUBDIRS",
     "TMP",
+    "TOMBSTONES",
     "VERSIONS",
     "alias_path",
     "aliases_dir",
@@ -74,6 +76,7 @@ __all__ = [
     "rel_signature",
     "rel_signatures",
     "rel_state",
+    "rel_tombstone",
     "rel_versions",
     "release_path",
     "releases_dir",
@@ -83,6 +86,8 @@ __all__ = [
     "state_path",
     "store_root",
     "target_state",
+    "tombstone_path",
+    "tombstones_dir",
     "version_cache",
     "versions_dir",
     "watch_lock",
@@ -108,6 +113,8 @@ ALIASES = "aliases"
 STATE = "state"
 SIGNATURES = "signatures"
 SIGNATURE_SUFFIX = ".sig"
+TOMBSTONES = "tombstones"
+"""Where a model keeps the tombstones of its deleted versions (issue 19: deletion, audited)."""
 LOCKS = "locks"
 REMOTES = "remotes"
 TMP = "tmp"
@@ -156,6 +163,11 @@ def rel_signatures(name: str, version: str) -> str:
 def rel_signature(name: str, version: str, digest: str) -> str:
     """`models/NAME/signatures/V/<sha256>.sig`: one signature, named by its own digest."""
     return f"{rel_signatures(name, version)}/{digest}{SIGNATURE_SUFFIX}"
+
+
+def rel_tombstone(name: str, version: str) -> str:
+    """`models/NAME/tombstones/V.yaml`: a deleted version's tombstone (`version` validated)."""
+    return f"{_model_rel(name)}/{TOMBSTONES}/{version}.yaml"
 
 
 def rel_release(name: str) -> str:
@@ -223,6 +235,16 @@ def signatures_dir(root: Path, name: str, version: str) -> Path:
 def policy_path(root: Path) -> Path:
     """Where the store's policy lives (`policy.yaml`)."""
     return root / POLICY
+
+
+def tombstone_path(root: Path, name: str, version: str) -> Path:
+    """Where a deleted version's tombstone lives (`models/NAME/tombstones/V.yaml`)."""
+    return _under(root, rel_tombstone(name, version))
+
+
+def tombstones_dir(root: Path, name: str) -> Path:
+    """A model's tombstones (`models/NAME/tombstones/`)."""
+    return model_dir(root, name) / TOMBSTONES
 
 
 def releases_dir(root: Path) -> Path:

@@ -179,14 +179,21 @@ def _target_version(store: StoreHandle, name: str, version: str | None, bump: st
     if version is not None:
         return Version.parse(version).text
     from modelreg.catalog import version_list
+    from modelreg.tombstones import deleted_versions
 
-    existing = version_list(store, name)
+    # a deleted version's number is never given again (issue 19): bump past it too
+    existing = [*version_list(store, name), *map(Version, deleted_versions(store.root, name))]
     base = max(existing) if existing else FIRST_BASE
     return base.bump(bump or DEFAULT_BUMP).text  # type: ignore[arg-type]
 
 
 def _existing(store: StoreHandle, name: str, version: str) -> ModelVersion | None:
     from modelreg.catalog import load_version
+    from modelreg.tombstones import read_tombstone
+
+    deleted = read_tombstone(store.root, name, version)
+    if deleted is not None:  # as PyPI never takes a file name again (issue 19)
+        raise Conflict(f"{deleted.describe()}; a deleted version's number is never reused")
 
     path = store.manifest_path(name, version)
     return load_version(store, name, version) if path.exists() else None

@@ -206,6 +206,12 @@ def repair(
                     rebuild(store)
                     repairs.append(Repair("rebuilt-index", f.path, "from the files"))
                 fixed.add(f)
+            elif f.kind == "unfinished-delete":  # issue 19: the tombstone says what to do
+                from modelreg.deletion import finish_at
+
+                finish_at(store, f.path)
+                repairs.append(Repair("finished-delete", f.path, f.message))
+                fixed.add(f)
             elif f.kind == "audit-torn-line":
                 cut = _cut_torn_line(path)
                 freed_bytes["cut-torn-audit-line"] += cut

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from modelreg.bundle import PackResult, UnpackResult
     from modelreg.catalog import Materialized, ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
+    from modelreg.deletion import DeleteResult
     from modelreg.fsck import FsckReport
     from modelreg.gc import GcReport
     from modelreg.hookdelivery import DeliveryReport
@@ -225,6 +226,17 @@ class Store(ReleaseCommands, TrustCommands):
         from modelreg.aliases import deprecate
 
         return deprecate(self, spec, reason=reason, actor=actor)
+
+    def delete(
+        self, spec: str, *, reason: str, force: bool = False, actor: str | None = None
+    ) -> DeleteResult:
+        """Delete `NAME@VERSION` (or every version of `NAME`): a tombstone, audited (#19).
+
+        An alias pointing at it refuses unless `force` (which removes it); a live release, always.
+        """
+        from modelreg.deletion import delete
+
+        return delete(self, spec, reason=reason, force=force, actor=actor)
 
     def tag(
         self,

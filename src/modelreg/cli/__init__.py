@@ -26,6 +26,7 @@ MODULES = (
     "register",
     "read",
     "aliases",
+    "delete",
     "signing",
     "policy",
     "demo",

@@ -93,6 +93,12 @@ SUMMARY: tuple[tuple[str, str, str, bool], ...] = (
         False,
     ),
     (
+        "delete",
+        "delete",
+        "Delete a version, audited: a tombstone replaces its manifest; gc reclaims its files.",
+        False,
+    ),
+    (
         "sign",
         "signing",
         "Sign a version's files (OpenSSF Model Signing), or attach a signature made elsewhere.",

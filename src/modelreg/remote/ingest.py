@@ -124,7 +124,8 @@ def install_manifest(store: StoreHandle, data: bytes, mv: ModelVersion) -> bool:
 
     Raises IntegrityError if an object it names is missing or has another size than the
     manifest says, Conflict if the version exists with other content (nothing is
-    overwritten) or the name clashes with a namespace.
+    overwritten), the version was deleted here (its tombstone), or the name clashes with
+    a namespace.
     """
     from modelreg.catalog import check_namespace
 
@@ -140,8 +141,13 @@ def install_manifest(store: StoreHandle, data: bytes, mv: ModelVersion) -> bool:
                 f"{mv.name}@{mv.version}: {f.path} is {size} bytes (object {f.sha256[:12]}), "
                 f"but the manifest says {f.size}; rejected"
             )
+    from modelreg.tombstones import read_tombstone
+
     path = store.manifest_path(mv.name, mv.version)
     with store.locked():
+        deleted = read_tombstone(store.root, mv.name, mv.version)
+        if deleted is not None:  # never brought back (issue 19)
+            raise Conflict(f"{deleted.describe()}; it is not installed again")
         if path.exists():
             if hash_bytes(path.read_bytes()) == mv.id:
                 return False

@@ -34,11 +34,12 @@ MAX_AUDIT_BYTES = 64 * 1024 * 1024
 """The largest remote audit log a command reads (issue 15): about 150,000 entries."""
 REF_KINDS = ("alias", "state", "release", "policy")
 """The moving refs: compared three ways on sync (merge.py), never overwritten blindly."""
-Kind = Literal["manifest", "alias", "state", "release", "audit", "signature", "policy"]
+Kind = Literal["manifest", "alias", "state", "release", "audit", "signature", "policy", "tombstone"]
 _SUBDIRS: dict[str, Kind] = {
     layout.VERSIONS: "manifest",
     layout.ALIASES: "alias",
     layout.STATE: "state",
+    layout.TOMBSTONES: "tombstone",  # a deleted version's record, immutable (issue 19)
 }
 
 
@@ -107,7 +108,7 @@ def classify(rel: str) -> Meta | None:
 
 
 def local_metadata(root: Path) -> dict[str, Meta]:
-    """Every metadata file of a local store: manifests, signatures, refs, rollouts, the log."""
+    """Every metadata file of a local store: manifests, signatures, tombstones, refs, the log."""
     out: dict[str, Meta] = {}
     for top in (layout.MODELS, layout.RELEASES):
         base = root / top
@@ -178,7 +179,7 @@ class Scope:
             return True
         if meta.model in self.models:
             return True
-        if meta.kind in ("manifest", "state", "signature"):
+        if meta.kind in ("manifest", "state", "signature", "tombstone"):
             return (str(meta.model), str(meta.key)) in self.versions
         if meta.kind == "alias":
             return (str(meta.model), str(meta.key)) in self.aliases

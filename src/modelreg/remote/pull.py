@@ -22,6 +22,7 @@ from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_bytes
 from modelreg.lineage import default_author
 from modelreg.manifest import ModelVersion
+from modelreg.remote.deletions import pull_tombstones, skip_deleted
 from modelreg.remote.ingest import install_manifest, manifest_objects, parse_manifest
 from modelreg.remote.layout import AUDIT, REF_KINDS, Meta, Scope, local_metadata
 from modelreg.remote.merge import (
@@ -133,6 +134,8 @@ def _pull(
     local = local_metadata(store.root)
     conflicts: list[str] = []
     rejected: list[str] = []
+    deleted = pull_tombstones(s, selected, rdata, local, conflicts, rejected)  # issue 19
+    selected = skip_deleted(s, selected)
     new: list[tuple[ModelVersion, bytes]] = []
     for rel, m in selected.items():
         if m.kind != "manifest" or rel not in rdata:
@@ -180,7 +183,7 @@ def _pull(
         for rel in [r for r in s.tracking.base if r != AUDIT and r not in s.listing]:
             del s.tracking.base[rel]
     updated, kept = _pull_refs(s, selected, rdata, theirs, conflicts, rejected)
-    updated += updated_signatures
+    updated += updated_signatures + deleted
     audit_in, rebased = _pull_audit(s, rdata, rejected)
     rejected.extend(s.unreadable())  # links, oversized files: never read (#15)
     objects = len(todo) - len(bad)
@@ -284,7 +287,10 @@ def _check_move(store: StoreHandle, m: Meta, data: bytes, source: str) -> None:
 
     ref = AliasRef.from_dict(yamlio.load(data, source, IntegrityError))
     actor = ref.history[-1].actor if ref.history else ""
-    target = load_version(store, str(m.model), ref.version)
+    try:
+        target = load_version(store, str(m.model), ref.version)
+    except MregError as exc:  # deleted here, or damaged: not a version to move an alias to
+        raise IntegrityError(f"{source}: not taken: {exc}") from None
     problems = incoming_move_problems(store, ref.alias, target, actor, read_policy(store))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

@@ -32,7 +32,8 @@ __all__ = [
 
 def versions_of(metas: dict[str, Meta]) -> Any:
     """A `name -> versions` lookup over classified metadata (for `Scope.resolve`)."""
-    return lambda name: [m.key for m in metas.values() if m.kind == "manifest" and m.model == name]
+    kinds = ("manifest", "tombstone")  # a deleted version can be named, to send its deletion
+    return lambda name: [m.key for m in metas.values() if m.kind in kinds and m.model == name]
 
 
 def remote_hint(s: Session) -> str:
@@ -188,7 +189,8 @@ def _compare(
     lman = [r for r, m in local.items() if m.kind == "manifest"]
     rman = [r for r, m in metas.items() if m.kind == "manifest" and r in rdata]
     to_push = [r for r in lman if r not in metas]
-    to_pull = [r for r in rman if r not in local]
+    gone = {(m.model, m.key) for m in local.values() if m.kind == "tombstone"}  # deleted here
+    to_pull = [r for r in rman if r not in local and (metas[r].model, metas[r].key) not in gone]
     clash = [r for r in lman if r in rdata and hash_bytes(rdata[r]) != hash_bytes(ldata[r])]
     # As push: a manifest on the remote implies its objects (they are written first), so only
     # the objects of the versions to push are looked for (one HEAD each, issue 18)
@@ -198,14 +200,17 @@ def _compare(
     pull_objs = {
         d: n for d, n in _needs(rdata, metas, to_pull).items() if not s.store.objects.has(d)
     }
+    deleted = gone | {(m.model, m.key) for m in metas.values() if m.kind == "tombstone"}
     refs: dict[str, str] = {}
     for rel in sorted(set(local) | set(metas)):
         m = local.get(rel) or metas[rel]
+        if m.kind in ("state", "signature") and (m.model, m.key) in deleted:
+            continue  # of a version deleted on one side: push drops it there, pull here
         if m.kind in REF_KINDS:
             state = compare_ref(m.kind, ldata.get(rel), rdata.get(rel), s.tracking.base.get(rel))
             if state != "same":
                 refs[rel] = state
-        elif m.kind == "signature" and (rel in local) != (rel in metas):  # immutable: there or not
+        elif m.kind in ("signature", "tombstone") and (rel in local) != (rel in metas):  # immutable
             refs[rel] = "ahead" if rel in local else "behind"
     mine = parse_log(ldata.get(AUDIT, b""), str(s.store.audit.path))
     theirs = parse_log(rdata.get(AUDIT, b""), f"{s.url}/{AUDIT}")

@@ -6,8 +6,9 @@ Push, after listing the remote's metadata (see session.py):
    remote, a ref changed on the remote since the last pull (see merge.py), or a remote audit
    trail with entries not pulled yet refuses the whole push (Conflict; nothing is written);
 2. send the missing objects (parallel, bounded memory, hashed on the way out);
-3. create the missing manifests (conditional create), then replace the refs that moved
-   (compare-and-swap on the token read in step 1);
+3. create the missing manifests (conditional create), then the tombstones of deleted
+   versions, removing what the remote held of them (deletions.py, issue 19), then replace
+   the refs that moved (compare-and-swap on the token read in step 1);
 4. append the push's own `push` audit entry (when objects, manifests or refs were sent: not
    for the audit log alone), then send the audit log (compare-and-swap), so the entry
    travels with the push it records and the next push has nothing to do (#13).
@@ -32,6 +33,7 @@ from modelreg.errors import Conflict, IntegrityError
 from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_bytes
 from modelreg.remote.backend import Entry
+from modelreg.remote.deletions import apply_push, plan_push
 from modelreg.remote.ingest import manifest_objects, parse_manifest
 from modelreg.remote.layout import AUDIT, REF_KINDS, Meta, Scope, local_metadata
 from modelreg.remote.merge import compare_logs, compare_ref, head_bytes, parse_log
@@ -152,6 +154,7 @@ def _push(
                 signatures.append(rel)
             elif rdata.get(rel) != ldata[rel]:
                 conflicts.append(f"{rel} exists on the remote with other content")
+    deletions = plan_push(s, local, ldata, conflicts)  # tombstones (issue 19)
     refs, remote_ahead = [], []
     for rel, m in local.items():
         if m.kind not in REF_KINDS:
@@ -208,9 +211,10 @@ def _push(
             fut.result()
         for fut in [t.submit(_create, s, rel, ldata[rel]) for rel in signatures]:
             fut.result()
+    apply_push(s, deletions)  # tombstones, then what the remote held of those versions
     lost = [rel for rel in refs if not _swap(s, rel, ldata[rel])]
     versions = tuple(sorted(f"{local[r].model}@{local[r].key}" for r in manifests))
-    if missing or manifests or signatures or len(lost) < len(refs):
+    if missing or manifests or signatures or deletions.versions or len(lost) < len(refs):
         # 4. the push's own entry, appended before the log goes up so that it travels with
         # this push: the next push finds the remote log equal to ours and has nothing to do
         details: dict[str, Any] = {
@@ -220,6 +224,8 @@ def _push(
         }  # fmt: skip
         if signatures:
             details["signatures"] = len(signatures)
+        if deletions.versions:
+            details["deleted"] = deletions.versions
         if lost:
             details["refs_not_sent"] = sorted(lost)
         record(store, "push", **details)
