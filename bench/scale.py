@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -623,7 +624,15 @@ def main() -> int:
     ap.add_argument("--mlflow-versions", type=int, default=10_000)
     ap.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     ap.add_argument("--no-save", action="store_true")
+    ap.add_argument(
+        "--only",
+        metavar="REGEX",
+        help="time only the reads whose label matches (saved as scale-DATE-rerun.*)",
+    )
     args = ap.parse_args()
+    if args.only:
+        global READS
+        READS = [r for r in READS if re.search(args.only, r[0])]
     os.environ.update(QUIET_ENV)
     sys.path.insert(0, str(REPO_SRC))
     if args.no_fsync:
@@ -665,7 +674,7 @@ def main() -> int:
     print(table)
     if not args.no_save:
         args.results_dir.mkdir(parents=True, exist_ok=True)
-        stem = args.results_dir / f"scale-{record['date'][:10]}"
+        stem = args.results_dir / f"scale-{record['date'][:10]}{'-rerun' if args.only else ''}"
         stem.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
         stem.with_suffix(".md").write_text(table)
         log(f"saved {stem}.json and .md")

@@ -222,7 +222,7 @@ def resolve(store: StoreHandle, spec: str) -> ModelVersion:
         return load_version(store, ref.name, latest_version(store, ref.name))
     if ref.kind == "version":
         return load_version(store, ref.name, ref.ref)
-    alias = read_alias(store, ref.name, ref.ref)
+    alias = _alias(store, ref.name, ref.ref)
     if alias is None:
         raise NotFound(f"{ref.name}@{ref.ref}: no such alias")
     mv = load_version(store, ref.name, alias.version)
@@ -250,7 +250,30 @@ def _info(mv: ModelVersion, aliases: list[AliasRef], store: StoreHandle) -> Vers
 def info(store: StoreHandle, spec: str) -> VersionInfo:
     """`resolve` plus aliases, current tags and deprecation."""
     mv = resolve(store, spec)
-    return _info(mv, list_aliases(store, mv.name), store)
+    return _info(mv, _aliases(store, mv.name), store)
+
+
+def _aliases(store: StoreHandle, name: str) -> list[AliasRef]:
+    """A model's aliases with their last moves.
+
+    From the index when it can be used (flat in the number of moves), else the alias files.
+    """
+    from modelreg.index import open_index
+
+    with open_index(store) as idx:
+        if idx is not None:
+            return indexrows.index_aliases(idx.conn, name)
+    return list_aliases(store, name)
+
+
+def _alias(store: StoreHandle, name: str, alias: str) -> AliasRef | None:
+    """One alias (its target and last move), as `_aliases` reads them."""
+    from modelreg.names import check_alias
+
+    check_alias(alias)
+    if store.writing_now:  # inside a write: the files, as the write sees them
+        return read_alias(store, name, alias)
+    return next((a for a in _aliases(store, name) if a.alias == alias), None)
 
 
 def _dict_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

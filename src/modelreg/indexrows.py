@@ -6,22 +6,28 @@ leaves a filter or a sort reads, and the scans of the models' directories.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelreg import layout, yamlio
 from modelreg.errors import IntegrityError
 from modelreg.hashing import hash_bytes
 from modelreg.manifest import ModelVersion
 from modelreg.names import Version
+
+if TYPE_CHECKING:
+    from modelreg.refs import AliasRef
 from modelreg.tombstones import deleted_versions
 
 __all__ = [
     "SCHEMA",
     "fields_of",
+    "index_aliases",
     "load_manifest",
     "model_names",
     "version_key",
@@ -151,3 +157,20 @@ def version_names(root: Path, name: str) -> set[str]:
             if e.name.endswith(".yaml") and Version.is_version(e.name[:-5])
         }
     return found - deleted_versions(root, name) if found else found
+
+
+def index_aliases(conn: sqlite3.Connection, model: str) -> list[AliasRef]:
+    """A model's aliases, each with the move that put it where it is, from the index.
+
+    An alias file holds its whole history: reading it grows with the moves; this does not.
+    """
+    from modelreg.refs import AliasEvent, AliasRef
+
+    out = []
+    for alias, version, id_, generation, move in conn.execute(
+        "SELECT alias, version, id, generation, move FROM aliases WHERE model = ? ORDER BY alias",
+        (model,),
+    ):
+        last = (AliasEvent(**json.loads(move)),) if move else ()
+        out.append(AliasRef(model, alias, version, id_, generation, last))
+    return out

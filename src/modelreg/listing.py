@@ -9,7 +9,6 @@ index cannot evaluate in SQL is evaluated on the manifests.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +22,9 @@ from modelreg.catalog import (
     version_list,
 )
 from modelreg.errors import InvalidInput
+from modelreg.indexrows import index_aliases
 from modelreg.names import Version, check_name
-from modelreg.refs import AliasEvent, AliasRef, list_aliases
+from modelreg.refs import AliasRef, list_aliases
 
 if TYPE_CHECKING:
     from modelreg.conditions import Condition
@@ -353,15 +353,5 @@ def _driver(idx: Index, conds: Sequence[Condition]) -> tuple[int, ...]:
 
 
 def _aliases(idx: Index, model: str) -> list[AliasRef]:
-    """A model's aliases with the move that put each where it is, from the index.
-
-    An alias file holds its whole history: reading it grows with the moves; this does not.
-    """
-    out = []
-    for alias, version, id_, generation, move in idx.conn.execute(
-        "SELECT alias, version, id, generation, move FROM aliases WHERE model = ? ORDER BY alias",
-        (model,),
-    ):
-        last = (AliasEvent(**json.loads(move)),) if move else ()
-        out.append(AliasRef(model, alias, version, id_, generation, last))
-    return out
+    """A model's aliases with the move that put each where it is, from the index."""
+    return index_aliases(idx.conn, model)
