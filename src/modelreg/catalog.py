@@ -258,8 +258,10 @@ def _aliases(store: StoreHandle, name: str) -> list[AliasRef]:
 
     From the index when it can be used (flat in the number of moves), else the alias files.
     """
-    from modelreg.index import open_index
+    from modelreg.index import open_index, path_of
 
+    if not path_of(store.root).exists():  # no index yet: a show does not build one
+        return list_aliases(store, name)
     with open_index(store) as idx:
         if idx is not None:
             return indexrows.index_aliases(idx.conn, name)
