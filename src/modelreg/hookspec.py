@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from modelreg.audit import action_matches, action_pattern
 from modelreg.errors import IntegrityError, InvalidInput
+from modelreg.names import check_setting_name
 from modelreg.version import __version__
 
 __all__ = [
@@ -47,18 +48,12 @@ __all__ = [
 DEFAULT_EVENTS = ("promote", "rollback", "release.*", "delete*", "policy*")
 """What a hook receives unless told otherwise: alias moves, releases, deletions, policy."""
 FORMATS = ("json", "slack")
-_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 def check_hook_name(name: str) -> str:
     """Return `name` if it is a valid hook name (like a remote's: `slack`, `ci-notify`)."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidInput(
-            f"invalid hook name {name!r}: use a lowercase letter, then up to 63 lowercase "
-            "letters, digits, '-' or '_'"
-        )
-    return name
+    return check_setting_name("hook", name)
 
 
 def check_url(url: str) -> str:

@@ -40,6 +40,7 @@ __all__ = [
     "check_alias",
     "check_name",
     "check_path",
+    "check_setting_name",
     "check_tag",
     "parse_ref",
 ]
@@ -115,6 +116,16 @@ def check_name(name: str) -> str:
         )
     if any(seg in (".", "..") or seg.endswith(".") for seg in name.split("/")):
         raise InvalidInput(f"invalid model name {name!r}: a segment may not end with '.'")
+    return name
+
+
+def check_setting_name(kind: str, name: str) -> str:
+    """Return `name` if it names a store setting (a remote, a hook: `origin`, `ci-notify`)."""
+    if not isinstance(name, str) or not _ALIAS_RE.fullmatch(name):
+        raise InvalidInput(
+            f"invalid {kind} name {name!r}: use a lowercase letter, then up to 63 lowercase "
+            "letters, digits, '-' or '_'"
+        )
     return name
 
 

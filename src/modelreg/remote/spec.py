@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from modelreg import yamlio
 from modelreg.errors import IntegrityError, InvalidInput
+from modelreg.names import check_setting_name
 
 __all__ = [
     "MREG_OPTIONS",
@@ -36,7 +37,6 @@ __all__ = [
     "parse_remotes",
 ]
 
-_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _SCHEME_RE = re.compile(r"[a-z][a-z0-9+.-]*://")
 # Keys (the last dotted segment, lowercased) that name a credential: refused, never stored.
 _SECRET_KEYS = frozenset(
@@ -56,12 +56,7 @@ MREG_OPTIONS = {
 
 def check_remote_name(name: str) -> str:
     """Return `name` if it is a valid remote name (like an alias: `origin`, `s3-prod`)."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidInput(
-            f"invalid remote name {name!r}: use a lowercase letter, then up to 63 lowercase "
-            "letters, digits, '-' or '_'"
-        )
-    return name
+    return check_setting_name("remote", name)
 
 
 def normalize_url(url: str) -> str:
