@@ -169,6 +169,7 @@ def _scan_signatures(store: StoreHandle, refs: _Refs, out: list[Finding]) -> Non
     """
     from modelreg import oms
     from modelreg.catalog import load_version, model_names
+    from modelreg.signature_files import read_signature
 
     for name in model_names(store):
         base = layout.model_dir(store.root, name) / layout.SIGNATURES
@@ -178,17 +179,10 @@ def _scan_signatures(store: StoreHandle, refs: _Refs, out: list[Finding]) -> Non
             version, rel = path.parent.name, _rel(store, path)
             if (name, version) in refs.deleted:  # an unfinished delete: reported as such
                 continue
-            if path.is_symlink() or not path.is_file():
-                out.append(Finding("bad-signature", rel, "not a regular file"))
-                continue
             try:
-                with open(path, "rb") as fh:
-                    sig = oms.parse(fh.read(oms.MAX_BYTES + 1), rel)
+                sig = read_signature(path, rel)
             except MregError as exc:
                 out.append(Finding("bad-signature", rel, str(exc)))
-                continue
-            if path.name != sig.digest + layout.SIGNATURE_SUFFIX:
-                out.append(Finding("bad-signature", rel, "its content is not its name"))
                 continue
             try:
                 mv = load_version(store, name, version)

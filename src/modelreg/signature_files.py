@@ -12,7 +12,7 @@ from pathlib import Path
 from modelreg import layout, oms
 from modelreg.errors import IntegrityError, InvalidInput
 
-__all__ = ["read_signatures"]
+__all__ = ["read_signature", "read_signatures"]
 
 
 def read_signatures(root: Path, name: str, version: str) -> list[tuple[oms.Signature, Path]]:
@@ -22,18 +22,22 @@ def read_signatures(root: Path, name: str, version: str) -> list[tuple[oms.Signa
         names = sorted(n for n in os.listdir(where) if n.endswith(layout.SIGNATURE_SUFFIX))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    out = []
-    for n in names:
-        path = where / n
-        if path.is_symlink() or not path.is_file():
-            raise IntegrityError(f"{path}: not a regular file")
-        with open(path, "rb") as fh:
-            data = fh.read(oms.MAX_BYTES + 1)
-        try:
-            sig = oms.parse(data, str(path))
-        except InvalidInput as exc:
-            raise IntegrityError(str(exc)) from None
-        if sig.digest + layout.SIGNATURE_SUFFIX != n:
-            raise IntegrityError(f"{path}: its content is not its name (damaged)")
-        out.append((sig, path))
-    return out
+    return [(read_signature(where / n, str(where / n)), where / n) for n in names]
+
+
+def read_signature(path: Path, source: str) -> oms.Signature:
+    """One signature file, parsed (IntegrityError naming `source` when it is not one).
+
+    A regular file (never a link), at most `oms.MAX_BYTES`, named by its own digest.
+    """
+    if path.is_symlink() or not path.is_file():
+        raise IntegrityError(f"{source}: not a regular file")
+    with open(path, "rb") as fh:
+        data = fh.read(oms.MAX_BYTES + 1)
+    try:
+        sig = oms.parse(data, source)
+    except InvalidInput as exc:
+        raise IntegrityError(str(exc)) from None
+    if sig.digest + layout.SIGNATURE_SUFFIX != path.name:
+        raise IntegrityError(f"{source}: its content is not its name (damaged)")
+    return sig
