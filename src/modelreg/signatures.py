@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,7 @@ __all__ = [
     "choose_signature",
     "holds",
     "install",
+    "judge",
     "read_signatures",
     "sign",
     "signer",
@@ -339,38 +340,39 @@ def check(store: StoreHandle, mv: ModelVersion, keys: Sequence[TrustedKey]) -> l
     sigs = read_signatures(store, mv)
     if not sigs:
         return []
-    by_id: Mapping[str, TrustedKey] = {k.id: k for k in keys}
-    out = []
     with _tree(store, mv) as tree:
-        for sig, path in sigs:
-            if sig.certificate:  # a chain: valid when it leads to a trusted root and holds
-                roots = [k for k in keys if k.is_ca]
-                out.append(_by_roots(mv, sig, tree, path, roots))
-                continue
-            key = by_id.get(sig.key or "")
-            if key is None:
-                out.append(SignatureCheck(mv.name, mv.version, sig, "untrusted", sig.signer,
-                                          "made with a key that is not trusted here"))  # fmt: skip
-                continue
-            problem = holds(tree, path, key)
-            status = "valid" if problem is None else "invalid"
-            out.append(SignatureCheck(mv.name, mv.version, sig, status, key.name, problem or ""))
-    return out
+        return [
+            SignatureCheck(mv.name, mv.version, sig, *judge(tree, sig, path, keys))
+            for sig, path in sigs
+        ]
 
 
-def _by_roots(
-    mv: ModelVersion, sig: oms.Signature, tree: Path, path: Path, roots: Sequence[TrustedKey]
-) -> SignatureCheck:
-    if not roots:
-        why = "signed with a certificate; no root certificate is trusted here"
-        return SignatureCheck(mv.name, mv.version, sig, "untrusted", sig.signer, why)
-    problems = []
-    for root in roots:
-        problem = holds(tree, path, root)
-        if problem is None:
-            return SignatureCheck(mv.name, mv.version, sig, "valid", f"{root.name}: {sig.signer}")
-        problems.append(problem)
-    return SignatureCheck(mv.name, mv.version, sig, "invalid", sig.signer, problems[0])
+def judge(
+    tree: Path, sig: oms.Signature, path: Path, keys: Sequence[TrustedKey]
+) -> tuple[str, str, str]:
+    """(status, signer, detail) of one signature (file `path`) over the files in `tree`.
+
+    A signature made with a key is judged by the trusted key of that id; one made with a
+    certificate chain by each trusted root until one accepts it. `valid`, `invalid`, or
+    `untrusted` when no trusted key or root could have made it.
+    """
+    if sig.certificate:  # a chain: valid when it leads to a trusted root and holds
+        roots = [k for k in keys if k.is_ca]
+        if not roots:
+            why = "signed with a certificate; no root certificate is trusted here"
+            return "untrusted", sig.signer, why
+        problems = []
+        for root in roots:
+            problem = holds(tree, path, root)
+            if problem is None:
+                return "valid", f"{root.name}: {sig.signer}", ""
+            problems.append(problem)
+        return "invalid", sig.signer, problems[0]
+    key = next((k for k in keys if k.id == sig.key), None)
+    if key is None:
+        return "untrusted", sig.signer, "made with a key that is not trusted here"
+    problem = holds(tree, path, key)
+    return ("valid", key.name, "") if problem is None else ("invalid", key.name, problem)
 
 
 def holds(tree: Path, signature: Path, key: TrustedKey) -> str | None:

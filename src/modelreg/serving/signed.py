@@ -38,23 +38,20 @@ def require_signature(
 ) -> None:
     """Refuse (IntegrityError) a version without a trusted signature that holds for `path`."""
     from modelreg import oms
-    from modelreg.signatures import holds
+    from modelreg.signatures import judge
 
-    by_id = {k.id: k for k in trusted}
-    roots = [k for k in trusted if k.is_ca]
     why = "it has no signature by a trusted key"
     for blob in source.signatures(name, version):
         try:
             sig = oms.parse(blob, "signature")
         except InvalidInput:
             continue
-        key = by_id.get(sig.key or "")
-        for candidate in roots if sig.certificate else [key] if key else []:
-            with tempfile.NamedTemporaryFile(suffix=".sig") as fh:
-                fh.write(blob)
-                fh.flush()
-                problem = holds(path, Path(fh.name), candidate)
-            if problem is None:
-                return
-            why = f"its signature by {candidate.name} does not hold ({problem})"
+        with tempfile.NamedTemporaryFile(suffix=".sig") as fh:
+            fh.write(blob)
+            fh.flush()
+            status, signer, detail = judge(path, sig, Path(fh.name), trusted)
+        if status == "valid":
+            return
+        if status == "invalid":
+            why = f"its signature by {signer} does not hold ({detail})"
     raise IntegrityError(f"{name}@{version} is not served: {why}")
