@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelreg import layout
 from modelreg.conditions import Condition
@@ -24,6 +25,9 @@ from modelreg.names import check_alias
 from modelreg.policy_format import Policy, check_gate, check_key_name, signed_by
 from modelreg.yamlio import MAX_BYTES
 
+if TYPE_CHECKING:
+    from modelreg.signatures import TrustedKey
+
 __all__ = [
     "allow",
     "gate",
@@ -32,6 +36,7 @@ __all__ = [
     "mover_problem",
     "read_policy",
     "trust",
+    "trusted_keys",
 ]
 
 
@@ -112,7 +117,7 @@ def trust(
     actor: str | None = None,
 ) -> Policy:
     """Trust a public key or root certificate (PEM) as `name`, or stop trusting it."""
-    from modelreg.signatures import trusted_keys
+    from modelreg.signatures import trusted_keys as load_keys
 
     check_key_name(name)
     who = actor or default_author()
@@ -120,7 +125,7 @@ def trust(
     if not remove:
         if key is None:
             raise InvalidInput("give the key's PEM file, or --remove")
-        (loaded,) = trusted_keys([f"{name}={key}"])  # a bad key is refused here
+        (loaded,) = load_keys([f"{name}={key}"])  # a bad key is refused here
         pem = loaded.pem.decode("ascii", "replace")
     with store.writing():
         before = read_policy(store)
@@ -193,14 +198,23 @@ def gate_problems(
     return failed
 
 
+def trusted_keys(policy: Policy) -> list[TrustedKey]:
+    """The policy's trusted keys and root certificates, ready to verify with."""
+    from modelreg.signatures import trusted_key
+
+    return [
+        trusted_key(name, pem.encode(), f"policy key {name}") for name, pem in policy.keys.items()
+    ]
+
+
 def _signature_problem(store: StoreHandle, mv: ModelVersion, pol: Policy, name: str) -> str:
     """Why `mv` has no signature by the policy's key `name` that holds ('' when it has one)."""
-    from modelreg.signatures import check, trusted_key
+    from modelreg.signatures import check
 
-    pem = pol.keys.get(name)
-    if pem is None:
+    keys = [k for k in trusted_keys(pol) if k.name == name]
+    if not keys:
         return f"no trusted key named {name!r}"
-    results = check(store, mv, [trusted_key(name, pem.encode(), f"policy key {name}")])
+    results = check(store, mv, keys)
     if any(r.status == "valid" for r in results):
         return ""
     bad = [r for r in results if r.status == "invalid"]

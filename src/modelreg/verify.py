@@ -92,14 +92,9 @@ def verify(
 
 def _policy_keys(store: StoreHandle, given: set[str]) -> list[Any]:
     """The policy's trusted keys (issue 19), those not given by name with --key."""
-    from modelreg.policy import read_policy
-    from modelreg.signatures import trusted_key
+    from modelreg.policy import read_policy, trusted_keys
 
-    return [
-        trusted_key(name, pem.encode(), f"policy key {name}")
-        for name, pem in read_policy(store).keys.items()
-        if name not in given
-    ]
+    return [k for k in trusted_keys(read_policy(store)) if k.name not in given]
 
 
 def _signature_checks(store: StoreHandle, trusted: Sequence[Any]) -> list[SignatureCheck]:
