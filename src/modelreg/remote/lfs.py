@@ -276,8 +276,10 @@ class LfsClient:
         if 200 <= resp.status < 300 and self._filled:
             self._credential("approve", self._filled)
             self._filled = None
-        if resp.status == 404 and operation == "download":
-            return {}  # giftless answers 404 when none of the objects exists
+        if resp.status in (404, 422) and operation == "download":
+            # giftless answers 404 when none of the objects exists, 422 when none has the
+            # size asked for: none of them can be downloaded
+            return {}
         if not 200 <= resp.status < 300:
             raise self._fail(f"a batch {operation} request", _Body(resp.status, data))
         if len(data) > _RESPONSE_LIMIT:
