@@ -21,15 +21,23 @@ from pathlib import Path
 import pytest
 
 from modelreg import Store
+from modelreg.remote.backend import RemoteError
 from tests.conftest import MregResult, git, snapshot
 from tests.tools import require_tool
 
 GIT_LFS = shutil.which("git-lfs")
 pytestmark = pytest.mark.skipif(GIT_LFS is None, reason="git-lfs is not installed")
 
+_ANON = "  - giftless.auth.allow_anon:read_write"
+_JWT_KEY = "mreg-test-signing-key"
+_JWT = f"""\
+  - factory: giftless.auth.jwt:factory
+    options:
+      algorithm: HS256
+      private_key: {_JWT_KEY}"""
 _CONFIG = """\
 AUTH_PROVIDERS:
-  - giftless.auth.allow_anon:read_write
+{auth}
 LEGACY_ENDPOINTS: false
 TRANSFER_ADAPTERS:
   basic:
@@ -75,12 +83,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def lfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LfsServer]:
+def _giftless(root: Path, auth: str) -> Iterator[LfsServer]:
+    """Run giftless under gunicorn on 127.0.0.1 until the generator is closed."""
     gunicorn = require_tool("giftless", "gunicorn")
-    root = tmp_path_factory.mktemp("giftless")
     (root / "storage").mkdir()
-    (root / "giftless.yaml").write_text(_CONFIG.format(storage=root / "storage"))
+    (root / "giftless.yaml").write_text(_CONFIG.format(storage=root / "storage", auth=auth))
     log = root / "access.log"
     log.touch()
     port = _free_port()
@@ -108,9 +115,17 @@ def lfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LfsServer]:
                 proc.kill()
                 pytest.fail(f"giftless did not start: {(root / 'server.log').read_text()[-2000:]}")
             time.sleep(0.1)
-    yield LfsServer(f"http://127.0.0.1:{port}", root / "storage", log)
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield LfsServer(f"http://127.0.0.1:{port}", root / "storage", log)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def lfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LfsServer]:
+    """giftless letting anyone read and write."""
+    yield from _giftless(tmp_path_factory.mktemp("giftless"), _ANON)
 
 
 Run = Callable[..., MregResult]
@@ -168,7 +183,7 @@ def test_push_pull_and_what_a_second_push_costs(lfs_server: LfsServer, tmp_path:
 
 @pytest.mark.parametrize("damage", ["tampered", "truncated"])
 def test_a_damaged_object_on_the_server_is_rejected(
-    lfs_server: LfsServer, run_mreg: Run, tmp_path: Path, damage: str
+    lfs_server: LfsServer, tmp_path: Path, damage: str
 ) -> None:
     path, url = lfs_server.repo()
     a = _store(tmp_path / "a", url, tmp_path / "meta")
@@ -180,11 +195,11 @@ def test_a_damaged_object_on_the_server_is_rejected(
     held.write_bytes(data[:-1] + bytes([data[-1] ^ 1]) if damage == "tampered" else data[:1000])
     b = _store(tmp_path / "b", url, tmp_path / "meta")
     before = snapshot(b.root)
-    r = run_mreg("pull", "--json", cwd=tmp_path / "b")
-    assert r.returncode == 1, r
-    rejected = " ".join(r.json()["rejected"])
+    r = b.pull()
+    assert not r.ok
+    rejected = " ".join(r.rejected)
     assert _digest(data)[:12] in rejected and "m@0.1.0 not pulled" in rejected
-    assert r.json()["manifests_received"] == []
+    assert r.manifests_received == ()
     after = snapshot(b.root)
     assert {k: v for k, v in after.items() if k.startswith(("objects", "models"))} == {
         k: v for k, v in before.items() if k.startswith(("objects", "models"))
@@ -282,3 +297,49 @@ def test_an_lfs_remote_needs_meta_and_refuses_secrets(run_mreg: Run, tmp_path: P
     r = run_mreg("remote", "add", "x", "lfs+https://u:pw@example.invalid/o/r.git/info/lfs")
     assert r.returncode == 2 and "password" in r.stderr
     assert snapshot(tmp_path / "work" / ".modelreg") == before
+
+
+def test_credentials_from_the_environment_or_a_git_credential_helper(
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    python = require_tool("giftless", "python")
+    token = subprocess.run(
+        [
+            str(python), "-c",
+            "import jwt, sys, time; print(jwt.encode({'sub': 'tester', 'exp': time.time() + 600,"
+            " 'scopes': 'obj:org/*'}, sys.argv[1], 'HS256'))", _JWT_KEY,
+        ],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    server = _giftless(tmp_path_factory.mktemp("giftless-auth"), _JWT)
+    lfs = next(server)
+    try:
+        path, url = lfs.repo()
+        a = _store(tmp_path / "a", url, tmp_path / "meta")
+        (tmp_path / "model.bin").write_bytes(b"weights" * 1000)
+        a.register("m", [tmp_path / "model.bin"])
+        config = (a.root / "config.yaml").read_bytes()
+        # no credentials: refused by the server, one line naming where they come from
+        with pytest.raises(RemoteError, match=r"401.*MREG_LFS_AUTHORIZATION"):
+            a.push()
+        assert lfs.requests(path)["put"] == 0
+        # a git credential helper (what git and git-lfs use): asked after the 401
+        git(tmp_path, "config", "--global", "credential.helper",
+            f"!f() {{ echo username=_jwt; echo password={token}; }}; f")  # fmt: skip
+        assert a.push().objects_sent == 1
+        git(tmp_path, "config", "--global", "--unset", "credential.helper")
+        # the environment: the whole header
+        b = _store(tmp_path / "b", url, tmp_path / "meta")
+        with pytest.raises(RemoteError):
+            b.pull()
+        monkeypatch.setenv("MREG_LFS_AUTHORIZATION", f"Bearer {token}")
+        assert b.pull().objects_received == 1
+        assert _object(b, b"weights" * 1000).is_file()
+        # never written to either store
+        for root in (a.root, b.root):
+            assert not any(token in p.read_text(errors="replace") for p in root.rglob("*.yaml"))
+        assert (a.root / "config.yaml").read_bytes() == config
+    finally:
+        server.close()
