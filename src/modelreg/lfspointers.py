@@ -37,6 +37,8 @@ __all__ = ["MAX_POINTER", "fetch_pointers", "parse_pointer", "pointers"]
 
 MAX_POINTER = 1024
 """Git LFS never writes a pointer of this size or more (its own limit)."""
+_MIN_POINTER = 126
+"""The shortest pointer: the version line, the oid line and `size 0`."""
 _POINTER_RE = re.compile(
     rb"version https://git-lfs\.github\.com/spec/v1\n"
     rb"oid sha256:([0-9a-f]{64})\n"
@@ -54,7 +56,7 @@ def pointers(inputs: Sequence[tuple[str, Path]]) -> dict[str, tuple[str, int]]:
     """The inputs that are Git LFS pointers: {path in the version: (oid, size)}."""
     out = {}
     for rel, src in inputs:
-        if src.stat().st_size < MAX_POINTER:
+        if _MIN_POINTER <= src.stat().st_size < MAX_POINTER:
             found = parse_pointer(src.read_bytes())
             if found is not None:
                 out[rel] = found
@@ -63,8 +65,8 @@ def pointers(inputs: Sequence[tuple[str, Path]]) -> dict[str, tuple[str, int]]:
 
 def _lfs_cache(src: Path, oid: str) -> Path | None:
     """The object in the LFS cache of the git repository holding `src`, if it is there."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env["GIT_CONFIG_NOSYSTEM"] = os.environ.get("GIT_CONFIG_NOSYSTEM", "")
+    # the repository of the file, not one a GIT_DIR of the environment points at
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],

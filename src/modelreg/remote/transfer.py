@@ -368,7 +368,7 @@ class Transfer:
             def write(fd: int) -> tuple[str, int]:
                 return lfs.download(digest, size, fd, self._sink)
 
-            n = receive_object(self.objects, digest, size, f"remote object {digest[:12]}", write)
+            n = receive_object(self.objects, digest, size, "remote LFS object", write)
             self._tick(1, 0)
             return n
         if size <= SMALL and b.local_root is None:
