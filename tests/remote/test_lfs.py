@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from modelreg import Store
+from modelreg.errors import IntegrityError
 from modelreg.remote.backend import RemoteError
 from tests.conftest import MregResult, git, snapshot
 from tests.tools import require_tool
@@ -343,3 +344,19 @@ def test_credentials_from_the_environment_or_a_git_credential_helper(
         assert (a.root / "config.yaml").read_bytes() == config
     finally:
         server.close()
+
+
+def test_a_corrupt_local_object_is_never_sent_whole(lfs_server: LfsServer, tmp_path: Path) -> None:
+    path, url = lfs_server.repo()
+    a = _store(tmp_path / "a", url, tmp_path / "meta")
+    data = os.urandom((2 << 20) + 5000)
+    (tmp_path / "model.bin").write_bytes(data)
+    a.register("m", [tmp_path / "model.bin"])
+    obj = _object(a, data)
+    obj.chmod(0o644)
+    obj.write_bytes(b"X" + data[1:])  # bit rot in the local store
+    with pytest.raises(IntegrityError, match="corrupt"):
+        a.push()
+    held = lfs_server.storage / path / _digest(data)
+    assert not held.exists() or held.stat().st_size < len(data)  # the body was broken off
+    assert not (tmp_path / "meta" / "models").exists()  # no manifest names it there
