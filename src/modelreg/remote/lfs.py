@@ -179,7 +179,12 @@ class LfsClient:
         try:
             return self._pool().request(method, url, redirect=False, **kw)
         except urllib3.exceptions.HTTPError as exc:
-            raise RemoteError(f"remote {self.spec.name} ({url}): {exc}") from None
+            # neither the query (a pre-signed URL's signature) nor urllib3's text, which holds it
+            where = urlsplit(url)._replace(query="", fragment="").geturl()
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            if isinstance(reason, Exception):
+                reason = str(reason).split(": ", 1)[-1] if ": " in str(reason) else str(reason)
+            raise RemoteError(f"remote {self.spec.name}: {method} {where}: {reason}") from None
 
     def _fail(self, what: str, resp: Any) -> RemoteError:
         text = ""
@@ -345,12 +350,18 @@ class LfsClient:
         return present
 
     def _action_for(self, operation: str, oid: str, size: int) -> _Action | None:
+        """The kept action (None: none needed), or one asked for again when unknown or stale.
+
+        A `verify` action comes with the `upload` one: asked for again, it is the upload
+        request's (a server that now has the object gives none: nothing to verify).
+        """
+        request = "upload" if operation == "verify" else operation
         with self._lock:
-            known = ("upload" if operation == "verify" else operation, oid) in self._actions
+            known = (request, oid) in self._actions
             act = self._actions.get((operation, oid))
         if known and (act is None or act.fresh):
             return act
-        self.ask(operation, {oid: size})
+        self.ask(request, {oid: size})
         with self._lock:
             return self._actions.get((operation, oid))
 
