@@ -22,6 +22,7 @@ import pytest
 
 from modelreg import Store
 from modelreg.errors import IntegrityError
+from modelreg.remote import Remote
 from modelreg.remote.backend import RemoteError
 from tests.conftest import MregResult, git, snapshot
 from tests.tools import require_tool
@@ -167,19 +168,25 @@ def test_push_pull_and_what_a_second_push_costs(lfs_server: LfsServer, tmp_path:
     assert a.push().objects_sent == 0
     assert lfs_server.requests(path) == {"batch": 1, "put": 2, "get": 0, "verify": 2}
 
-    # a new version sharing one file: one batch request, one PUT (only what changed)
+    # a new version sharing one file: status asks once; the push sends one batch request and
+    # one PUT (only what changed)
     (tmp_path / "config.json").write_bytes(b'{"layers": 3}')
     a.register("m", [tmp_path / "model.bin", tmp_path / "config.json"])
+    assert a.remote_status().objects_to_push == 1
     r = a.push()
     assert (r.objects_sent, r.objects_present) == (1, 1)
-    assert lfs_server.requests(path) == {"batch": 2, "put": 3, "get": 0, "verify": 3}
+    assert lfs_server.requests(path) == {"batch": 3, "put": 3, "get": 0, "verify": 3}
 
     b = _store(tmp_path / "b", url, tmp_path / "meta")
     p = b.pull()
     assert p.ok and p.objects_received == 3 and len(p.manifests_received) == 2
-    assert lfs_server.requests(path) == {"batch": 3, "put": 3, "get": 3, "verify": 3}
+    assert lfs_server.requests(path) == {"batch": 4, "put": 3, "get": 3, "verify": 3}
     assert _object(b, big).read_bytes() == big
     assert b.verify().ok
+    # serving code reads the LFS remote through its cache, verified
+    remote = Remote(f"lfs+{url}", {"meta": str(tmp_path / "meta")}, cache_dir=tmp_path / "c")
+    with remote.open_artifact("m@0.1.0", "model.bin") as fh:
+        assert fh.read() == big
 
 
 @pytest.mark.parametrize("damage", ["tampered", "truncated"])

@@ -97,7 +97,8 @@ def add(
             "--option",
             "-o",
             help="Driver option KEY=VALUE (repeatable): endpoint_url, region, profile, "
-            "path_style=true, or mreg.jobs / mreg.part_size_mib. Never secrets.",
+            "path_style=true, or mreg.jobs / mreg.part_size_mib; for a Git LFS remote meta=URL "
+            "and meta.KEY=VALUE. Never secrets.",
         ),
     ] = None,
     default: Annotated[bool, typer.Option("--default", help="Make it the default remote.")] = False,
