@@ -63,21 +63,24 @@ def pointers(inputs: Sequence[tuple[str, Path]]) -> dict[str, tuple[str, int]]:
     return out
 
 
-def _lfs_cache(src: Path, oid: str) -> Path | None:
-    """The object in the LFS cache of the git repository holding `src`, if it is there."""
+def _git_dir(where: Path, known: dict[Path, Path | None]) -> Path | None:
+    """The common git directory of the repository holding `where` (asked once per directory)."""
+    if where in known:
+        return known[where]
     # the repository of the file, not one a GIT_DIR of the environment points at
     env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
+    found = None
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            cwd=src.parent, capture_output=True, text=True, env=env, timeout=30, check=False,
+            cwd=where, capture_output=True, text=True, env=env, timeout=30, check=False,
         )  # fmt: skip
+        if out.returncode == 0 and out.stdout.strip():
+            found = Path(out.stdout.strip())
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0 or not out.stdout.strip():
-        return None
-    path = Path(out.stdout.strip()) / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
-    return path if path.is_file() else None
+        pass
+    known[where] = found
+    return found
 
 
 def fetch_pointers(
@@ -85,57 +88,72 @@ def fetch_pointers(
 ) -> int:
     """Put the objects the pointers name into the store, verified; return the bytes fetched.
 
-    NotFound (nothing written for that pointer) when neither the repository's LFS cache nor
-    a Git LFS remote of the store has the object.
+    Each from the repository's LFS cache if it is there, the others from the store's Git LFS
+    remotes (one batch request per 100, downloads in parallel). NotFound when an object is
+    in neither (the objects already received stay, unreferenced, for gc).
     """
     from modelreg.remote.ingest import receive_object
 
-    fetched = 0
+    todo: dict[str, int] = {}
+    named: dict[str, Path] = {}
+    git_dirs: dict[Path, Path | None] = {}
     for rel, (oid, size) in sorted(found.items()):
-        if store.objects.has(oid):
-            store.objects.freshen(oid)
+        if oid in todo or store.objects.freshen(oid):
             continue
-        what = f"the Git LFS object of {sources[rel]}"
-        cached = _lfs_cache(sources[rel], oid)
-        if cached is not None:
+        git_dir = _git_dir(sources[rel].parent, git_dirs)
+        cached = git_dir / "lfs" / "objects" / oid[:2] / oid[2:4] / oid if git_dir else None
+        if cached is not None and cached.is_file():
 
             def copy(fd: int, path: Path = cached) -> tuple[str, int]:
                 with open(path, "rb") as fh:
                     return copy_and_hash(fh, fd)
 
-            receive_object(store.objects, oid, size, what, copy)
+            receive_object(store.objects, oid, size, f"the Git LFS object of {sources[rel]}", copy)
             continue
-        fetched += _from_remotes(store, oid, size, what, sources[rel])
-    return fetched
+        todo[oid] = size
+        named[oid] = sources[rel]
+    return _from_remotes(store, todo, named) if todo else 0
 
 
-def _from_remotes(store: StoreHandle, oid: str, size: int, what: str, src: Path) -> int:
+def _from_remotes(store: StoreHandle, todo: dict[str, int], named: dict[str, Path]) -> int:
     from modelreg.remote.backend import Backend
     from modelreg.remote.lfs import is_lfs
-    from modelreg.remote.transfer import Transfer
+    from modelreg.remote.transfer import Transfer, wait_all
 
     cfg = store.config
     names = sorted(cfg.remotes, key=lambda n: (n != cfg.default_remote, n))
     problems = []
+    fetched = 0
     for name in [n for n in names if is_lfs(cfg.remotes[n].url)]:
+        if not todo:
+            break
         backend = Backend(cfg.remotes[name])
         assert backend.lfs is not None
         try:
             with backend.errors():
-                if not backend.lfs.ask("download", {oid: size}):
+                have = backend.lfs.ask("download", todo)
+                if len(have) < len(todo):
                     problems.append(f"not on {name}")
-                    continue
-                with Transfer(backend, store.objects, jobs=1) as t:
-                    return t.download(oid, size)
+                with Transfer(backend, store.objects) as t:
+                    got, failed = wait_all({t.submit(t.download, d, n): d for d, n in have.items()})
+            if failed:
+                raise IntegrityError(next(iter(failed.values())))
+            fetched += got
+            for oid in have:
+                del todo[oid]
         except IntegrityError:
             raise
         except MregError as exc:
             problems.append(str(exc))
         finally:
             backend.lfs.close()
+    if not todo:
+        return fetched
+    oid = sorted(todo, key=lambda d: str(named[d]))[0]
     tried = f" nor on a remote ({'; '.join(problems)})" if problems else " (no Git LFS remote)"
+    more = f" (and {len(todo) - 1} more)" if len(todo) > 1 else ""
     raise NotFound(
-        f"{src} is a Git LFS pointer, and its object {oid[:12]} is not in the repository's "
-        f"LFS cache{tried}: run git lfs fetch, or add its LFS server as a remote "
-        "(mreg remote add NAME lfs+https://...)"
+        f"{named[oid]} is a Git LFS pointer, and its object {oid[:12]} is not in the "
+        f"repository's LFS cache{tried}{more}: run git lfs fetch, or add its LFS server as a "
+        "remote (mreg remote add NAME lfs+https://...)"
     )
