@@ -166,7 +166,7 @@ class LfsClient:
 
                 self._http = urllib3.PoolManager(
                     num_pools=4,
-                    maxsize=max(self._jobs * 2, 10),
+                    maxsize=max(self._jobs * 2, 32),  # one kept connection per worker
                     retries=urllib3.Retry(total=3, connect=3, read=0, redirect=0, status=0),
                     timeout=urllib3.Timeout(connect=_TIMEOUT[0], read=_TIMEOUT[1]),
                     blocksize=CHUNK_SIZE,  # a PUT body is read 1 MiB at a time, not 16 KiB
