@@ -7,6 +7,7 @@ Order of work, so that bad input changes nothing and a crash leaves the store va
 2. if the version already exists, hash the inputs read-only and compare: identical content
    is a no-op, other content a Conflict (nothing was written either way);
 3. copy the files into `objects/` while hashing (outside the lock: objects are immutable);
+   a Git LFS pointer brings its object instead, verified (`modelreg.lfspointers`, issue 20);
 4. under the store lock: settle the version number (a bump reads the latest), re-check for
    a concurrent registration, write the manifest (temp, fsync, rename), append to the log.
 """
@@ -28,6 +29,7 @@ from modelreg.errors import Conflict, InvalidInput, NotFound
 from modelreg.fsutil import atomic_write
 from modelreg.handle import StoreHandle
 from modelreg.hashing import Progress, hash_bytes, hash_file
+from modelreg.lfspointers import fetch_pointers, pointers
 from modelreg.lineage import code_lineage, data_lineage, default_author, walk_files
 from modelreg.manifest import (
     CodeRef,
@@ -232,6 +234,7 @@ def register(
     norm_params = _normalize_params(params or {})
     norm_metrics = check_metrics(metrics or {})
     inputs = _collect(paths)
+    lfs = pointers(inputs)  # Git LFS pointers stand for their objects (issue 20)
     req = _requirements(requirements) if requirements is not None else None
     data_refs: tuple[DataRef, ...] = tuple(data_lineage(d) for d in data)
     code_ref: CodeRef | None = (
@@ -264,17 +267,20 @@ def register(
         old = _existing(store, name, Version.parse(version).text)
         if old is not None:
             hashed = tuple(
-                FileEntry(rel, *hash_file(src), detect_format(rel)) for rel, src in inputs
+                FileEntry(rel, *(lfs.get(rel) or hash_file(src)), detect_format(rel))
+                for rel, src in inputs
             )
             return _same_or_conflict(old, build(hashed, old.version, None))
 
     # 3. copy into objects/, hashing on the way; first make sure the change can be audited,
     # so a refusal writes nothing, not even an orphan object (issue 15)
     store.audit.last()
-    total = sum(src.stat().st_size for _, src in inputs)
+    if lfs:
+        fetch_pointers(store, lfs, dict(inputs))
+    total = sum(src.stat().st_size for rel, src in inputs if rel not in lfs)
     tick = progress(total) if progress else None
     files = tuple(
-        FileEntry(rel, *store.objects.put_file(src, tick), detect_format(rel))
+        FileEntry(rel, *(lfs.get(rel) or store.objects.put_file(src, tick)), detect_format(rel))
         for rel, src in inputs
     )
     req_entry = None

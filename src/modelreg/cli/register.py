@@ -52,7 +52,12 @@ def _progress_bar() -> tuple[Callable[[int], Callable[[int], None]], Callable[[]
 
 def register(
     name: Annotated[str, typer.Argument(help="Model name, e.g. fraud-detector or team/model.")],
-    paths: Annotated[list[Path], typer.Argument(help="Files or directories to register.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files or directories to register (a Git LFS pointer stands for its object)."
+        ),
+    ],
     version: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--version", "-V", help="SemVer version, e.g. 1.2.0 or 2.0.0-rc.1."),

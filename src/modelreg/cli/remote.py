@@ -85,7 +85,11 @@ def _lines(c: Console, title: str, items: Any, style: str = "") -> None:
 def add(
     name: Annotated[str, typer.Argument(help="Remote name, e.g. origin.")],
     url: Annotated[
-        str, typer.Argument(help="fsspec URL: s3://bucket/prefix, file:///path, memory://x...")
+        str,
+        typer.Argument(
+            help="fsspec URL: s3://bucket/prefix, file:///path, memory://x..., or a Git LFS "
+            "endpoint lfs+https://HOST/ORG/REPO.git/info/lfs (with --option meta=URL)."
+        ),
     ],
     option: Annotated[
         Optional[list[str]],  # noqa: UP045
@@ -93,7 +97,8 @@ def add(
             "--option",
             "-o",
             help="Driver option KEY=VALUE (repeatable): endpoint_url, region, profile, "
-            "path_style=true, or mreg.jobs / mreg.part_size_mib. Never secrets.",
+            "path_style=true, or mreg.jobs / mreg.part_size_mib; for a Git LFS remote meta=URL "
+            "and meta.KEY=VALUE. Never secrets.",
         ),
     ] = None,
     default: Annotated[bool, typer.Option("--default", help="Make it the default remote.")] = False,

@@ -18,6 +18,9 @@ Four kinds of backend, chosen by protocol:
 - `generic` (`memory://`, sftp, ...): a temp name then `mv`; compare-and-swap holds a lock
   that is only process-wide (`memory://` lives in one process anyway).
 
+A Git LFS remote (`lfs+https://`, issue 20) is its `meta` URL opened as one of these, with
+its objects on the LFS server through `Backend.lfs` (see `modelreg.remote.lfs`).
+
 Every remote path is relative to the remote's root and checked like a store path before it
 is joined. fsspec and the drivers are imported only when a remote is opened.
 
@@ -51,6 +54,7 @@ from modelreg.remote.driver import (
     token,
 )
 from modelreg.remote.layout import read_limit
+from modelreg.remote.lfs import LfsClient, is_lfs
 from modelreg.remote.spec import RemoteSpec
 
 __all__ = [
@@ -75,6 +79,11 @@ class Backend:
 
     def __init__(self, spec: RemoteSpec) -> None:
         self.spec = spec
+        self.lfs: LfsClient | None = None
+        """A Git LFS remote's object store (lfs.py): the filesystem is then its `meta` URL."""
+        if is_lfs(spec.url):
+            self.lfs = LfsClient(spec, int(spec.mreg_option("jobs", 8)))
+            spec = self.lfs.meta
         self.protocol = spec.protocol
         if self.protocol in ("file", "local"):
             self.kind = "local"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from modelreg import layout, yamlio
-from modelreg.errors import IntegrityError, NotFound
+from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.hashing import check_digest, hash_bytes
 from modelreg.manifest import FileEntry, ModelVersion
 from modelreg.names import Version, parse_ref
@@ -130,6 +130,8 @@ class Remote:
         check_digest(digest)
         if not self.cache.has(digest):
             with self.backend.errors():
+                if size is None and self.backend.lfs is not None:  # the batch API needs it
+                    raise InvalidInput(f"{self.url}: a Git LFS remote needs the object's size")
                 if size is None:
                     entry = self.backend.stat(object_rel(digest))
                     if entry is None:

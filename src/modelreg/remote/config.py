@@ -101,10 +101,16 @@ class RemoteRegistry:
     ) -> RemoteInfo:
         """Configure a remote; the first one added becomes the default."""
         from modelreg.remote.backend import check_driver
+        from modelreg.remote.lfs import is_lfs, meta_spec
 
         check_remote_name(name)
         spec = RemoteSpec(name, normalize_url(url), check_options(options or {}))
-        check_driver(spec.protocol)
+        if is_lfs(spec.url):  # objects on the LFS server, the rest on `meta` (issue 20)
+            meta = meta_spec(spec)
+            spec = RemoteSpec(name, spec.url, {**spec.options, "meta": meta.url})
+            check_driver(meta.protocol)
+        else:
+            check_driver(spec.protocol)
         with self.store.locked():
             cfg = self._reload()
             if name in cfg.remotes:

@@ -162,6 +162,7 @@ def _pull(
     if progress is not None:
         progress.start(len(todo), sum(todo.values()))
     with s.transfer(progress) as t:
+        t.prepare("download", todo)  # an LFS remote: one batch request per 100 (issue 20)
         received, bad = wait_all({t.submit(t.download, d, n): d for d, n in todo.items()})
     rejected.extend(bad.values())
     installed = []

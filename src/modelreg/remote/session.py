@@ -123,13 +123,22 @@ class Session:
                 out[rel] = meta
         return out
 
-    def objects(self, wanted: Iterable[str] | None = None) -> dict[str, int]:
+    def objects(
+        self, wanted: Iterable[str] | None = None, *, sending: bool = False
+    ) -> dict[str, int]:
         """Objects on the remote (digest to size, as the remote reports it; not re-hashed).
 
         With `wanted`, only those (see the module docstring: HEADs, or on S3 a listing cut
         short and HEADs); without it, every object (one whole listing). Nothing is asked
-        when the remote's root has no `objects/`.
+        when the remote's root has no `objects/`. A Git LFS remote is asked by its batch
+        API, one request per 100 of `wanted` (a mapping of digest to size): with `sending`
+        (about to upload them) the request is an upload request, whose answer says what the
+        server lacks and where to send it; it cannot list every object.
         """
+        if self.backend.lfs is not None:  # issue 20
+            sizes = dict(wanted) if isinstance(wanted, dict) else {}
+            with self.backend.errors():
+                return self.backend.lfs.ask("upload" if sending else "download", sizes)
         want = None if wanted is None else set(wanted)
         if (want is not None and not want) or not self.has_objects:
             return {}

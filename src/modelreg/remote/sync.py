@@ -193,7 +193,7 @@ def _push(
     # 2. objects
     s.check_store(create=True)
     s.settle_conditional()
-    present = s.objects(needed)
+    present = s.objects(needed, sending=True)
     missing = {d: n for d, n in needed.items() if present.get(d) != n}
     for d in missing:
         if not store.objects.has(d):

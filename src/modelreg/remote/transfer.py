@@ -11,6 +11,8 @@
   PUT or CompleteMultipartUpload; local: temp file and rename; others: temp name and `mv`).
   An S3 multipart upload cut short (kill, network) is resumed by the next push: the parts
   the server holds with our size and MD5 are not sent again.
+- A Git LFS remote moves each object in one streamed request (`modelreg.remote.lfs`),
+  hashed on the way out and on the way in like the others.
 - Downloads are verified on the way in: the bytes are hashed while they are written to the
   store's `tmp/`, and only an object whose hash is its name is renamed into `objects/`.
   Anything else is deleted and reported; it never enters the store.
@@ -169,6 +171,11 @@ class Transfer:
         self.pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
         self.parts.shutdown(wait=not interrupted, cancel_futures=interrupted)
 
+    def prepare(self, operation: str, objects: dict[str, int]) -> None:
+        """Say which objects will move: a Git LFS remote asks for their actions in batches."""
+        if self.backend.lfs is not None:
+            self.backend.lfs.prepare(operation, objects)
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run `fn(*args)` on the object pool."""
         return self.pool.submit(fn, *args)
@@ -184,7 +191,9 @@ class Transfer:
         src = self.objects.path(digest)
         rel = object_rel(digest)
         b = self.backend
-        if b.local_root is not None:
+        if b.lfs is not None:  # Git LFS: a streamed PUT, hashed on the way (lfs.py, #20)
+            n = b.lfs.upload(digest, size, src, lambda k: self._tick(0, k))
+        elif b.local_root is not None:
             with open(src, "rb") as fh, open_beneath(b.local_root, rel, 0o444) as out:
                 got, n = copy_and_hash(fh, out.fileno(), lambda k: self._tick(0, k))
                 check_received(got, digest, "local object")
@@ -353,6 +362,15 @@ class Transfer:
     def _download(self, digest: str, size: int) -> int:
         rel = object_rel(digest)
         b = self.backend
+        if b.lfs is not None:  # Git LFS: one streamed GET, hashed here (#20)
+            lfs = b.lfs
+
+            def write(fd: int) -> tuple[str, int]:
+                return lfs.download(digest, size, fd, self._sink)
+
+            n = receive_object(self.objects, digest, size, "remote LFS object", write)
+            self._tick(1, 0)
+            return n
         if size <= SMALL and b.local_root is None:
             data = b.read_range(rel, 0, size) if size else b""
             check_received(hash_bytes(data), digest, f"remote object {rel}", len(data), size)
