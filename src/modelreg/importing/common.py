@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg import layout
+from modelreg.errors import InvalidInput
 from modelreg.fsutil import tmp_name
 from modelreg.handle import StoreHandle
 from modelreg.lineage import default_author
+from modelreg.names import check_tag
 
 if TYPE_CHECKING:
     from modelreg.audit import AuditEntry
@@ -37,6 +39,7 @@ __all__ = [
     "ImportReport",
     "Replay",
     "imported_keys",
+    "is_tag",
     "marker",
     "staging",
     "utc_from_ms",
@@ -113,14 +116,26 @@ def utc_from_ms(ms: Any) -> datetime:
     return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
 
 
+def is_tag(text: str) -> bool:
+    """True when `text` is a valid mreg tag (imported tags that are not are left out)."""
+    try:
+        check_tag(text)
+    except InvalidInput:
+        return False
+    return True
+
+
 def marker(source: str, key: str, location: str, now: str) -> dict[str, str]:
     """The `imported` details of an audit entry: where from, which event, when, by whom."""
     return {"source": source, "key": key, "from": location, "at": now, "by": default_author()}
 
 
 class Replay(StoreHandle):
-    """The store, seen from one imported event: its clock is the event's time, and each of
-    its audit entries carries the `imported` marker."""
+    """The store as one imported event sees it: the event's clock, marked audit entries.
+
+    Its clock is the event's original time, and each audit entry it appends carries the
+    `imported` marker.
+    """
 
     def __init__(self, store: StoreHandle, when: datetime, mark: dict[str, str]) -> None:
         super().__init__(store.root, store.config, clock=lambda: when)

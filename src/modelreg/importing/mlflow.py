@@ -29,7 +29,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,13 @@ from modelreg.importing.common import (
     ImportReport,
     Replay,
     imported_keys,
+    is_tag,
     marker,
     staging,
     utc_from_ms,
 )
 from modelreg.manifest import CodeRef
-from modelreg.names import check_alias, check_name, check_path, check_tag
+from modelreg.names import check_alias, check_name, check_path
 
 __all__ = ["import_mlflow", "metric_split", "model_name"]
 
@@ -153,9 +154,10 @@ class _Rest:
         """Stream one artifact into `dst`, refusing more bytes than the listing said."""
         quoted = urllib.parse.quote(path)
         got = 0
-        with self._open(f"api/2.0/mlflow-artifacts/artifacts/{quoted}") as resp, open(
-            dst, "xb"
-        ) as out:
+        with (
+            self._open(f"api/2.0/mlflow-artifacts/artifacts/{quoted}") as resp,
+            open(dst, "xb") as out,
+        ):
             while chunk := resp.read(CHUNK):
                 got += len(chunk)
                 if size is not None and got > size:
@@ -181,7 +183,7 @@ def _pairs(items: Any) -> dict[str, str]:
 def import_mlflow(
     store: StoreHandle,
     tracking_uri: str | None = None,
-    models: tuple[str, ...] | list[str] = (),
+    models: Sequence[str] = (),
     *,
     dry_run: bool = False,
     timeout: float = 30.0,
@@ -199,10 +201,11 @@ def import_mlflow(
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
     if not uri:
         raise InvalidInput("give --tracking-uri http://HOST:PORT or set MLFLOW_TRACKING_URI")
-    if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+    scheme = urllib.parse.urlsplit(uri).scheme
+    if scheme not in ("http", "https"):
         raise InvalidInput(
-            f"tracking URI {_location(uri)!r}: mreg imports from an MLflow tracking server over "
-            "HTTP; run `mlflow server --backend-store-uri URI` and give its http:// URL"
+            f"tracking URI of scheme {scheme or 'file'!r}: mreg imports from an MLflow tracking "
+            "server over HTTP; run `mlflow server --backend-store-uri URI` and give its http:// URL"
         )
     rest = _Rest(uri, timeout)
     if models:
@@ -343,13 +346,15 @@ def _register(
         tags.append(f"mlflow.model={src[len('models:/') :]}")
     if mv.get("current_stage") not in (None, "", "None"):
         tags.append(f"mlflow.stage={mv['current_stage']}")
-    valid = [t for t in tags if t and _is_tag(t)]
+    valid = [t for t in tags if t and is_tag(t)]
     commit = run_tags.get("mlflow.source.git.commit", "")
     code = (
         CodeRef(
             run_tags.get("mlflow.source.git.repoURL") or run_tags.get("mlflow.source.name", ""),
-            commit, run_tags.get("mlflow.source.git.branch") or None, False,
-        )  # fmt: skip
+            commit,
+            run_tags.get("mlflow.source.git.branch") or None,
+            False,
+        )
         if re.fullmatch(r"[0-9a-f]{40}", commit)
         else None
     )
@@ -361,14 +366,6 @@ def _register(
         metrics=metrics, code=code, detect_code=False, message=str(mv.get("description") or ""),
         tags=valid, author=author,
     )  # fmt: skip
-
-
-def _is_tag(text: str) -> bool:
-    try:
-        check_tag(text)
-    except InvalidInput:
-        return False
-    return True
 
 
 def _import_alias(
