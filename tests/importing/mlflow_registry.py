@@ -49,7 +49,7 @@ def files(tag: str) -> Path:
 
 
 # Version 1: a run's artifact directory (the MLflow 2 way), with params, metrics and tags.
-run1 = client.create_run("0").info
+run1 = client.create_run("0", tags={"mlflow.user": "alice"}).info
 for key, value in {"lr": "0.01", "layers": "3"}.items():
     client.log_param(run1.run_id, key, value)
 for key, num in {"test_f1": 0.9, "val/auc": 0.8, "train.loss": 0.1, "accuracy": 0.7}.items():
@@ -67,7 +67,7 @@ v1 = client.create_model_version(
 
 def logged_model_version(tag: str, f1: float) -> str:
     """A version from an MLflow 3 logged model (`models:/m-...`)."""
-    run = client.create_run("0").info
+    run = client.create_run("0", tags={"mlflow.user": "bob"}).info
     client.log_param(run.run_id, "lr", "0.02")
     client.log_metric(run.run_id, "test_f1", f1)
     lm = client.create_logged_model("0", name="model", source_run_id=run.run_id)
@@ -78,21 +78,22 @@ def logged_model_version(tag: str, f1: float) -> str:
         "Fraud Detector", f"models:/{lm.model_id}", run_id=run.run_id, model_id=lm.model_id,
         await_creation_for=0,
     )  # fmt: skip
-    return str(mv.version)
+    return {"version": str(mv.version), "created": mv.creation_timestamp, "model": lm.model_id}
 
 
 v2 = logged_model_version("two", 0.95)
 client.set_registered_model_alias("Fraud Detector", "champion", v1.version)
-client.set_registered_model_alias("Fraud Detector", "challenger", v2)
-client.transition_model_version_stage("Fraud Detector", v2, "Staging")
+client.set_registered_model_alias("Fraud Detector", "challenger", v2["version"])
+client.transition_model_version_stage("Fraud Detector", v2["version"], "Staging")
 client.create_registered_model("other")
-print(json.dumps({"url": URL, "versions": [v1.version, v2]}), flush=True)
+one = {"version": v1.version, "created": v1.creation_timestamp, "run": run1.run_id}
+print(json.dumps({"url": URL, "versions": [one, v2]}), flush=True)
 
 for line in sys.stdin:
     if line.strip() == "add":
         v3 = logged_model_version("three", 0.97)
-        client.set_registered_model_alias("Fraud Detector", "champion", v3)
-        print(json.dumps({"version": v3}), flush=True)
+        client.set_registered_model_alias("Fraud Detector", "champion", v3["version"])
+        print(json.dumps(v3), flush=True)
     elif line.strip() == "quit":
         break
 server.shutdown()

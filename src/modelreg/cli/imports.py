@@ -83,9 +83,8 @@ def _show(report: ImportReport, as_json: bool) -> None:
             reason = f": {escape(i.reason)}" if i.reason else ""
             c.print(f"{status} {escape(what)} (from {escape(i.source)}){reason}")
         counts = ", ".join(f"{n} {s}" for s, n in report.counts.items() if n)
-        verb = "would import" if report.dry_run else "imported"
-        c.print(f"{report.source} at {escape(report.location)}: {counts or 'nothing'}"
-                f"{' (dry run: ' + verb + ' the planned items)' if report.dry_run else ''}")  # fmt: skip
+        dry = " (dry run: nothing was changed)" if report.dry_run else ""
+        c.print(f"{report.source} at {escape(report.location)}: {counts or 'nothing'}{dry}")
 
     Output(as_json).result(report.to_dict(), render)
     if report.failed:

@@ -1,0 +1,195 @@
+"""`mreg import mlflow` against a real MLflow registry (issue 20).
+
+One MLflow tracking server per module (`mlflow_registry.py`, run by the MLflow virtualenv's
+python: MLflow's own server application on a sqlite backend store with proxied artifacts,
+filled through MLflow's own client). mreg talks to it over HTTP, as it would to any server.
+The last test adds a version; the tests before it see two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelreg import Store
+from modelreg.errors import InvalidInput
+from modelreg.importing.mlflow import metric_split, model_name
+from tests.conftest import snapshot
+from tests.tools import require_tool
+
+
+class Registry:
+    def __init__(self, proc: subprocess.Popen[str], root: Path, info: dict[str, Any]) -> None:
+        self.proc, self.root, self.info = proc, root, info
+        self.url: str = info["url"]
+
+    def add_version(self) -> dict[str, Any]:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write("add\n")
+        self.proc.stdin.flush()
+        return _json_line(self.proc)
+
+
+def _json_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    assert proc.stdout
+    for line in proc.stdout:
+        if line.startswith("{"):
+            return json.loads(line)  # type: ignore[no-any-return]
+    raise AssertionError(f"the MLflow registry script ended (exit {proc.wait()})")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    python = require_tool("mlflow", "python")
+    root = tmp_path_factory.mktemp("mlflow")
+    env = {
+        **os.environ, "HOME": str(root), "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true", "PYTHONWARNINGS": "ignore",
+    }  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(python), str(Path(__file__).with_name("mlflow_registry.py")), str(root)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        info = _json_line(proc)
+        print(f"MLflow registry ready in {time.monotonic() - started:.1f}s")
+        yield Registry(proc, root, info)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_metric_names_give_splits() -> None:
+    assert metric_split("test_f1") == ("test", "f1")
+    assert metric_split("val/auc") == ("val", "auc")
+    assert metric_split("train.loss") == ("train", "loss")
+    assert metric_split("validation-acc") == ("val", "acc")
+    assert metric_split("accuracy") == ("run", "accuracy")
+    assert metric_split("eval/sub/x") == ("eval", "sub.x")
+    assert metric_split("a b") is None
+    assert model_name("Fraud Detector") == "fraud-detector"
+    assert model_name("team.Model_v2") == "team.model_v2"
+
+
+def test_import_copies_versions_files_runs_and_aliases(registry: Registry, store: Store, run_mreg):
+    r = run_mreg("import", "mlflow", "--tracking-uri", registry.url, "--json")
+    assert r.ok, r
+    report = r.json()
+    assert report["counts"] == {
+        "imported": 4, "exists": 0, "skipped": 0, "failed": 0, "planned": 0
+    }  # fmt: skip
+    assert report["location"] == registry.url
+    one, two = registry.info["versions"]
+
+    v1 = store.info("fraud-detector@1.0.0").version
+    src = registry.root / "src" / "one"
+    assert {f.path: f.sha256 for f in v1.files} == {
+        "weights.bin": _sha(src / "weights.bin"),
+        "sub/config.json": _sha(src / "sub" / "config.json"),
+    }
+    assert v1.params == {"lr": "0.01", "layers": "3"}
+    assert v1.metrics == {
+        "test": {"f1": 0.9}, "val": {"auc": 0.8}, "train": {"loss": 0.1}, "run": {"accuracy": 0.7}
+    }  # fmt: skip
+    assert v1.message == "first one"
+    assert v1.author == "alice"
+    assert v1.created == _iso(one["created"])
+    assert "team=vision" in v1.tags and f"mlflow.run={one['run']}" in v1.tags
+    assert not any(t.startswith("note") for t in v1.tags)  # not a valid tag: left out
+    assert v1.code is not None and v1.code.commit == "0123456789abcdef0123456789abcdef01234567"
+
+    v2 = store.info("fraud-detector@2.0.0").version
+    assert v2.author == "bob"
+    assert {"mlflow.stage=Staging", f"mlflow.model={two['model']}"} <= set(v2.tags)
+    assert v2.metrics == {"test": {"f1": 0.95}}
+    assert store.info("fraud-detector@champion").version.version == "1.0.0"
+    assert store.info("fraud-detector@challenger").version.version == "2.0.0"
+
+    # the history: original authors and times, marked as imported, one valid chain
+    log = [e for e in store.audit.entries() if e.action == "register"]
+    assert [(e.actor, e.time) for e in log] == [
+        ("alice", _iso(one["created"])), ("bob", _iso(two["created"]))
+    ]  # fmt: skip
+    for e in store.audit.entries():
+        assert e.details["imported"]["source"] == "mlflow"
+        assert e.details["imported"]["from"] == registry.url
+    assert store.fsck().errors == []
+
+
+def test_a_second_import_adds_nothing(registry: Registry, store: Store):
+    assert store.import_mlflow(registry.url).counts["imported"] == 4
+    before = snapshot(store.root)
+    again = store.import_mlflow(registry.url)
+    assert again.counts["exists"] == 4 and again.counts["imported"] == 0 and not again.failed
+    assert snapshot(store.root) == before
+
+
+def test_dry_run_and_one_model_change_nothing(registry: Registry, store: Store, run_mreg):
+    before = snapshot(store.root)
+    env = {"MLFLOW_TRACKING_URI": registry.url}
+    r = run_mreg("import", "mlflow", "--model", "Fraud Detector", "--dry-run", "--json", env=env)
+    assert r.ok, r
+    assert r.json()["dry_run"] and r.json()["counts"]["planned"] == 4
+    assert snapshot(store.root) == before
+    assert store.import_mlflow(registry.url, ["other"]).items == ()  # no versions
+    assert snapshot(store.root) == before
+
+
+def test_bad_input_and_unreachable_server(store: Store, run_mreg, tmp_path: Path, monkeypatch):
+    before = snapshot(store.root)
+    r = run_mreg("import", "mlflow", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert r.returncode == 2 and "mlflow server" in r.stderr and len(r.stderr.splitlines()) == 1
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(InvalidInput, match="--tracking-uri"):
+        store.import_mlflow()
+    r = run_mreg("import", "mlflow", "--tracking-uri", "http://127.0.0.1:9")
+    assert r.returncode == 1 and "cannot reach MLflow" in r.stderr
+    assert snapshot(store.root) == before
+
+
+def test_unknown_model_and_a_clash_with_a_local_version(
+    registry: Registry, store: Store, run_mreg, model_file
+):
+    r = run_mreg("import", "mlflow", "--tracking-uri", registry.url, "--model", "nope")
+    assert r.returncode == 2, r
+    store.register("fraud-detector", [model_file()], version="1.0.0")
+    r = run_mreg("import", "mlflow", "--tracking-uri", registry.url, "--json")
+    assert r.returncode == 1, r
+    items = {(i["kind"], i["version"]): i for i in r.json()["items"]}
+    assert items["version", "1.0.0"]["status"] == "failed"
+    assert "not imported from Fraud Detector/1" in items["version", "1.0.0"]["reason"]
+    assert items["version", "2.0.0"]["status"] == "imported"
+    assert store.info("fraud-detector@1.0.0").version.author == "Test Author <test@example.com>"
+
+
+def test_a_new_version_and_a_moved_alias_are_added(registry: Registry, store: Store):
+    """Last in the module: it adds version 3 to the registry and moves champion to it."""
+    assert not store.import_mlflow(registry.url).failed
+    entries = len(store.audit.entries())
+    three = registry.add_version()
+    report = store.import_mlflow(registry.url)
+    assert report.counts["imported"] == 2 and report.counts["exists"] == 3
+    assert store.info("fraud-detector@champion").version.version == "3.0.0"
+    assert store.info("fraud-detector@3.0.0").version.created == _iso(three["created"])
+    assert len(store.audit.entries()) == entries + 2
+    assert store.fsck().errors == []
