@@ -259,13 +259,14 @@ class _Run:
             art = self._artifact(e)
             if isinstance(art, str):
                 return item("skipped", art)
+            files = self._tree(e.commit, art["path"])
+            if isinstance(files, str):
+                return item("skipped", files)
             if self.dry:
                 self.present.add((name, version))
                 return item("planned")
             with staging(self.store) as tmp:
-                why = self._files(e.commit, art["path"], tmp)
-                if why:
-                    return item("skipped", why)
+                self._copy(files, tmp)
                 self._register_files(e, name, version, art, tmp)
         except MregError as exc:
             return item("failed", str(exc))
@@ -300,50 +301,55 @@ class _Run:
                 }  # fmt: skip
         return f"{e.artifact!r} is in neither artifacts.yaml nor dvc.yaml at {e.commit[:12]}"
 
-    def _files(self, commit: str, path: str, dst: Path) -> str:
-        """Copy the artifact's files at `commit` into `dst`; why not (empty when done)."""
+    def _tree(self, commit: str, path: str) -> list[tuple[str, str, bytes | None]] | str:
+        """The artifact's files at `commit` as (path in the version, blob, LFS oid or None).
+
+        Or why they cannot be imported: a DVC-tracked or absent path, a link, a submodule,
+        a Git LFS object not in the local cache.
+        """
         if self.git.blob(commit, f"{path}.dvc", _MAX_INDEX) is not None:
             return f"{path} is tracked by DVC ({path}.dvc): its bytes are not in git"
-        out = self.git.run("ls-tree", "-r", "-z", "--full-tree", commit, "--", path)
+        out = self.git.run("ls-tree", "-r", "-z", "--long", "--full-tree", commit, "--", path)
         entries = [x for x in out.decode("utf-8", errors="surrogateescape").split("\0") if x]
         if not entries:
             return f"{path} is not in the repository at {commit[:12]} (a virtual artifact)"
+        files: list[tuple[str, str, bytes | None]] = []
         for line in entries:
             meta, _, full = line.partition("\t")
-            mode, kind, sha = meta.split()
+            mode, kind, sha, size = meta.split()
             rel = PurePosixPath(full).name if full == path else full[len(path) + 1 :]
             check_path(rel, "artifact file")
             if kind != "blob" or mode == "120000":
                 return f"{full} is a {'symbolic link' if kind == 'blob' else kind}, not a file"
+            oid = None
+            if int(size) < 1024:
+                data = self.git.run("cat-file", "blob", sha)
+                m = re.search(rb"^oid sha256:([0-9a-f]{64})$", data, re.M)
+                if data.startswith(_LFS_HEAD) and m is None:
+                    return f"{full}: a malformed Git LFS pointer"
+                if data.startswith(_LFS_HEAD) and m is not None:
+                    oid = m[1]
+                    if not self._lfs_path(oid).is_file():
+                        return f"{full} is a Git LFS pointer whose object is not here " \
+                            "(run git lfs fetch)"  # fmt: skip
+            files.append((rel, sha, oid))
+        return files
+
+    def _lfs_path(self, oid: bytes) -> Path:
+        text = oid.decode()
+        return self.lfs_dir / text[:2] / text[2:4] / text
+
+    def _copy(self, files: list[tuple[str, str, bytes | None]], dst: Path) -> None:
+        """Copy the files of `_tree` into `dst`: blobs streamed, LFS objects verified."""
+        for rel, sha, oid in files:
             target = dst / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            why = self._blob(sha, full, target)
-            if why:
-                return why
-        return ""
-
-    def _blob(self, sha: str, full: str, target: Path) -> str:
-        head = self.git.run("cat-file", "-s", sha).strip()
-        if int(head) < 1024:
-            data = self.git.run("cat-file", "blob", sha)
-            if data.startswith(_LFS_HEAD):
-                return self._lfs(data, full, target)
-        self.git.copy_blob(sha, target)
-        return ""
-
-    def _lfs(self, pointer: bytes, full: str, target: Path) -> str:
-        """Copy a Git LFS object from the local LFS cache, verified; why not otherwise."""
-        m = re.search(rb"^oid sha256:([0-9a-f]{64})$", pointer, re.M)
-        if m is None:
-            return f"{full}: a malformed Git LFS pointer"
-        oid = m[1].decode()
-        cached = self.lfs_dir / oid[:2] / oid[2:4] / oid
-        if not cached.is_file():
-            return f"{full} is a Git LFS pointer whose object is not here (run git lfs fetch)"
-        shutil.copyfile(cached, target, follow_symlinks=False)
-        if hash_file(target)[0] != oid:
-            raise MregError(f"{full}: the Git LFS object {oid[:12]} does not match its id")
-        return ""
+            if oid is None:
+                self.git.copy_blob(sha, target)
+                continue
+            shutil.copyfile(self._lfs_path(oid), target, follow_symlinks=False)
+            if hash_file(target)[0] != oid.decode():
+                raise MregError(f"{rel}: the Git LFS object {oid[:12]!r} does not match its id")
 
     def _register_files(
         self, e: GtoEvent, name: str, version: str, art: dict[str, Any], files: Path
