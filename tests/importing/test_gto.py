@@ -134,7 +134,8 @@ def test_import_replays_gto_history(repo: dict[str, Any], store: Store) -> None:
     assert v1.code is not None and v1.code.commit == repo["first"]
     assert v1.code.path == "models/clf.bin"
     v2 = store.info("clf@1.1.0").version
-    assert [f.sha256 for f in v2.files] == [_sha(b"clf weights two")]  # the commit's, not the tree's
+    # the commit's bytes, not the work tree's
+    assert [f.sha256 for f in v2.files] == [_sha(b"clf weights two")]
 
     # the stage: assigned 1.0.0, then 1.1.0, then 1.1.0 unassigned: back to 1.0.0
     prod = store.history("clf", "prod")
