@@ -182,6 +182,17 @@ def test_unknown_model_and_a_clash_with_a_local_version(
     assert store.info("fraud-detector@1.0.0").version.author == "Test Author <test@example.com>"
 
 
+def test_an_alias_move_goes_through_the_gates(registry: Registry, store: Store):
+    """Before the last test: the registry still has versions 1 and 2."""
+    store.policy_gate("champion", ["test.f1 >= 0.99"])
+    report = store.import_mlflow(registry.url)
+    assert report.failed
+    champion = next(i for i in report.items if i.alias == "champion")
+    assert champion.status == "failed" and "gate" in champion.reason
+    assert store.info("fraud-detector@challenger").version.version == "2.0.0"
+    assert "champion" not in store.info("fraud-detector@1.0.0").aliases
+
+
 def test_a_new_version_and_a_moved_alias_are_added(registry: Registry, store: Store):
     """Last in the module: it adds version 3 to the registry and moves champion to it."""
     assert not store.import_mlflow(registry.url).failed

@@ -22,7 +22,11 @@ __all__ = ["install"]
 
 ModelOpt = Annotated[
     Optional[list[str]],  # noqa: UP045 (Typer needs Optional on Python 3.10)
-    typer.Option("--model", "-m", help="Import only this model (repeatable). Default: all."),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Import only this model, by its name there (repeatable). Default: all.",
+    ),
 ]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="List what would be imported; change nothing.")
