@@ -175,9 +175,25 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
         return str(exc.reason)
 
 
+def _number(version: Any) -> int:
+    """An MLflow version number (a positive integer, sent as text)."""
+    if not (isinstance(version, (str, int)) and str(version).isdigit() and int(version) > 0):
+        raise MregError(f"MLflow answered a version that is not a number: {version!r:.40}")
+    return int(version)
+
+
 def _pairs(items: Any) -> dict[str, str]:
     """MLflow's `[{key, value}]` lists as a dict."""
-    return {str(i["key"]): str(i.get("value", "")) for i in items or () if "key" in i}
+    if not isinstance(items, list):
+        return {}
+    return {
+        str(i["key"]): str(i.get("value", "")) for i in items if isinstance(i, dict) and "key" in i
+    }
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """`value` when the server answered a JSON object there, else an empty one."""
+    return value if isinstance(value, dict) else {}
 
 
 def import_mlflow(
@@ -210,7 +226,7 @@ def import_mlflow(
     rest = _Rest(uri, timeout)
     if models:
         found = [
-            rest.get("api/2.0/mlflow/registered-models/get", name=m)["registered_model"]
+            _dict(rest.get("api/2.0/mlflow/registered-models/get", name=m).get("registered_model"))
             for m in models
         ]
     else:
@@ -221,7 +237,7 @@ def import_mlflow(
     done = imported_keys(store, SOURCE)
     items: list[ImportItem] = []
     names: dict[str, str] = {}
-    for rm in sorted(found, key=lambda r: str(r.get("name"))):
+    for rm in sorted((r for r in found if r.get("name")), key=lambda r: str(r.get("name"))):
         items.extend(_import_model(store, rest, rm, done, names, dry_run))
     return ImportReport(SOURCE, rest.base, dry_run, tuple(items))
 
@@ -246,11 +262,12 @@ def _import_model(
     versions = sorted(
         rest.pages("api/2.0/mlflow/model-versions/search", "model_versions",
                    filter=f"name={quote}{source}{quote}", max_results=1000),
-        key=lambda v: int(v.get("version", 0)),
+        key=lambda v: _number(v.get("version")),
     )  # fmt: skip
     items = [_import_version(store, rest, name, mv, done, dry_run) for mv in versions]
     present = {i.version for i in items if i.status in ("imported", "exists", "planned")}
-    for a in sorted(rm.get("aliases") or (), key=lambda a: str(a.get("alias"))):
+    aliases = [a for a in rm.get("aliases") or () if isinstance(a, dict)]
+    for a in sorted(aliases, key=lambda a: str(a.get("alias"))):
         items.append(_import_alias(store, name, source, a, present, dry_run, rest.base))
     return items
 
@@ -259,7 +276,7 @@ def _import_version(
     store: StoreHandle, rest: _Rest, name: str, mv: dict[str, Any], done: set[str], dry: bool
 ) -> ImportItem:
     key = f"{mv.get('name')}/{mv.get('version')}"
-    version = f"{int(mv['version'])}.0.0"
+    version = f"{_number(mv.get('version'))}.0.0"
 
     def item(status: str, reason: str = "") -> ImportItem:
         return ImportItem("version", name, key, status, version=version, reason=reason)
@@ -271,7 +288,9 @@ def _import_version(
     if store.manifest_path(name, version).exists():
         return item("failed", f"{name}@{version} exists and was not imported from {key}")
     uri = rest.get(
-        "api/2.0/mlflow/model-versions/get-download-uri", name=mv["name"], version=mv["version"]
+        "api/2.0/mlflow/model-versions/get-download-uri",
+        name=mv.get("name"),
+        version=mv.get("version"),
     ).get("artifact_uri", "")
     parts = urllib.parse.urlsplit(str(uri))
     if parts.scheme != "mlflow-artifacts":
@@ -328,13 +347,15 @@ def _register(
     run: dict[str, Any] = {}
     if mv.get("run_id"):
         try:
-            run = rest.get("api/2.0/mlflow/runs/get", run_id=mv["run_id"]).get("run") or {}
+            run = _dict(rest.get("api/2.0/mlflow/runs/get", run_id=mv["run_id"]).get("run"))
         except NotFound:  # a deleted run: the version still has its files
             run = {}
-    data = run.get("data") or {}
+    data = _dict(run.get("data"))
     run_tags = _pairs(data.get("tags"))
     metrics: dict[str, dict[str, float]] = {}
     for m in data.get("metrics") or ():
+        if not isinstance(m, dict):
+            continue
         where = metric_split(str(m.get("key")))
         value = m.get("value")
         if where and isinstance(value, (int, float)) and math.isfinite(value):
@@ -358,7 +379,7 @@ def _register(
         if re.fullmatch(r"[0-9a-f]{40}", commit)
         else None
     )
-    author = str(mv.get("user_id") or (run.get("info") or {}).get("user_id") or "mlflow")
+    author = str(mv.get("user_id") or _dict(run.get("info")).get("user_id") or "mlflow")
     when = utc_from_ms(mv.get("creation_timestamp") or 0)
     replay = Replay(store, when, marker(SOURCE, key, rest.base, store.now()))
     register(
@@ -381,7 +402,7 @@ def _import_alias(
     from modelreg.refs import read_alias
 
     given = str(a.get("alias"))
-    version = f"{int(a.get('version', 0))}.0.0"
+    version = f"{_number(a.get('version'))}.0.0"
     key = f"{source}@{given}"
     alias = given.lower().replace(".", "-")
 
