@@ -86,6 +86,9 @@ client.set_registered_model_alias("Fraud Detector", "champion", v1.version)
 client.set_registered_model_alias("Fraud Detector", "challenger", v2["version"])
 client.transition_model_version_stage("Fraud Detector", v2["version"], "Staging")
 client.create_registered_model("other")
+# Files the server does not proxy: mreg says so and skips the version.
+client.create_registered_model("elsewhere")
+client.create_model_version("elsewhere", "s3://bucket/models/elsewhere", await_creation_for=0)
 one = {"version": v1.version, "created": v1.creation_timestamp, "run": run1.run_id}
 print(json.dumps({"url": URL, "versions": [one, v2]}), flush=True)
 

@@ -96,8 +96,11 @@ def test_import_copies_versions_files_runs_and_aliases(registry: Registry, store
     assert r.ok, r
     report = r.json()
     assert report["counts"] == {
-        "imported": 4, "exists": 0, "skipped": 0, "failed": 0, "planned": 0
+        "imported": 4, "exists": 0, "skipped": 1, "failed": 0, "planned": 0
     }  # fmt: skip
+    skipped = next(i for i in report["items"] if i["status"] == "skipped")
+    assert skipped["name"] == "elsewhere" and "s3:" in skipped["reason"]
+    assert not (store.root / "models" / "elsewhere").exists()
     assert report["location"] == registry.url
     one, two = registry.info["versions"]
 
@@ -175,10 +178,10 @@ def test_unknown_model_and_a_clash_with_a_local_version(
     store.register("fraud-detector", [model_file()], version="1.0.0")
     r = run_mreg("import", "mlflow", "--tracking-uri", registry.url, "--json")
     assert r.returncode == 1, r
-    items = {(i["kind"], i["version"]): i for i in r.json()["items"]}
-    assert items["version", "1.0.0"]["status"] == "failed"
-    assert "not imported from Fraud Detector/1" in items["version", "1.0.0"]["reason"]
-    assert items["version", "2.0.0"]["status"] == "imported"
+    items = {(i["name"], i["kind"], i["version"]): i for i in r.json()["items"]}
+    clash = items["fraud-detector", "version", "1.0.0"]
+    assert clash["status"] == "failed" and "not imported from Fraud Detector/1" in clash["reason"]
+    assert items["fraud-detector", "version", "2.0.0"]["status"] == "imported"
     assert store.info("fraud-detector@1.0.0").version.author == "Test Author <test@example.com>"
 
 
