@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from modelreg import Store
+from modelreg.errors import InvalidInput
 from modelreg.importing.gto import parse_tag
 from tests.conftest import git, snapshot
 from tests.tools import require_tool
@@ -195,6 +196,6 @@ def test_dry_run_and_bad_input_change_nothing(
     assert {i["status"] for i in r.json()["items"]} == {"planned"}
     r = run_mreg("import", "gto", str(tmp_path))
     assert r.returncode == 2 and "not a git repository" in r.stderr
-    r = run_mreg("import", "gto", str(tmp_path / "nowhere"))
-    assert r.returncode == 2
+    with pytest.raises(InvalidInput):
+        store.import_gto(str(tmp_path / "nowhere"))
     assert snapshot(store.root) == before

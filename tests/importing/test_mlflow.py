@@ -1,74 +1,34 @@
 """`mreg import mlflow` against a real MLflow registry (issue 20).
 
-One MLflow tracking server per module (`mlflow_registry.py`, run by the MLflow virtualenv's
-python: MLflow's own server application on a sqlite backend store with proxied artifacts,
-filled through MLflow's own client). mreg talks to it over HTTP, as it would to any server.
+One MLflow tracking server for the module (`mlflow_registry.py`, started early by conftest.py
+and run by the MLflow virtualenv's python: MLflow's own server application on a sqlite
+backend store with proxied artifacts, filled through MLflow's own client). mreg talks to it
+over HTTP, as it would to any server.
 The last test adds a version; the tests before it see two.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import subprocess
-import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from modelreg import Store
-from modelreg.errors import InvalidInput
+from modelreg.errors import InvalidInput, MregError, NotFound
 from modelreg.importing.mlflow import metric_split, model_name
 from tests.conftest import snapshot
+from tests.importing.conftest import Registry
 from tests.tools import require_tool
 
 
-class Registry:
-    def __init__(self, proc: subprocess.Popen[str], root: Path, info: dict[str, Any]) -> None:
-        self.proc, self.root, self.info = proc, root, info
-        self.url: str = info["url"]
-
-    def add_version(self) -> dict[str, Any]:
-        assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write("add\n")
-        self.proc.stdin.flush()
-        return _json_line(self.proc)
-
-
-def _json_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    assert proc.stdout
-    for line in proc.stdout:
-        if line.startswith("{"):
-            return json.loads(line)  # type: ignore[no-any-return]
-    raise AssertionError(f"the MLflow registry script ended (exit {proc.wait()})")
-
-
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    python = require_tool("mlflow", "python")
-    root = tmp_path_factory.mktemp("mlflow")
-    env = {
-        **os.environ, "HOME": str(root), "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true", "PYTHONWARNINGS": "ignore",
-    }  # fmt: skip
-    env.pop("MLFLOW_TRACKING_URI", None)
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [str(python), str(Path(__file__).with_name("mlflow_registry.py")), str(root)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=env,
-    )  # fmt: skip
-    try:
-        info = _json_line(proc)
-        print(f"MLflow registry ready in {time.monotonic() - started:.1f}s")
-        yield Registry(proc, root, info)
-    finally:
-        proc.kill()
-        proc.wait()
+def registry(mlflow_registry_early: Registry | None) -> Registry:
+    """The registry the package's conftest started; skipped when MLflow is not installed."""
+    require_tool("mlflow", "python")
+    assert mlflow_registry_early is not None
+    return mlflow_registry_early
 
 
 def _sha(path: Path) -> str:
@@ -165,16 +125,17 @@ def test_bad_input_and_unreachable_server(store: Store, run_mreg, tmp_path: Path
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(InvalidInput, match="--tracking-uri"):
         store.import_mlflow()
-    r = run_mreg("import", "mlflow", "--tracking-uri", "http://127.0.0.1:9")
-    assert r.returncode == 1 and "cannot reach MLflow" in r.stderr
+    with pytest.raises(MregError, match="cannot reach MLflow") as failed:
+        store.import_mlflow("http://127.0.0.1:9")
+    assert failed.value.exit_code == 1
     assert snapshot(store.root) == before
 
 
 def test_unknown_model_and_a_clash_with_a_local_version(
     registry: Registry, store: Store, run_mreg, model_file
 ):
-    r = run_mreg("import", "mlflow", "--tracking-uri", registry.url, "--model", "nope")
-    assert r.returncode == 2, r
+    with pytest.raises(NotFound):
+        store.import_mlflow(registry.url, ["nope"])
     store.register("fraud-detector", [model_file()], version="1.0.0")
     r = run_mreg("import", "mlflow", "--tracking-uri", registry.url, "--json")
     assert r.returncode == 1, r
