@@ -166,9 +166,9 @@ def _events(git: _Git) -> list[GtoEvent]:
             continue
         name, kind, peeled, target, tagger, tdate, author, adate, message = parts
         parsed = parse_tag(name)
-        if parsed is None:
-            continue
         annotated = kind == "tag"
+        if parsed is None or not (tdate if annotated else adate):
+            continue  # not GTO's, or a tag of a tree or blob: no author, no date
         events.append(
             GtoEvent(
                 tag=name,

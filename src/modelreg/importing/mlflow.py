@@ -321,14 +321,17 @@ def _download_tree(rest: _Rest, root: str, dst: Path) -> int:
         path = f"{root}/{rel}".rstrip("/")
         listing = rest.get("api/2.0/mlflow-artifacts/artifacts", path=path)
         for f in listing.get("files") or ():
-            sub = f"{rel}/{f.get('path')}".lstrip("/")
+            if not isinstance(f, dict) or not isinstance(f.get("path"), str):
+                raise MregError(f"MLflow at {rest.base}: a malformed listing of {path}")
+            sub = f"{rel}/{f['path']}".lstrip("/")
             check_path(sub, "artifact path")
             if f.get("is_dir"):
                 todo.append(sub)
                 continue
             (dst / sub).parent.mkdir(parents=True, exist_ok=True)
             size = f.get("file_size")
-            rest.download(f"{root}/{sub}", dst / sub, int(size) if size is not None else None)
+            known = int(size) if isinstance(size, (int, str)) and str(size).isdigit() else None
+            rest.download(f"{root}/{sub}", dst / sub, known)
             count += 1
     return count
 
