@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,8 @@ def _gto(repo: Path, *commands: str) -> None:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     require_tool("gto", "python")
+    if shutil.which("git-lfs") is None:
+        pytest.skip("git-lfs is not installed (Debian package git-lfs, .ci/run installs it)")
     root = tmp_path_factory.mktemp("gto")
     home = root / "home"
     home.mkdir()
