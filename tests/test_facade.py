@@ -78,6 +78,8 @@ COMMANDS: dict[str, str | None] = {
     "hook remove": "hook_remove",
     "hook test": "hook_test",
     "hook deliver": "hook_deliver",
+    "import mlflow": "import_mlflow",
+    "import gto": "import_gto",
     # apps (docs/architecture.md): they are above the facade, not in it
     "demo": None,  # builds its own store in a temporary directory (modelreg.demo.run_demo)
     "ui": None,  # the web view (modelreg.ui), serves a store or a remote
@@ -112,6 +114,8 @@ DOMAIN: dict[str, tuple[str, str]] = {
     "hook_remove": ("modelreg.hooks", "remove"),
     "hook_test": ("modelreg.hooks", "test"),
     "hook_deliver": ("modelreg.hooks", "deliver_now"),
+    "import_mlflow": ("modelreg.importing.mlflow", "import_mlflow"),
+    "import_gto": ("modelreg.importing.gto", "import_gto"),
     "gc": ("modelreg.gc", "gc"),
     "delete": ("modelreg.deletion", "delete"),
     "check_large_models": ("modelreg.validate", "check_large_models"),  # static: no handle

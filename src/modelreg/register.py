@@ -211,7 +211,7 @@ def register(
     params: dict[str, Any] | None = None,
     metrics: dict[str, dict[str, Any]] | None = None,
     data: Sequence[str] = (),
-    code: str | os.PathLike[str] | None = None,
+    code: str | os.PathLike[str] | CodeRef | None = None,
     detect_code: bool = True,
     requirements: str | os.PathLike[str] | None = None,
     message: str = "",
@@ -219,7 +219,11 @@ def register(
     author: str | None = None,
     progress: ProgressStart | None = None,
 ) -> RegisterResult:
-    """Register `paths` as a version of `name` (see the module docstring for the steps)."""
+    """Register `paths` as a version of `name` (see the module docstring for the steps).
+
+    `code` is a git work tree to read the lineage from, or (importers, issue 20) a `CodeRef`
+    recorded as given.
+    """
     # 1. validate everything before touching the store
     check_name(name)
     if version is not None and bump is not None:
@@ -238,7 +242,9 @@ def register(
     req = _requirements(requirements) if requirements is not None else None
     data_refs: tuple[DataRef, ...] = tuple(data_lineage(d) for d in data)
     code_ref: CodeRef | None = (
-        code_lineage(Path(code), required=True)
+        code
+        if isinstance(code, CodeRef)
+        else code_lineage(Path(code), required=True)
         if code is not None
         else code_lineage(None)
         if detect_code

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg.config import FORMAT, StoreConfig
+from modelreg.facade_import import ImportCommands
 from modelreg.facade_release import ReleaseCommands
 from modelreg.facade_trust import TrustCommands
 from modelreg.handle import Clock, utc_now
@@ -54,7 +55,7 @@ _MODEL_EXTENSIONS = (
 )  # fmt: skip
 
 
-class Store(ReleaseCommands, TrustCommands):
+class Store(ReleaseCommands, TrustCommands, ImportCommands):
     """A model registry store rooted at a `.modelreg/` directory."""
 
     # -- the API: one method per command -----------------------------------------------------

@@ -36,6 +36,7 @@ MODULES = (
     "validate",
     "maintenance",
     "hooks",
+    "imports",
     "ui",
 )
 

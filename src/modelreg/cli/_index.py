@@ -209,6 +209,12 @@ SUMMARY: tuple[tuple[str, str, str, bool], ...] = (
         "Webhooks on audit events: POST promotions, rollbacks, releases to a URL, signed.",
         True,
     ),
+    (
+        "import",
+        "imports",
+        "Import models from MLflow or GTO, with their history (docs/import.md).",
+        True,
+    ),
 )
 # -- end generated --
 
