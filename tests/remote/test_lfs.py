@@ -10,12 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,109 +21,17 @@ from modelreg.errors import IntegrityError
 from modelreg.remote import Remote
 from modelreg.remote.backend import RemoteError
 from tests.conftest import MregResult, git, snapshot
+from tests.lfsserver import ANON, JWT, JWT_KEY, LfsServer, giftless
 from tests.tools import require_tool
 
 GIT_LFS = shutil.which("git-lfs")
 pytestmark = pytest.mark.skipif(GIT_LFS is None, reason="git-lfs is not installed")
 
-_ANON = "  - giftless.auth.allow_anon:read_write"
-_JWT_KEY = "mreg-test-signing-key"
-_JWT = f"""\
-  - factory: giftless.auth.jwt:factory
-    options:
-      algorithm: HS256
-      private_key: {_JWT_KEY}"""
-_CONFIG = """\
-AUTH_PROVIDERS:
-{auth}
-LEGACY_ENDPOINTS: false
-TRANSFER_ADAPTERS:
-  basic:
-    factory: giftless.transfer.basic_streaming:factory
-    options:
-      storage_class: giftless.storage.local_storage:LocalStorage
-      storage_options:
-        path: {storage}
-"""
-
-
-@dataclass
-class LfsServer:
-    base: str
-    storage: Path
-    log: Path
-
-    def repo(self) -> tuple[str, str]:
-        """A fresh repository path on the server: (org/name, its LFS endpoint URL)."""
-        path = f"org/r{uuid.uuid4().hex[:8]}"
-        return path, f"{self.base}/{path}.git/info/lfs"
-
-    def requests(self, path: str) -> dict[str, int]:
-        """Requests so far on a repository, by kind: batch, put, get, verify."""
-        out = {"batch": 0, "put": 0, "get": 0, "verify": 0}
-        for line in self.log.read_text().splitlines():
-            if f"/{path}.git/info/lfs/" not in line:
-                continue
-            if "/objects/batch" in line:
-                out["batch"] += 1
-            elif "/objects/storage/verify" in line:
-                out["verify"] += 1
-            elif '"PUT ' in line:
-                out["put"] += 1
-            elif '"GET ' in line:
-                out["get"] += 1
-        return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _giftless(root: Path, auth: str) -> Iterator[LfsServer]:
-    """Run giftless under gunicorn on 127.0.0.1 until the generator is closed."""
-    gunicorn = require_tool("giftless", "gunicorn")
-    (root / "storage").mkdir()
-    (root / "giftless.yaml").write_text(_CONFIG.format(storage=root / "storage", auth=auth))
-    log = root / "access.log"
-    log.touch()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "GIFTLESS_CONFIG_FILE": str(root / "giftless.yaml"),
-        "HOME": str(root),
-        "PYTHONWARNINGS": "ignore",
-    }
-    proc = subprocess.Popen(
-        [
-            str(gunicorn), "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", "8",
-            "--no-control-socket", "--access-logfile", str(log),
-            "giftless.wsgi_entrypoint:app",
-        ],
-        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("wb"),
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"giftless did not start: {(root / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-    try:
-        yield LfsServer(f"http://127.0.0.1:{port}", root / "storage", log)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
 
 @pytest.fixture(scope="module")
 def lfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LfsServer]:
     """giftless letting anyone read and write."""
-    yield from _giftless(tmp_path_factory.mktemp("giftless"), _ANON)
+    yield from giftless(tmp_path_factory.mktemp("giftless"), ANON)
 
 
 Run = Callable[..., MregResult]
@@ -317,11 +221,11 @@ def test_credentials_from_the_environment_or_a_git_credential_helper(
         [
             str(python), "-c",
             "import jwt, sys, time; print(jwt.encode({'sub': 'tester', 'exp': time.time() + 600,"
-            " 'scopes': 'obj:org/*'}, sys.argv[1], 'HS256'))", _JWT_KEY,
+            " 'scopes': 'obj:org/*'}, sys.argv[1], 'HS256'))", JWT_KEY,
         ],
         check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
-    server = _giftless(tmp_path_factory.mktemp("giftless-auth"), _JWT)
+    server = giftless(tmp_path_factory.mktemp("giftless-auth"), JWT)
     lfs = next(server)
     try:
         path, url = lfs.repo()
