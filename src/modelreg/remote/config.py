@@ -104,7 +104,12 @@ class RemoteRegistry:
 
         check_remote_name(name)
         spec = RemoteSpec(name, normalize_url(url), check_options(options or {}))
-        check_driver(spec.protocol)
+        if spec.protocol == "oci":  # not fsspec: the registry client (issue 20)
+            from modelreg.remote.ocireg import RegistryURL
+
+            RegistryURL.parse(spec)
+        else:
+            check_driver(spec.protocol)
         with self.store.locked():
             cfg = self._reload()
             if name in cfg.remotes:
