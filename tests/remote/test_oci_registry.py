@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -103,23 +104,26 @@ def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def _setup(tmp_path: Path, run_mreg, url: str, files: dict[str, bytes]) -> Path:
+def _setup(tmp_path: Path, url: str, files: dict[str, bytes], where: str = "work") -> Store:
+    """A store in tmp_path/WHERE with remote `origin`, and the files in tmp_path/inputs."""
     inputs = tmp_path / "inputs"
     inputs.mkdir(exist_ok=True)
     for name, data in files.items():
         (inputs / name).write_bytes(data)
-    assert run_mreg("init").returncode == 0
-    assert run_mreg("remote", "add", "origin", url).returncode == 0
-    return inputs
+    store = Store.init(tmp_path / where)
+    store.remotes.add("origin", url)
+    return store
+
+
+def _register(store: Store, name: str, version: str, *paths: Path) -> None:
+    store.register(name, list(paths), version=version, detect_code=False)
 
 
 def test_push_pull_roundtrip_with_skopeo(run_mreg, tmp_path, registry):
     files = {"model.onnx": blob(300_000, 1), "config.json": b'{"layers": 2}'}
-    inputs = _setup(tmp_path, run_mreg, f"oci://{registry.host}/mreg", files)
-    paths = [str(inputs / n) for n in files]
-    assert run_mreg("register", "fraud", *paths, "--version", "1.0.0", "--no-code").ok
-    assert run_mreg("promote", "fraud@1.0.0", "--to", "production").ok
-    # a part size of 1 MiB is above these files: one PUT each (PATCH parts: the 2 MiB test)
+    store = _setup(tmp_path, f"oci://{registry.host}/mreg", files)
+    _register(store, "fraud", "1.0.0", *(tmp_path / "inputs" / n for n in files))
+    store.promote("fraud@1.0.0", "production")
     pushed = run_mreg("push", "--json")
     assert pushed.returncode == 0, pushed.stderr
     out = pushed.json()
@@ -132,17 +136,16 @@ def test_push_pull_roundtrip_with_skopeo(run_mreg, tmp_path, registry):
     out_dir = tmp_path / "skopeo-dir"
     skopeo("copy", "--src-tls-verify=false", f"{ref}:1.0.0", f"dir:{out_dir}")
     for data in files.values():  # each layer is a file, named by its SHA-256
-        digest = hashlib.sha256(data).hexdigest()
-        assert (out_dir / digest).read_bytes() == data
-    # a second push uploads nothing
+        assert (out_dir / hashlib.sha256(data).hexdigest()).read_bytes() == data
+    # a second push uploads nothing; status is in sync
     again = run_mreg("push", "--json").json()
     assert again["objects_sent"] == 0 and again["manifests_sent"] == []
-    assert again["refs_sent"] == []
+    assert again["refs_sent"] == [] and again["objects_present"] == 0
     assert run_mreg("status", "--remote", "--json").json()["in_sync"] is True
     # the registry's manifest is the layout's: skopeo's copy of `mreg pack --format oci`
-    # gets the digest mreg's push got
+    # has the manifest mreg's push wrote, byte for byte
     layout = tmp_path / "layout"
-    assert run_mreg("pack", "fraud@1.0.0", "--out", str(layout), "--format", "oci").ok
+    store.pack("fraud@1.0.0", layout, format="oci")
     skopeo(
         "copy", "--dest-tls-verify=false", "--preserve-digests",
         f"oci:{layout}:1.0.0", f"docker://{registry.host}/copied:1.0.0",
@@ -152,35 +155,39 @@ def test_push_pull_roundtrip_with_skopeo(run_mreg, tmp_path, registry):
         "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/copied:1.0.0"
     ).stdout
     assert mine == theirs
-    # pull into a fresh store: the same version ids, the push and pull in the audit trail
-    fresh = tmp_path / "fresh"
-    assert run_mreg("init", cwd=fresh).ok
-    assert run_mreg("remote", "add", "origin", f"oci://{registry.host}/mreg", cwd=fresh).ok
-    pulled = run_mreg("pull", "--json", cwd=fresh)
+    # pull into a fresh store: the same version id, the pull in its audit trail
+    fresh = _setup(tmp_path, f"oci://{registry.host}/mreg", {}, "fresh")
+    pulled = run_mreg("pull", "--json", cwd=tmp_path / "fresh")
     assert pulled.returncode == 0, pulled.stderr
     assert pulled.json()["manifests_received"] == ["fraud@1.0.0"]
-    a, b = Store.open(tmp_path / "work"), Store.open(fresh)
-    assert a.resolve("fraud@1.0.0").id == b.resolve("fraud@1.0.0").id
-    assert [e.action for e in b.log()][-1] == "pull"
-    assert "push" in [e.action for e in a.log()]
-    assert run_mreg("pull", "--json", cwd=fresh).json()["objects_received"] == 0
+    assert pulled.json()["objects_received"] == 2
+    assert store.resolve("fraud@1.0.0").id == fresh.resolve("fraud@1.0.0").id
+    assert fresh.log()[-1].action == "pull" and "push" in [e.action for e in store.log()]
+    assert fresh.pull().objects_received == 0
+    # and a layout skopeo copied from the registry unpacks to the same version
+    skopeo("copy", "--src-tls-verify=false", f"{ref}:1.0.0", f"oci:{tmp_path / 'back'}:1.0.0")
+    third = Store.init(tmp_path / "third")
+    third.unpack(tmp_path / "back")
+    assert third.resolve("fraud@1.0.0").id == store.resolve("fraud@1.0.0").id
 
 
 def test_alias_tags_move_on_promote_and_push(run_mreg, tmp_path, registry):
-    inputs = _setup(tmp_path, run_mreg, f"oci://{registry.host}/moves", {"m.bin": b"one"})
-    assert run_mreg("register", "churn", str(inputs / "m.bin"), "--version", "1.0.0").ok
-    assert run_mreg("promote", "churn@1.0.0", "--to", "production").ok
-    assert run_mreg("push").ok
-    (inputs / "m.bin").write_bytes(blob(2_500_000, 7))  # over a 1 MiB part: PATCHed in 3
-    assert run_mreg("remote", "remove", "origin").ok
     url = f"oci://{registry.host}/moves"
-    assert run_mreg("remote", "add", "origin", url, "-o", "mreg.part_size_mib=1").ok
-    assert run_mreg("register", "churn", str(inputs / "m.bin"), "--version", "1.1.0").ok
-    assert run_mreg("promote", "churn@1.1.0", "--to", "production").ok
+    store = _setup(tmp_path, url, {"m.bin": b"one", "big.bin": blob(2_500_000, 7)})
+    inputs = tmp_path / "inputs"
+    _register(store, "churn", "1.0.0", inputs / "m.bin")
+    store.promote("churn@1.0.0", "production")
+    assert store.push().refs_sent == ("models/churn/aliases/production.yaml",)
+    store.remotes.remove("origin")
+    store.remotes.add("origin", url, {"mreg.part_size_mib": 1})  # 2.5 MB: PATCHed in 3 parts
+    _register(store, "churn", "1.1.0", inputs / "big.bin")
+    store.promote("churn@1.1.0", "production")
     st = run_mreg("status", "--remote", "--json").json()
     assert st["versions_to_push"] == ["churn@1.1.0"] and st["objects_to_push"] == 1
     assert st["refs"] == {"models/churn/aliases/production.yaml": "diverged"}
-    assert run_mreg("push").ok
+    pushed = run_mreg("push", "--json")
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.json()["refs_sent"] == ["models/churn/aliases/production.yaml"]
     ref = f"docker://{registry.host}/moves/churn"
 
     def digest(tag: str) -> str:
@@ -190,70 +197,82 @@ def test_alias_tags_move_on_promote_and_push(run_mreg, tmp_path, registry):
     assert digest("production") == digest("1.1.0") != digest("1.0.0")
     out = tmp_path / "big"
     skopeo("copy", "--src-tls-verify=false", f"{ref}:1.1.0", f"dir:{out}")
-    big = (inputs / "m.bin").read_bytes()
+    big = (inputs / "big.bin").read_bytes()
     assert (out / hashlib.sha256(big).hexdigest()).read_bytes() == big
+    # what a registry cannot do is refused by name, exit 2
+    gc = run_mreg("gc", "--remote", "origin")
+    assert gc.returncode == 2 and "is an OCI registry" in gc.stderr
 
 
 def test_tampered_blob_is_rejected_and_store_unchanged(run_mreg, tmp_path, registry):
     data = blob(40_000, 3)
-    inputs = _setup(tmp_path, run_mreg, f"oci://{registry.host}/tamper", {"w.bin": data})
-    assert run_mreg("register", "spam", str(inputs / "w.bin"), "--version", "2.0.0").ok
-    assert run_mreg("push").ok
+    store = _setup(tmp_path, f"oci://{registry.host}/tamper", {"w.bin": data})
+    _register(store, "spam", "2.0.0", tmp_path / "inputs" / "w.bin")
+    store.push()
     digest = hashlib.sha256(data).hexdigest()
     stored = registry.blob_file(digest)
     stored.write_bytes(b"X" + stored.read_bytes()[1:])  # same size, other bytes
-    fresh = tmp_path / "fresh"
-    assert run_mreg("init", cwd=fresh).ok
-    assert run_mreg("remote", "add", "origin", f"oci://{registry.host}/tamper", cwd=fresh).ok
-    before = snapshot(fresh / ".modelreg")
-    pulled = run_mreg("pull", "--json", cwd=fresh)
+    _setup(tmp_path, f"oci://{registry.host}/tamper", {}, "fresh")
+    before = snapshot(tmp_path / "fresh" / ".modelreg")
+    pulled = run_mreg("pull", "--json", cwd=tmp_path / "fresh")
     assert pulled.returncode == 1
     assert pulled.json()["manifests_received"] == []
     assert any(digest[:12] in r for r in pulled.json()["rejected"])
-    assert snapshot(fresh / ".modelreg") == before
+    assert snapshot(tmp_path / "fresh" / ".modelreg") == before
 
 
 def test_other_content_under_a_pushed_version_is_refused(run_mreg, tmp_path, registry):
-    inputs = _setup(tmp_path, run_mreg, f"oci://{registry.host}/clash", {"a.bin": b"first"})
-    assert run_mreg("register", "ham", str(inputs / "a.bin"), "--version", "1.0.0").ok
-    assert run_mreg("push").ok
-    other = tmp_path / "other"
-    (inputs / "b.bin").write_bytes(b"second")
-    assert run_mreg("init", cwd=other).ok
-    assert run_mreg("remote", "add", "origin", f"oci://{registry.host}/clash", cwd=other).ok
-    assert run_mreg("register", "ham", str(inputs / "b.bin"), "--version", "1.0.0", cwd=other).ok
-    refused = run_mreg("push", cwd=other)
+    url = f"oci://{registry.host}/clash"
+    store = _setup(tmp_path, url, {"a.bin": b"first", "b.bin": b"second"})
+    _register(store, "ham", "1.0.0", tmp_path / "inputs" / "a.bin")
+    store.push()
+    other = _setup(tmp_path, url, {}, "other")
+    _register(other, "ham", "1.0.0", tmp_path / "inputs" / "b.bin")
+    before = snapshot(tmp_path / "other" / ".modelreg")
+    refused = run_mreg("push", cwd=tmp_path / "other")
     assert refused.returncode == 1 and "ham@1.0.0 exists on the remote" in refused.stderr
-    st = run_mreg("status", "--remote", "--json", cwd=other).json()
-    assert st["version_conflicts"] == ["ham@1.0.0"]
+    assert snapshot(tmp_path / "other" / ".modelreg") == before
+    assert other.remote_status().version_conflicts == ("ham@1.0.0",)
 
 
 def test_names_a_registry_cannot_hold_exit_2(run_mreg, tmp_path, registry):
-    inputs = _setup(tmp_path, run_mreg, f"oci://{registry.host}/names", {"a.bin": b"x"})
+    store = _setup(tmp_path, f"oci://{registry.host}/names", {"a.bin": b"x"})
     upper = run_mreg("remote", "add", "up", f"oci://{registry.host}/Names")
     assert upper.returncode == 2 and "not a valid OCI repository name" in upper.stderr
-    assert run_mreg("register", "a..b", str(inputs / "a.bin"), "--version", "1.0.0").ok
+    _register(store, "a..b", "1.0.0", tmp_path / "inputs" / "a.bin")
     before = snapshot(tmp_path / "work" / ".modelreg")
     refused = run_mreg("push")
     assert refused.returncode == 2 and "not a valid OCI repository name" in refused.stderr
     assert snapshot(tmp_path / "work" / ".modelreg") == before
 
 
-def test_credentials_from_the_docker_config(run_mreg, tmp_path, auth_registry):
-    url = f"oci://{auth_registry.host}/private"
-    inputs = _setup(tmp_path, run_mreg, url, {"a.bin": blob(10_000, 5)})
-    assert run_mreg("register", "eggs", str(inputs / "a.bin"), "--version", "1.0.0").ok
+def test_credentials_from_the_docker_config(run_mreg, tmp_path, auth_registry, monkeypatch):
+    store = _setup(tmp_path, f"oci://{auth_registry.host}/private", {"a.bin": blob(10_000, 5)})
+    _register(store, "eggs", "1.0.0", tmp_path / "inputs" / "a.bin")
     denied = run_mreg("push")
     assert denied.returncode == 1 and "refused access" in denied.stderr
     config = tmp_path / "docker"
     config.mkdir()
     auth = base64.b64encode(b"alice:s3cret-pw").decode()
     (config / "config.json").write_text(json.dumps({"auths": {auth_registry.host: {"auth": auth}}}))
-    env = {"DOCKER_CONFIG": str(config)}
-    pushed = run_mreg("push", "--json", env=env)
+    pushed = run_mreg("push", "--json", env={"DOCKER_CONFIG": str(config)})
     assert pushed.returncode == 0, pushed.stderr
     assert pushed.json()["manifests_sent"] == ["eggs@1.0.0"]
-    assert run_mreg("status", "--remote", "--json", env=env).json()["in_sync"] is True
+    # a credential helper (the docker-credential-* protocol), as `credHelpers` names it
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-mregtest"
+    answer = json.dumps(
+        {"ServerURL": auth_registry.host, "Username": "alice", "Secret": "s3cret-pw"}
+    )
+    helper.write_text(f"#!/bin/sh\ncat >/dev/null\necho '{answer}'\n")
+    helper.chmod(0o755)
+    (config / "config.json").write_text(
+        json.dumps({"credHelpers": {auth_registry.host: "mregtest"}})
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    assert store.remote_status().in_sync
     for path in (tmp_path / "work" / ".modelreg").rglob("*"):
         if path.is_file():
             content = path.read_bytes()

@@ -239,7 +239,7 @@ class Registry:
                 hint = "" if self._credentials() else " (no credentials in the Docker config)"
                 raise RemoteError(f"the registry {self.url.host} refused access to {repo}{hint}")
             if resp.status_code in ok:
-                return resp
+                return resp  # type: ignore[no-any-return]
             if resp.status_code in missing:
                 resp.close()
                 return None

@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from modelreg.errors import Conflict, IntegrityError
 from modelreg.handle import StoreHandle
@@ -50,6 +50,9 @@ from modelreg.remote.ocirepo import (
 from modelreg.remote.record import public_url, record
 from modelreg.remote.transfer import TransferProgress
 
+if TYPE_CHECKING:
+    from modelreg.remote.sync import PushResult
+
 __all__ = ["fetch", "handles", "pull", "push", "status"]
 
 # -- push ------------------------------------------------------------------------------------
@@ -62,15 +65,14 @@ def push(
     *,
     jobs: int | None = None,
     progress: TransferProgress | None = None,
-) -> Any:
+) -> PushResult:
     """Send the selected versions and aliases the registry lacks (see the module docstring).
 
-    Returns a `sync.PushResult`. Raises Conflict, before anything is written, when a
+    Raises Conflict, before anything is written, when a
     version's tag holds another manifest.
     """
     from modelreg.refs import read_alias
     from modelreg.remote.status import versions_of
-    from modelreg.remote.sync import PushResult
 
     t0 = time.monotonic()
     every = local_metadata(store.root)
@@ -83,12 +85,16 @@ def push(
     scope = Scope(specs, hint).resolve(versions_of(every), target)
     r = OciRemote(store, remote, jobs)
     try:
-        return PushResult(*_push(r, every, scope, progress), time.monotonic() - t0)
+        return _push(r, every, scope, progress, t0)
     finally:
         r.reg.close()
 
 
-def _push(r: OciRemote, every: dict[str, Any], scope: Scope, progress: Any) -> tuple[Any, ...]:
+def _push(
+    r: OciRemote, every: dict[str, Any], scope: Scope, progress: Any, t0: float
+) -> PushResult:
+    from modelreg.remote.sync import PushResult  # not at the top: sync is the generic path
+
     store = r.store
     versions = {
         (str(m.model), str(m.key)): (store.root / rel).read_bytes()
@@ -172,8 +178,9 @@ def _push(r: OciRemote, every: dict[str, Any], scope: Scope, progress: Any) -> t
             bytes=sent, manifests=len(send), versions=list(pushed), refs=len(refs),
         )  # fmt: skip
     present = sum(1 for k, v in blobs.items() if v[1] is None and k not in missing)
-    return (
+    return PushResult(
         r.spec.name, r.spec.url, len(files), sent, present, pushed, refs, 0, (), GUARANTEE,
+        time.monotonic() - t0,
     )  # fmt: skip
 
 
