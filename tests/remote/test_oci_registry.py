@@ -41,11 +41,10 @@ def _free_port() -> int:
 
 
 class Registry:
-    def __init__(self, root: Path, htpasswd: Path | None = None) -> None:
+    def __init__(self, root: Path, htpasswd: Path | None = None, auth: str = "") -> None:
         self.root = root
         self.port = _free_port()
         self.host = f"127.0.0.1:{self.port}"
-        auth = ""
         if htpasswd is not None:
             auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n"
         config = root / "config.yml"
@@ -96,6 +95,102 @@ def auth_registry(tmp_path_factory) -> Iterator[Registry]:
     reg = Registry(root, htpasswd)
     yield reg
     reg.stop()
+
+
+class TokenServer:
+    """The distribution token flow's auth server: Basic alice:s3cret-pw in, a signed JWT out.
+
+    The JWT carries its self-signed certificate (`x5c`), which the registry trusts through
+    `rootcertbundle`; it grants whatever scope is asked of an authenticated client.
+    """
+
+    def __init__(self, root: Path) -> None:
+        import datetime
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+        from cryptography.x509.oid import NameOID
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mreg test token issuer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )  # fmt: skip
+        self.bundle = root / "token-cert.pem"
+        self.bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        good = "Basic " + base64.b64encode(b"alice:s3cret-pw").decode()
+        self.issued = 0
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.headers.get("Authorization") != good:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                query = parse_qs(urlsplit(self.path).query)
+                access = []
+                for scope in query.get("scope", []):
+                    kind, _, rest = scope.partition(":")
+                    target, _, actions = rest.rpartition(":")
+                    access.append({"type": kind, "name": target, "actions": actions.split(",")})
+                t = int(time.time())
+                claims = {
+                    "iss": "mreg-test-issuer", "sub": "alice", "aud": "mreg-test",
+                    "exp": t + 300, "nbf": t - 10, "iat": t, "jti": str(t), "access": access,
+                }  # fmt: skip
+                header = {"typ": "JWT", "alg": "RS256", "x5c": [x5c]}
+                signed = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+                sig = key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
+                body = json.dumps({"token": f"{signed}.{b64(sig)}"}).encode()
+                server.issued += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory) -> Iterator[Registry]:
+    pytest.importorskip("cryptography", reason="the token server signs its JWTs")
+    root = tmp_path_factory.mktemp("token-registry")
+    tokens = TokenServer(root)
+    auth = (
+        f"auth:\n  token:\n    realm: {tokens.realm}\n    service: mreg-test\n"
+        f"    issuer: mreg-test-issuer\n    rootcertbundle: {tokens.bundle}\n"
+    )
+    reg = Registry(root, auth=auth)
+    reg.tokens = tokens  # type: ignore[attr-defined]
+    yield reg
+    reg.stop()
+    tokens.stop()
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
@@ -277,3 +372,24 @@ def test_credentials_from_the_docker_config(run_mreg, tmp_path, auth_registry, m
         if path.is_file():
             content = path.read_bytes()
             assert b"s3cret-pw" not in content and auth.encode() not in content
+
+
+def test_bearer_token_flow(tmp_path, token_registry, monkeypatch):
+    from modelreg.remote.driver import RemoteError
+
+    url = f"oci://{token_registry.host}/tok"
+    store = _setup(tmp_path, url, {"a.bin": blob(5_000, 9)})
+    _register(store, "bacon", "1.0.0", tmp_path / "inputs" / "a.bin")
+    config = tmp_path / "docker"
+    config.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    with pytest.raises(RemoteError, match="refused access"):  # anonymous: no token
+        store.push()
+    auth = base64.b64encode(b"alice:s3cret-pw").decode()
+    (config / "config.json").write_text(
+        json.dumps({"auths": {token_registry.host: {"auth": auth}}})
+    )
+    assert store.push().manifests_sent == ("bacon@1.0.0",)
+    assert token_registry.tokens.issued >= 1
+    fresh = _setup(tmp_path, url, {}, "fresh")
+    assert fresh.pull().manifests_received == ("bacon@1.0.0",)  # the catalog's scope too

@@ -142,8 +142,10 @@ class Registry:
         self.base = f"{self.url.scheme}://{self.url.host}"
         self._creds: Credentials | None = None
         self._creds_read = False
-        self._auth: dict[str, str] = {}  # scope (repository or "") -> Authorization header
+        self._auth: dict[str, str] = {}  # repository ("" for the catalog) -> Authorization
+        self._tried: dict[str, set[str]] = {}  # repository -> scopes asked for, or "basic"
         self._lock = threading.Lock()
+        self._auth_lock = threading.Lock()
         requests = _requests()
         self._http = requests.Session()
         self._http.trust_env = False  # no ~/.netrc credentials nor proxies for the registry
@@ -164,40 +166,56 @@ class Registry:
                 self._creds_read = True
             return self._creds
 
-    def _authorize(self, repo: str, header: str) -> bool:
-        """Answer a 401's challenge; False when there is nothing more to try."""
+    def _authorize(self, repo: str, header: str, sent: str | None) -> bool:
+        with self._auth_lock:  # one token request at a time; others wait and reuse it
+            with self._lock:
+                if self._auth.get(repo) != sent:
+                    return True  # another thread has answered a challenge meanwhile
+            return self._answer(repo, header)
+
+    def _answer(self, repo: str, header: str) -> bool:
+        """Answer a 401's challenge; False when there is nothing more to try.
+
+        A Bearer challenge names the scope the request needs (`repository:R:pull`, then
+        `...:pull,push` for an upload): each new one is asked for together with those
+        already granted, so one token covers them all; a scope asked for before and still
+        refused is a refusal.
+        """
         requests = _requests()
         scheme, params = _challenge(header)
         creds = self._credentials()
         if scheme == "basic":
-            if creds is None:
-                return False
-            value = requests.auth._basic_auth_str(*creds)
-        elif scheme == "bearer" and "realm" in params:
-            query = {"service": params.get("service", "")}
-            query["scope"] = params.get("scope") or f"repository:{repo}:pull,push"
-            try:
-                resp = self._http.get(
-                    params["realm"], params=query, auth=creds, timeout=_TIMEOUT, stream=True
-                )
-            except requests.RequestException as exc:
-                raise RemoteError(
-                    f"cannot reach the token service of {self.url.host}: {exc}"
-                ) from None
-            with resp:
-                if resp.status_code != 200:
+            with self._lock:
+                if creds is None or "basic" in self._tried.setdefault(repo, set()):
                     return False
-                doc = _json(resp, f"the token service of {self.url.host}")
-            token = doc.get("token") or doc.get("access_token")
-            if not isinstance(token, str) or not token:
+                self._tried[repo].add("basic")
+                self._auth[repo] = requests.auth._basic_auth_str(*creds)
+            return True
+        if scheme != "bearer" or "realm" not in params:
+            return False
+        scope = params.get("scope") or f"repository:{repo}:pull,push"
+        with self._lock:
+            tried = self._tried.setdefault(repo, set())
+            if scope in tried:
                 return False
-            value = f"Bearer {token}"
-        else:
+            tried.add(scope)
+            scopes = sorted(s for s in tried if s != "basic")
+        query = {"service": params.get("service", ""), "scope": scopes}
+        try:
+            resp = self._http.get(
+                params["realm"], params=query, auth=creds, timeout=_TIMEOUT, stream=True
+            )
+        except requests.RequestException as exc:
+            raise RemoteError(f"cannot reach the token service of {self.url.host}: {exc}") from None
+        with resp:
+            if resp.status_code != 200:
+                return False
+            doc = _json(resp, f"the token service of {self.url.host}")
+        token = doc.get("token") or doc.get("access_token")
+        if not isinstance(token, str) or not token:
             return False
         with self._lock:
-            if self._auth.get(repo) == value:
-                return False  # already tried: refused
-            self._auth[repo] = value
+            self._auth[repo] = f"Bearer {token}"
         return True
 
     def request(
@@ -234,7 +252,7 @@ class Registry:
             if resp.status_code == 401:
                 header = resp.headers.get("WWW-Authenticate", "")
                 resp.close()
-                if self._authorize(repo, header):
+                if self._authorize(repo, header, headers.get("Authorization")):
                     continue
                 hint = "" if self._credentials() else " (no credentials in the Docker config)"
                 raise RemoteError(f"the registry {self.url.host} refused access to {repo}{hint}")
