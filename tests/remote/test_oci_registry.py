@@ -393,3 +393,39 @@ def test_bearer_token_flow(tmp_path, token_registry, monkeypatch):
     assert token_registry.tokens.issued >= 1
     fresh = _setup(tmp_path, url, {}, "fresh")
     assert fresh.pull().manifests_received == ("bacon@1.0.0",)  # the catalog's scope too
+
+
+def test_urls_options_and_docker_config_forms(tmp_path):
+    from modelreg.errors import InvalidInput
+    from modelreg.remote.ocicreds import CredentialError, find_credentials
+    from modelreg.remote.ocireg import RegistryURL
+    from modelreg.remote.spec import RemoteSpec
+
+    def parse(url: str, **options: object) -> tuple[str, str, str]:
+        u = RegistryURL.parse(RemoteSpec("r", url, dict(options)))
+        return u.scheme, u.host, u.repository
+
+    assert parse("oci://127.0.0.1:5000/ml/team") == ("http", "127.0.0.1:5000", "ml/team")
+    assert parse("oci://localhost/ml") == ("http", "localhost", "ml")
+    assert parse("oci://reg.example.com/ml") == ("https", "reg.example.com", "ml")
+    assert parse("oci://lab:5000/ml", insecure=True)[0] == "http"
+    for bad, options in [
+        ("oci://reg.example.com/ml", {"insecure": "yes"}),
+        ("oci://reg.example.com", {}),
+        ("oci://reg.example.com/ML", {}),
+        ("oci://user@reg.example.com/ml", {}),
+    ]:
+        with pytest.raises(InvalidInput):
+            parse(bad, **options)
+    config = tmp_path / "config.json"
+    auth = base64.b64encode(b"bob:pw:with:colons").decode()
+    config.write_text(json.dumps({"auths": {"https://reg.example.com/v1/": {"auth": auth}}}))
+    assert find_credentials("reg.example.com", config) == ("bob", "pw:with:colons")
+    assert find_credentials("other.example.com", config) is None
+    assert find_credentials("x", tmp_path / "absent.json") is None
+    config.write_text(json.dumps({"auths": {"reg.example.com": {"auth": "not base64!"}}}))
+    with pytest.raises(CredentialError):
+        find_credentials("reg.example.com", config)
+    config.write_text(json.dumps({"credsStore": "surely-not-installed"}))
+    with pytest.raises(CredentialError, match="not installed"):
+        find_credentials("reg.example.com", config)

@@ -25,7 +25,13 @@ from typing import Any
 
 from modelreg.errors import MregError
 
-__all__ = ["MAX_CONFIG_BYTES", "Credentials", "docker_config_path", "find_credentials"]
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "CredentialError",
+    "Credentials",
+    "docker_config_path",
+    "find_credentials",
+]
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 """The largest Docker config file read."""

@@ -240,7 +240,7 @@ class Registry:
             kwargs["headers"] = headers
             with self._lock:
                 auth = self._auth.get(repo)
-            if auth:
+            if auth and urlsplit(full).netloc == self.url.host:  # never to another host
                 headers["Authorization"] = auth
             try:
                 resp = self._http.request(
