@@ -252,6 +252,9 @@ def test_push_pull_roundtrip_with_skopeo(run_mreg, tmp_path, registry):
     assert mine == theirs
     # pull into a fresh store: the same version id, the pull in its audit trail
     fresh = _setup(tmp_path, f"oci://{registry.host}/mreg", {}, "fresh")
+    fetched = fresh.fetch()  # what is there, nothing downloaded
+    assert fetched.remote_versions == ("fraud@1.0.0",)
+    assert fetched.refs_changed == ("models/fraud/aliases/production.yaml",)
     pulled = run_mreg("pull", "--json", cwd=tmp_path / "fresh")
     assert pulled.returncode == 0, pulled.stderr
     assert pulled.json()["manifests_received"] == ["fraud@1.0.0"]

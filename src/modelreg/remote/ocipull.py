@@ -95,27 +95,29 @@ def pull(
         ]
         wanted = [k for k in wanted if read_tombstone(store.root, *k) is None]
 
-        def look(k: tuple[str, str]) -> tuple[str, bytes, ModelVersion] | str | None:
+        def look(k: tuple[str, str]) -> tuple[str, Any]:
+            """("new", (repo, bytes, manifest)), ("same", None), or a refusal and why."""
             n, v = k
             if k in local:  # the same manifest digest here: nothing to do
                 digest = image_of(n, v, local[k], str(store.manifest_path(n, v)))[1]
                 if r.reg.manifest_digest(r.repo(n), v) == digest:
-                    return None
+                    return "same", None
             try:
                 data, mv = fetch_version(r, n, v)
             except (IntegrityError, InvalidInput, NotFound) as exc:
-                return str(exc)
-            if k in local and hash_bytes(local[k]) != mv.id:
-                return f"conflict:{n}@{v} exists here with other content"
-            return None if k in local else (r.repo(n), data, mv)
+                return "rejected", str(exc)
+            if k not in local:
+                return "new", (r.repo(n), data, mv)
+            if hash_bytes(local[k]) != mv.id:
+                return "conflict", f"{n}@{v} exists here with other content"
+            return "same", None
 
-        for res in r.each(look, wanted):
-            if isinstance(res, str):
-                if res.startswith("conflict:"):
-                    conflicts.append(res[9:])
-                else:
-                    rejected.append(res)
-            elif res is not None:
+        for kind, res in r.each(look, wanted):
+            if kind == "conflict":
+                conflicts.append(res)
+            elif kind == "rejected":
+                rejected.append(res)
+            elif kind == "new":
                 new.append(res)
         todo: dict[str, tuple[str, int]] = {}
         for repo, _, mv in new:
