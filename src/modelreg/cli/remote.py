@@ -85,7 +85,10 @@ def _lines(c: Console, title: str, items: Any, style: str = "") -> None:
 def add(
     name: Annotated[str, typer.Argument(help="Remote name, e.g. origin.")],
     url: Annotated[
-        str, typer.Argument(help="fsspec URL (s3://bucket/prefix, file:///path, memory://x...) or oci://HOST/REPO")
+        str,
+        typer.Argument(
+            help="fsspec URL (s3://bucket/prefix, file:///path, memory://x...) or oci://HOST/REPO"
+        ),
     ],
     option: Annotated[
         Optional[list[str]],  # noqa: UP045
