@@ -297,6 +297,9 @@ def test_alias_tags_move_on_promote_and_push(run_mreg, tmp_path, registry):
     skopeo("copy", "--src-tls-verify=false", f"{ref}:1.1.0", f"dir:{out}")
     big = (inputs / "big.bin").read_bytes()
     assert (out / hashlib.sha256(big).hexdigest()).read_bytes() == big
+    # an alias names its version on pull too
+    fresh = _setup(tmp_path, url, {}, "fresh")
+    assert fresh.pull(specs=["churn@production"]).manifests_received == ("churn@1.1.0",)
     # what a registry cannot do is refused by name, exit 2
     gc = run_mreg("gc", "--remote", "origin")
     assert gc.returncode == 2 and "is an OCI registry" in gc.stderr

@@ -16,6 +16,7 @@ Storage layer (docs/architecture.md).
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -189,7 +190,7 @@ class Registry:
                 if creds is None or "basic" in self._tried.setdefault(repo, set()):
                     return False
                 self._tried[repo].add("basic")
-                self._auth[repo] = requests.auth._basic_auth_str(*creds)
+                self._auth[repo] = _basic(creds)
             return True
         if scheme != "bearer" or "realm" not in params:
             return False
@@ -396,6 +397,10 @@ class Registry:
         assert resp is not None
         resp.close()
         return str(resp.headers.get("Docker-Content-Digest", ""))
+
+
+def _basic(creds: Credentials) -> str:
+    return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
 
 
 def _location(resp: requests.Response, base: str) -> str:
