@@ -435,3 +435,13 @@ def test_urls_options_and_docker_config_forms(tmp_path):
     config.write_text(json.dumps({"credsStore": "surely-not-installed"}))
     with pytest.raises(CredentialError, match="not installed"):
         find_credentials("reg.example.com", config)
+
+
+def test_an_unreachable_registry_is_an_error_not_an_empty_one(tmp_path):
+    from modelreg.remote.driver import RemoteError
+
+    store = _setup(tmp_path, f"oci://127.0.0.1:{_free_port()}/ml", {})
+    with pytest.raises(RemoteError, match="cannot reach the registry"):
+        store.pull()
+    with pytest.raises(RemoteError, match="cannot reach the registry"):
+        store.remote_status()

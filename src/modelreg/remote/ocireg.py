@@ -34,7 +34,7 @@ from modelreg.remote.spec import RemoteSpec
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["MANIFEST_ACCEPT", "Registry", "RegistryURL", "check_repository"]
+__all__ = ["MANIFEST_ACCEPT", "Registry", "RegistryURL", "Unreachable", "check_repository"]
 
 MANIFEST_ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")  # distribution-spec
@@ -77,6 +77,10 @@ class RegistryURL:
             raise InvalidInput("option insecure must be true or false")
         local = parts.hostname in ("127.0.0.1", "localhost", "::1")
         return cls("http" if insecure or local else "https", parts.netloc, repo)
+
+
+class Unreachable(RemoteError):
+    """The registry (or its token service) could not be reached: exit 1."""
 
 
 def _requests() -> Any:
@@ -207,7 +211,7 @@ class Registry:
                 params["realm"], params=query, auth=creds, timeout=_TIMEOUT, stream=True
             )
         except requests.RequestException as exc:
-            raise RemoteError(f"cannot reach the token service of {self.url.host}: {exc}") from None
+            raise Unreachable(f"cannot reach the token service of {self.url.host}: {exc}") from None
         with resp:
             if resp.status_code != 200:
                 return False
@@ -249,7 +253,7 @@ class Registry:
                     allow_redirects=method in ("GET", "HEAD"), **kwargs,
                 )  # fmt: skip
             except requests.RequestException as exc:
-                raise RemoteError(f"cannot reach the registry {self.url.host}: {exc}") from None
+                raise Unreachable(f"cannot reach the registry {self.url.host}: {exc}") from None
             if resp.status_code == 401:
                 header = resp.headers.get("WWW-Authenticate", "")
                 resp.close()
@@ -294,9 +298,18 @@ class Registry:
         """Every tag of `repo` (none when the repository does not exist)."""
         return list(self._pages(f"/v2/{repo}/tags/list", repo, "tags"))
 
-    def catalog(self) -> list[str]:
-        """Every repository the registry lists (`/v2/_catalog`)."""
-        return list(self._pages("/v2/_catalog", "", "repositories"))
+    def catalog(self) -> list[str] | None:
+        """Every repository the registry lists (`/v2/_catalog`); None if it lists none to us.
+
+        Registries may refuse the catalog (to this client, or to all); an unreachable
+        registry is still an error.
+        """
+        try:
+            return list(self._pages("/v2/_catalog", "", "repositories"))
+        except Unreachable:
+            raise
+        except RemoteError:
+            return None
 
     def manifest_digest(self, repo: str, ref: str) -> str | None:
         """The digest (`sha256:...`) of the manifest `repo:ref`, or None if there is none."""

@@ -33,7 +33,6 @@ from modelreg.oci_format import (
     is_tag,
     json_object,
 )
-from modelreg.remote.driver import RemoteError
 from modelreg.remote.ingest import (
     check_received,
     manifest_objects,
@@ -97,10 +96,7 @@ class OciRemote:
     def models(self, local: Iterable[str]) -> list[str]:
         """The models of this remote: the catalog's repositories below ours, and `local`."""
         names = set(local)
-        try:
-            repos = self.reg.catalog()
-        except RemoteError:  # a registry may not serve the catalog: only the local models
-            repos = []
+        repos = self.reg.catalog() or []  # None: not served to us; only the local models
         prefix = f"{self.base}/"
         for r in repos:
             if r.startswith(prefix):
