@@ -129,12 +129,13 @@ def pull(
 
         def get(item: tuple[str, tuple[str, int]]) -> tuple[str, int, str | None]:
             digest, (repo, size) = item
+            on_bytes = None if progress is None else (lambda n: progress.advance(0, n))
             try:
-                n = download(r, repo, digest, size)
+                n = download(r, repo, digest, size, on_bytes)
             except MregError as exc:
                 return digest, 0, str(exc)
             if progress is not None:
-                progress.advance(1, n)
+                progress.advance(1, 0)
             return digest, n, None
 
         results = r.each(get, sorted(todo.items()))

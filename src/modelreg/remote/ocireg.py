@@ -22,6 +22,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
@@ -91,6 +92,23 @@ def _requests() -> Any:
             "the oci:// remote needs the HTTP library requests: pip install 'modelreg[oci]'"
         ) from None
     return requests
+
+
+class _Limited:
+    """At most `limit` bytes of `raw`, read with `readinto` (what `copy_and_hash` reads)."""
+
+    def __init__(self, raw: Any, limit: int) -> None:
+        self._raw, self._left = raw, limit
+
+    def readinto(self, b: Any) -> int:
+        if self._left <= 0:
+            return 0
+        try:
+            n = int(self._raw.readinto(memoryview(b)[: self._left]))
+        except OSError as exc:  # urllib3's errors are OSErrors or wrap them
+            raise RemoteError(f"the blob stopped while it was read: {exc}") from None
+        self._left -= n
+        return n
 
 
 class _Window(io.RawIOBase):
@@ -348,19 +366,24 @@ class Registry:
         except ValueError:
             return -1
 
-    def get_blob(self, repo: str, digest: str, limit: int) -> Iterator[bytes]:
-        """The bytes of a blob, in chunks; stops with an error past `limit` bytes."""
+    @contextmanager
+    def open_blob(self, repo: str, digest: str, limit: int) -> Iterator[_Limited]:
+        """A reader of a blob's bytes (`readinto`), which stops one byte past `limit`."""
         resp = self.request("GET", f"/v2/{repo}/blobs/sha256:{digest}", repo, missing=(404,))
         if resp is None:
             raise NotFound(f"{self.url.host}/{repo}: no blob sha256:{digest[:12]}")
         with resp:
-            seen = 0
-            for chunk in resp.iter_content(1 << 20):
-                seen += len(chunk)
-                if seen > limit:
-                    yield chunk[: limit + 1 - (seen - len(chunk))]  # one byte too many: refused
-                    return
-                yield chunk
+            resp.raw.decode_content = True
+            yield _Limited(resp.raw, limit + 1)
+
+    def get_blob(self, repo: str, digest: str, limit: int) -> bytes:
+        """A small blob's bytes (at most `limit` + 1: one too many is refused by the caller)."""
+        out = bytearray()
+        with self.open_blob(repo, digest, limit) as fh:
+            buf = bytearray(1 << 16)
+            while n := fh.readinto(buf):
+                out += buf[:n]
+        return bytes(out)
 
     # -- writing --------------------------------------------------------------------------
 

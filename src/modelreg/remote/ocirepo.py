@@ -9,8 +9,6 @@ applies to a layout (oci_format), and `download` receives a blob through `ingest
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import TypeVar
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.fsutil import safe_join
 from modelreg.handle import StoreHandle
-from modelreg.hashing import hash_bytes
+from modelreg.hashing import copy_and_hash, hash_bytes
 from modelreg.manifest import ModelVersion
 from modelreg.names import Version, check_alias, check_name
 from modelreg.oci_format import (
@@ -185,7 +183,7 @@ def fetch_version(r: OciRemote, name: str, version: str) -> tuple[bytes, ModelVe
         raise IntegrityError(f"{where}: its annotations name another version")
     if size > MAX_DOC:
         raise IntegrityError(f"{where}: its config is {size:,} bytes, over the limit")
-    data = b"".join(r.reg.get_blob(repo, config, size))
+    data = r.reg.get_blob(repo, config, size)
     check_received(hash_bytes(data), config, f"{where}: config", len(data), size)
     mv = parse_manifest(data, name, version, f"{where}: config")
     expected = manifest_objects(mv)
@@ -195,20 +193,19 @@ def fetch_version(r: OciRemote, name: str, version: str) -> tuple[bytes, ModelVe
     return data, mv
 
 
-def download(r: OciRemote, repo: str, digest: str, size: int) -> int:
-    """Receive blob `digest` of `repo` into the store, verified (`ingest.receive_object`)."""
+def download(
+    r: OciRemote, repo: str, digest: str, size: int, on_bytes: Callable[[int], None] | None = None
+) -> int:
+    """Receive blob `digest` of `repo` into the store, verified (`ingest.receive_object`).
+
+    Hashed while written to the temp file (`hashing.copy_and_hash`: a writer thread, dirty
+    pages flushed behind), read one byte past `size` at most: a longer blob is refused.
+    """
     what = f"{r.reg.url.host}/{repo}: blob"
 
     def write(fd: int) -> tuple[str, int]:
-        # hashed as written to the temp file; get_blob stops one byte past `size`
-        h, n = hashlib.sha256(), 0
-        for chunk in r.reg.get_blob(repo, digest, size):
-            h.update(chunk)
-            n += len(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
-        return h.hexdigest(), n
+        with r.reg.open_blob(repo, digest, size) as fh:
+            return copy_and_hash(fh, fd, on_bytes)  # type: ignore[arg-type]
 
     return receive_object(r.store.objects, digest, size, what, write)
 
