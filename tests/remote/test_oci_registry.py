@@ -334,6 +334,15 @@ def test_other_content_under_a_pushed_version_is_refused(run_mreg, tmp_path, reg
     assert refused.returncode == 1 and "ham@1.0.0 exists on the remote" in refused.stderr
     assert snapshot(tmp_path / "other" / ".modelreg") == before
     assert other.remote_status().version_conflicts == ("ham@1.0.0",)
+    # a damaged local object: the registry re-hashes the upload, nothing is tagged
+    _register(other, "ham", "1.0.1", tmp_path / "inputs" / "b.bin")
+    obj = other.objects.path(hashlib.sha256(b"second").hexdigest())
+    obj.chmod(0o644)
+    obj.write_bytes(b"secund")
+    damaged = run_mreg("push", "ham@1.0.1", cwd=tmp_path / "other")
+    assert damaged.returncode == 1 and "run mreg verify" in damaged.stderr
+    tags = skopeo("list-tags", "--tls-verify=false", f"docker://{registry.host}/clash/ham")
+    assert json.loads(tags.stdout)["Tags"] == ["1.0.0"]
 
 
 def test_names_a_registry_cannot_hold_exit_2(run_mreg, tmp_path, registry):

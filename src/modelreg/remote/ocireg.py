@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from modelreg.errors import InvalidInput, NotFound
+from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.remote.driver import MissingDriver, RemoteError
 from modelreg.remote.ocicreds import Credentials, find_credentials
 from modelreg.remote.spec import RemoteSpec
@@ -418,11 +418,22 @@ class Registry:
             headers = {"Content-Type": "application/octet-stream", "Content-Length": str(n)}
             sep = "&" if "?" in location else "?"
             resp = self.request(
-                "PUT", f"{location}{sep}digest=sha256:{digest}", repo, ok=(201,),
+                "PUT", f"{location}{sep}digest=sha256:{digest}", repo, ok=(201, 400),
                 headers=headers, body=lambda: _Window(fh, start, n),
             )  # fmt: skip
             assert resp is not None
+            code = _error_code(resp) if resp.status_code == 400 else ""
             resp.close()
+            if resp.status_code == 400:
+                if code == "DIGEST_INVALID":  # the bytes sent are not the object's
+                    raise IntegrityError(
+                        f"object {digest[:12]}: the registry found that the bytes sent do not "
+                        "hash to it (a damaged local object? run mreg verify); nothing was tagged"
+                    )
+                raise RemoteError(
+                    f"the registry {self.url.host} answered 400 {code} to the upload of "
+                    f"sha256:{digest[:12]}"
+                )
 
     def put_manifest(self, repo: str, tag: str, data: bytes, media_type: str) -> str:
         """Put a manifest under `tag`; return the digest the registry gives."""
