@@ -297,6 +297,11 @@ def test_alias_tags_move_on_promote_and_push(run_mreg, tmp_path, registry):
     skopeo("copy", "--src-tls-verify=false", f"{ref}:1.1.0", f"dir:{out}")
     big = (inputs / "big.bin").read_bytes()
     assert (out / hashlib.sha256(big).hexdigest()).read_bytes() == big
+    # a new version of files the registry has: each blob is looked for (HEAD), none sent
+    _register(store, "churn", "1.2.0", inputs / "m.bin", inputs / "big.bin")
+    reused = store.push(specs=["churn@1.2.0"])
+    assert (reused.objects_sent, reused.objects_present) == (0, 2)
+    assert reused.manifests_sent == ("churn@1.2.0",)
     # an alias names its version on pull too
     fresh = _setup(tmp_path, url, {}, "fresh")
     assert fresh.pull(specs=["churn@production"]).manifests_received == ("churn@1.1.0",)
