@@ -72,6 +72,7 @@ from modelreg.oci_format import (  # noqa: F401 (importable here as before #16)
     descriptor,
     identity,
     image_annotations,
+    image_manifest,
     is_tag,
     json_bytes,
     json_object,
@@ -183,27 +184,10 @@ def write_layout(store: StoreHandle, mv: ModelVersion, manifest: bytes, out: Pat
     """Write (or extend) the OCI image layout `out` with `mv`; return the manifest digest."""
     previous = _existing_index(out, mv.name)
     _check_blob_dirs(out)  # a clear error before any write; open_beneath enforces it
-    config = _put_bytes(out, manifest)
-    layers = []
-    for f in mv.files:
+    _put_bytes(out, manifest)  # the config: its digest is the version id
+    for f in manifest_objects(mv):
         _put_object(store, out, f.sha256)
-        extra = {"io.mreg.format": f.format} if f.format else {}
-        layers.append(descriptor(FILE_MEDIA_TYPE, f.sha256, f.size, **{TITLE: f.path}, **extra))
-    req = mv.dependencies.requirements if mv.dependencies else None
-    if req is not None:
-        _put_object(store, out, req.sha256)
-        title = f"requirements/{req.path}"
-        notes = {} if any(f.path == title for f in mv.files) else {TITLE: title}
-        layers.append(descriptor(REQUIREMENTS_MEDIA_TYPE, req.sha256, req.size, **notes))
-    image = json_bytes(
-        {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_MEDIA_TYPE,
-            "config": descriptor(CONFIG_MEDIA_TYPE, config, len(manifest)),
-            "layers": layers,
-            "annotations": image_annotations(mv),
-        }
-    )
+    image = image_manifest(mv, manifest)
     digest = _put_bytes(out, image)
     entry = descriptor(
         MANIFEST_MEDIA_TYPE, digest, len(image), **{REF_NAME: mv.version, MREG_NAME: mv.name}

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
-from modelreg.hashing import is_digest
+from modelreg.hashing import hash_bytes, is_digest
 from modelreg.manifest import FileEntry, ModelVersion
 from modelreg.names import Version, check_name
 from modelreg.yamlio import MAX_BYTES
@@ -37,6 +37,7 @@ __all__ = [
     "descriptor",
     "identity",
     "image_annotations",
+    "image_manifest",
     "is_tag",
     "json_bytes",
     "json_object",
@@ -88,6 +89,32 @@ def image_annotations(mv: ModelVersion) -> dict[str, str]:
         if mv.code.repo:
             notes["org.opencontainers.image.source"] = mv.code.repo
     return notes
+
+
+def image_manifest(mv: ModelVersion, manifest: bytes) -> bytes:
+    """The image manifest of `mv` (its config is `manifest`, the version manifest's bytes).
+
+    One function for the OCI layout (`mreg pack --format oci`) and the registry remote, so
+    both give a version the same manifest, hence the same digest.
+    """
+    layers = []
+    for f in mv.files:
+        extra = {"io.mreg.format": f.format} if f.format else {}
+        layers.append(descriptor(FILE_MEDIA_TYPE, f.sha256, f.size, **{TITLE: f.path}, **extra))
+    req = mv.dependencies.requirements if mv.dependencies else None
+    if req is not None:
+        title = f"requirements/{req.path}"
+        notes = {} if any(f.path == title for f in mv.files) else {TITLE: title}
+        layers.append(descriptor(REQUIREMENTS_MEDIA_TYPE, req.sha256, req.size, **notes))
+    return json_bytes(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": descriptor(CONFIG_MEDIA_TYPE, hash_bytes(manifest), len(manifest)),
+            "layers": layers,
+            "annotations": image_annotations(mv),
+        }
+    )
 
 
 def json_object(data: bytes, what: str) -> dict[str, Any]:

@@ -306,8 +306,11 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         progress: TransferProgress | None = None,
     ) -> PushResult:
         """Send what the remote lacks: objects, manifests, refs, audit trail (`mreg push`)."""
+        from modelreg.remote import ocisync
         from modelreg.remote.sync import push
 
+        if ocisync.handles(self, remote):  # an OCI registry (issue 20)
+            return ocisync.push(self, remote, specs, jobs=jobs, progress=progress)
         return push(self, remote, specs, jobs=jobs, progress=progress)
 
     def pull(
@@ -320,20 +323,29 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         progress: TransferProgress | None = None,
     ) -> PullResult:
         """Receive what this store lacks, verifying every object (`mreg pull`)."""
+        from modelreg.remote import ocisync
         from modelreg.remote.sync import pull
 
+        if ocisync.handles(self, remote):  # an OCI registry (issue 20)
+            return ocisync.pull(self, remote, specs, theirs=theirs, jobs=jobs, progress=progress)
         return pull(self, remote, specs, theirs=theirs, jobs=jobs, progress=progress)
 
     def fetch(self, remote: str | None = None, specs: Sequence[str] = ()) -> FetchResult:
         """Download the remote's metadata only, beside the store (`mreg fetch`)."""
+        from modelreg.remote import ocisync
         from modelreg.remote.sync import fetch
 
+        if ocisync.handles(self, remote):  # an OCI registry (issue 20)
+            return ocisync.fetch(self, remote, specs)
         return fetch(self, remote, specs)
 
     def remote_status(self, remote: str | None = None) -> StatusReport:
         """What differs between this store and a remote, both ways (`mreg status --remote`)."""
+        from modelreg.remote import ocisync
         from modelreg.remote.sync import status
 
+        if ocisync.handles(self, remote):  # an OCI registry (issue 20)
+            return ocisync.status(self, remote)
         return status(self, remote)
 
     def pack(

@@ -87,8 +87,9 @@ def add(
     url: Annotated[
         str,
         typer.Argument(
-            help="fsspec URL: s3://bucket/prefix, file:///path, memory://x..., or a Git LFS "
-            "endpoint lfs+https://HOST/ORG/REPO.git/info/lfs (with --option meta=URL)."
+            help="fsspec URL: s3://bucket/prefix, file:///path, memory://x..., an OCI registry "
+            "oci://HOST[:PORT]/REPOSITORY, or a Git LFS endpoint "
+            "lfs+https://HOST/ORG/REPO.git/info/lfs (with --option meta=URL)."
         ),
     ],
     option: Annotated[

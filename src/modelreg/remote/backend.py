@@ -93,6 +93,11 @@ class Backend:
             self.kind = "object"
         else:
             self.kind = "generic"
+        if self.protocol == "oci":  # not a file store: remote/ocisync.py (issue 20)
+            raise InvalidInput(
+                f"remote {spec.name} is an OCI registry: only push, pull, fetch and status "
+                "--remote apply to it (see docs/remotes.md)"
+            )
         check_driver(self.protocol)
         import fsspec
 

@@ -109,6 +109,10 @@ class RemoteRegistry:
             meta = meta_spec(spec)
             spec = RemoteSpec(name, spec.url, {**spec.options, "meta": meta.url})
             check_driver(meta.protocol)
+        elif spec.protocol == "oci":  # not fsspec: the registry client (issue 20)
+            from modelreg.remote.ocireg import RegistryURL
+
+            RegistryURL.parse(spec)
         else:
             check_driver(spec.protocol)
         with self.store.locked():
