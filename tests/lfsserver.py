@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools import require_tool
+from tests.tools import free_port, require_tool
 
 ANON = "  - giftless.auth.allow_anon:read_write"
 JWT_KEY = "mreg-test-signing-key"
@@ -67,12 +67,6 @@ class LfsServer:
             elif '"GET ' in line:
                 out["get"] += 1
         return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def giftless(root: Path, auth: str) -> Iterator[LfsServer]:

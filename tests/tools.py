@@ -10,6 +10,7 @@ failure (tests/conftest.py).
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,10 @@ def skip_unless_tool(venv: str, program: str | None = None) -> pytest.MarkDecora
         tool_bin(venv, program) is None,
         reason=f"{program or venv} is not installed: run bash .ci/tools ({TOOLS / venv})",
     )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -13,70 +13,24 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from modelreg import Store
+from tests.ociregistry import REGISTRY, Registry
+from tests.tools import free_port
 
 from ..conftest import snapshot
 from .conftest import blob
 
-REGISTRY = "/usr/bin/docker-registry"
 pytestmark = pytest.mark.skipif(
     not (Path(REGISTRY).exists() and shutil.which("skopeo")),
-    reason="needs Debian's docker-registry and skopeo (.ci/run installs them)",
+    reason="docker-registry or skopeo is not installed (.ci/run installs them)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Registry:
-    def __init__(self, root: Path, htpasswd: Path | None = None, auth: str = "") -> None:
-        self.root = root
-        self.port = _free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        if htpasswd is not None:
-            auth = f"auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n"
-        config = root / "config.yml"
-        root.mkdir(parents=True, exist_ok=True)
-        config.write_text(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
-            f"http:\n  addr: {self.host}\n{auth}"
-        )
-        self.log = (root / "log").open("wb")
-        self.proc = subprocess.Popen(
-            [REGISTRY, "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
-                break
-            except urllib.error.HTTPError:  # 401: up, with auth
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError((root / "log").read_text()) from None
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.log.close()
-
-    def blob_file(self, digest: str) -> Path:
-        return self.root / f"data/docker/registry/v2/blobs/sha256/{digest[:2]}/{digest}/data"
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +42,9 @@ def registry(tmp_path_factory) -> Iterator[Registry]:
 
 @pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory) -> Iterator[Registry]:
-    bcrypt = pytest.importorskip("bcrypt", reason="the htpasswd file needs a bcrypt hash")
+    bcrypt = pytest.importorskip(
+        "bcrypt", reason="bcrypt is not installed (the htpasswd file needs a bcrypt hash)"
+    )
     root = tmp_path_factory.mktemp("auth-registry")
     htpasswd = root / "htpasswd"
     htpasswd.write_bytes(b"alice:" + bcrypt.hashpw(b"s3cret-pw", bcrypt.gensalt(5)) + b"\n")
@@ -454,7 +410,7 @@ def test_urls_options_and_docker_config_forms(tmp_path):
 def test_an_unreachable_registry_is_an_error_not_an_empty_one(tmp_path):
     from modelreg.remote.driver import RemoteError
 
-    store = _setup(tmp_path, f"oci://127.0.0.1:{_free_port()}/ml", {})
+    store = _setup(tmp_path, f"oci://127.0.0.1:{free_port()}/ml", {})
     with pytest.raises(RemoteError, match="cannot reach the registry"):
         store.pull()
     with pytest.raises(RemoteError, match="cannot reach the registry"):
