@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelreg import yamlio
 from modelreg.catalog import check_namespace
+from modelreg.declared import Declared
 from modelreg.errors import Conflict, InvalidInput, NotFound
 from modelreg.fsutil import atomic_write
 from modelreg.handle import StoreHandle
@@ -66,8 +67,17 @@ class RegisterResult:
     signature: str | None = None
     """With `--sign`: the digest of the signature made (issue 19)."""
 
+    @property
+    def notes(self) -> list[str]:
+        """One line per model file whose card was not read (issue 20), e.g.
+        `skipped: model.onnx (install modelreg[onnx] to read ONNX)`."""
+        declared = self.version.declared
+        unread = sorted(declared.unread.items()) if declared else []
+        return [f"{u['reason']}: {path} ({u.get('detail', '')})" for path, u in unread]
+
     def to_dict(self) -> dict[str, Any]:
         """The `--json` shape of `mreg register`."""
+        declared = self.version.declared
         return {
             "name": self.version.name,
             "version": self.version.version,
@@ -75,6 +85,8 @@ class RegisterResult:
             "created": self.created,
             "files": [f.to_dict() for f in self.version.files],
             "size": self.version.size,
+            "declared": declared.to_dict() if declared else None,
+            "notes": self.notes,
             **({"signature": self.signature} if self.signature else {}),
         }
 
@@ -248,7 +260,10 @@ def register(
         data=data_refs, code=code_ref, paths=[rel for rel, _ in inputs],
     )  # fmt: skip
 
-    def build(files: tuple[FileEntry, ...], ver: str, req_entry: FileEntry | None) -> ModelVersion:
+    def build(
+        files: tuple[FileEntry, ...], ver: str, req_entry: FileEntry | None,
+        declared: Declared | None = None,
+    ) -> ModelVersion:
         return ModelVersion(
             name=name, version=ver, created=store.now(), author=who, files=files,
             message=message, tags=tags, params=norm_params, metrics=norm_metrics,
@@ -257,6 +272,7 @@ def register(
                 python=platform.python_version(), mreg=__version__, requirements=req_entry,
                 packages=req.packages if req else (),
             ),
+            declared=declared,
         )  # fmt: skip
 
     # 2. an explicit version that exists: compare without writing anything
@@ -277,6 +293,9 @@ def register(
         FileEntry(rel, *store.objects.put_file(src, tick), detect_format(rel))
         for rel, src in inputs
     )
+    # what the files declare, read from the stored objects: the card describes exactly the
+    # bytes the version holds (issue 20); no reader is imported for a file that needs none
+    declared = _declared(store, files)
     req_entry = None
     if req is not None:
         digest = store.objects.put_bytes(req.data)
@@ -286,7 +305,7 @@ def register(
     with store.writing():
         check_namespace(store, name)
         ver = _target_version(store, name, version, bump)
-        candidate = build(files, ver, req_entry)
+        candidate = build(files, ver, req_entry, declared)
         old = _existing(store, name, ver)
         if old is not None:
             return _same_or_conflict(old, candidate)
@@ -295,6 +314,14 @@ def register(
         atomic_write(store.manifest_path(name, ver), data_bytes, mode=0o444)
         store.record(who, "register", name, version=ver, id=mv.id, files=len(files))
     return RegisterResult(mv, created=True)
+
+
+def _declared(store: StoreHandle, files: tuple[FileEntry, ...]) -> Declared:
+    from modelreg.filecards import card_reader, read_cards
+
+    wanted = [(f.path, store.objects.path(f.sha256)) for f in files if card_reader(f.path)]
+    reading = read_cards(wanted) if wanted else None
+    return Declared(reading.cards, reading.unread) if reading else Declared()
 
 
 def _same_or_conflict(old: ModelVersion, new: ModelVersion) -> RegisterResult:

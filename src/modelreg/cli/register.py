@@ -153,6 +153,8 @@ def register(
         )
         if result.signature:
             c.print(f"Signed: signature [cyan]{result.signature[:12]}[/]")
+        for line in result.notes:  # model files whose card was not read (issue 20)
+            c.print(line, markup=False, highlight=False)
 
     Output(as_json).result(result.to_dict(), render)
 
