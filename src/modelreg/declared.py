@@ -121,7 +121,9 @@ def flat(declared: Declared | None) -> dict[str, Any]:
                 for sub, v in value.items():
                     out[f"{path}: {key}.{sub}"] = v
             else:
-                out[f"{path}: {key}"] = ", ".join(map(str, value)) if isinstance(value, list) else value
+                out[f"{path}: {key}"] = (
+                    ", ".join(map(str, value)) if isinstance(value, list) else value
+                )
     for path, why in declared.unread.items():
         out[f"{path}: unread"] = f"{why.get('reason')}: {why.get('detail', '')}"
     return out
@@ -213,7 +215,9 @@ def _compare_io(path: str, part: str, mine: Any, theirs: Any, who: str) -> list[
             out.append(f"{path}: {word} {name!r} of {who} is gone")
         elif x is not None and y is not None:
             if x.get("type") != y.get("type"):
-                out.append(f"{path}: {word} {name!r} type {x.get('type')} != {who}'s {y.get('type')}")
+                out.append(
+                    f"{path}: {word} {name!r} type {x.get('type')} != {who}'s {y.get('type')}"
+                )
             if not _dims_equal(x.get("shape"), y.get("shape")):
                 mine_s, theirs_s = render_shape(x.get("shape")), render_shape(y.get("shape"))
                 out.append(f"{path}: {word} {name!r} shape {mine_s} != {who}'s {theirs_s}")

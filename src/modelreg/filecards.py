@@ -283,7 +283,7 @@ def _read_gguf(path: Path) -> dict[str, Any]:
         fields = {
             k: v.contents()
             for k, v in reader.fields.items()
-            if not k.startswith("tokenizer.") and k.startswith(("general.", "GGUF."))
+            if k.startswith(("general.", "GGUF."))
             or k.endswith((".context_length", ".block_count", ".embedding_length"))
         }
         params = sum(int(t.n_elements) for t in reader.tensors)

@@ -194,7 +194,9 @@ def gate_problems(
             continue
         other = interface_gate(text)
         if other is not None:
-            failed.extend(f"{text} ({why})" for why in _interface_problems(store, mv, other))
+            whys = _interface_problems(store, mv, other)
+            if whys:
+                failed.append(f"{text} ({'; '.join(whys)})")
             continue
         cond = Condition.parse(text)
         if not cond.holds(mv):

@@ -69,8 +69,10 @@ class RegisterResult:
 
     @property
     def notes(self) -> list[str]:
-        """One line per model file whose card was not read (issue 20), e.g.
-        `skipped: model.onnx (install modelreg[onnx] to read ONNX)`."""
+        """One line per model file whose card was not read (issue 20).
+
+        For example `skipped: model.onnx (install modelreg[onnx] to read ONNX)`.
+        """
         declared = self.version.declared
         unread = sorted(declared.unread.items()) if declared else []
         return [f"{u['reason']}: {path} ({u.get('detail', '')})" for path, u in unread]
@@ -261,7 +263,9 @@ def register(
     )  # fmt: skip
 
     def build(
-        files: tuple[FileEntry, ...], ver: str, req_entry: FileEntry | None,
+        files: tuple[FileEntry, ...],
+        ver: str,
+        req_entry: FileEntry | None,
         declared: Declared | None = None,
     ) -> ModelVersion:
         return ModelVersion(
