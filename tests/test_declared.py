@@ -249,7 +249,9 @@ def test_interface_gate_refuses_a_changed_input_and_passes_the_same(tmp_path, st
     res = run_mreg("promote", "m@0.2.0", "--to", "production")
     line = assert_one_line_error(res, 1)
     assert "interface == production" in line
-    assert "model.onnx: input 'features' shape [batch, 32] != production 0.1.0's [batch, 30]" in line
+    assert (
+        "model.onnx: input 'features' shape [batch, 32] != production 0.1.0's [batch, 30]" in line
+    )
     assert snapshot(store.root) == before  # the alias did not move
     # the same interface with other weights is fine; a renamed file is still paired
     path = make_onnx(tmp_path / "c" / "renamed.onnx", width=30, weight=0.25)
