@@ -385,3 +385,39 @@ def test_reregistering_identical_content_is_a_no_op(tmp_path, store):
     other = make_onnx(tmp_path / "n" / "model.onnx", width=31)
     with pytest.raises(Conflict):
         store.register("m", [other], version="1.0.0")
+
+
+def test_web_view_shows_and_diffs_what_files_declare(tmp_path, store):
+    pytest.importorskip("jinja2")
+    from modelreg.ui import pages
+    from modelreg.ui.render import ServerLinks, render
+    from modelreg.ui.views import LocalView
+
+    store.register("m", [make_onnx(tmp_path / "a" / "model.onnx")], detect_code=False)
+    store.register("m", [make_onnx(tmp_path / "b" / "model.onnx", width=32)], detect_code=False)
+    view = LocalView(store)
+    card = pages.version_page(view, "m", "0.1.0")
+    html, _ = render("page.html", ServerLinks(), title="m@0.1.0", card=card, source="here")
+    assert "Declared by the files" in html and "input features" in html
+    assert "float32 [batch, 30]" in html
+    diff = pages.diff_page(view, "m@0.1.0", "m@0.2.0")
+    html, _ = render("page.html", ServerLinks(), title="diff", diff=diff, source="here")
+    assert "model.onnx: input features" in html and "float32 [batch, 32]" in html
+    assert diff["changed"] >= 2  # the file's digest and its input's shape
+
+
+def test_no_credential_from_a_file_enters_the_manifest(tmp_path, store):
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    header = {
+        "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+        "__metadata__": {"format": "pt", "api_token": token, "note": f"pushed with {token}"},
+    }
+    st = make_safetensors(tmp_path / "in" / "model.safetensors", header, data=b"\0" * 4)
+    cfg = tmp_path / "in" / "config.json"
+    cfg.write_text(json.dumps({"model_type": "bert", "architectures": [f"x {token}"]}))
+    result = store.register("m", [st, cfg], detect_code=False)
+    text = store.manifest_path("m", "0.1.0").read_text()
+    assert token not in text
+    declared = result.version.declared
+    assert declared.files["model.safetensors"]["metadata"] == {"format": "pt"}
+    assert declared.unread["config.json"]["reason"] == "unreadable"

@@ -321,11 +321,28 @@ def register(
 
 
 def _declared(store: StoreHandle, files: tuple[FileEntry, ...]) -> Declared:
+    """What the stored files declare; no credential found in them is kept (issue 19).
+
+    A metadata entry holding one is left out; a card holding one elsewhere is not kept, and
+    the file is listed as unreadable. Never refused: the file is not the user's to edit.
+    """
+    from modelreg.credentials import find_in_data
     from modelreg.filecards import card_reader, read_cards
 
     wanted = [(f.path, store.objects.path(f.sha256)) for f in files if card_reader(f.path)]
-    reading = read_cards(wanted) if wanted else None
-    return Declared(reading.cards, reading.unread) if reading else Declared()
+    if not wanted:
+        return Declared()
+    reading = read_cards(wanted)
+    cards, unread = {}, dict(reading.unread)
+    for path, card in reading.cards.items():
+        meta = card.get("metadata")
+        if isinstance(meta, dict):
+            card["metadata"] = {k: v for k, v in meta.items() if not find_in_data({k: v}, "m")}
+        if find_in_data(card, path):
+            unread[path] = {"reason": "unreadable", "detail": "declares a credential: not kept"}
+        else:
+            cards[path] = card
+    return Declared(cards, unread)
 
 
 def _same_or_conflict(old: ModelVersion, new: ModelVersion) -> RegisterResult:

@@ -124,7 +124,9 @@ def register(
     """Register files or directories as a new version of model NAME.
 
     Re-registering the same version with identical content is a no-op (exit 0); with other
-    content it fails (exit 1) and changes nothing.
+    content it fails (exit 1) and changes nothing. What ONNX, safetensors, GGUF, MLmodel and
+    config.json files declare (inputs, outputs, opsets, dtypes, architecture...) is recorded
+    without loading them; a file not read gets a line (skipped: install modelreg[onnx]).
     """
     from modelreg.assignments import load_mapping_file, parse_metrics, parse_params
 
