@@ -421,3 +421,22 @@ def test_no_credential_from_a_file_enters_the_manifest(tmp_path, store):
     declared = result.version.declared
     assert declared.files["model.safetensors"]["metadata"] == {"format": "pt"}
     assert declared.unread["config.json"]["reason"] == "unreadable"
+
+
+def test_onnx_external_data_is_not_read(tmp_path, store):
+    """A model whose weights live beside it: the graph is read, the weights never are."""
+    import numpy as np
+    import onnx.numpy_helper
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 256])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])
+    w = onnx.numpy_helper.from_array(np.full((256, 1), 0.5, dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    path = tmp_path / "ext" / "model.onnx"
+    path.parent.mkdir()
+    onnx.save(helper.make_model(graph), str(path), save_as_external_data=True,
+              location="weights.bin", size_threshold=0)  # fmt: skip
+    (tmp_path / "ext" / "weights.bin").unlink()  # were it read, the reading would fail
+    card = store.register("m", [path], detect_code=False).version.declared.files["model.onnx"]
+    assert card["inputs"] == [{"name": "x", "type": "float32", "shape": [None, 256]}]

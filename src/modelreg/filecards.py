@@ -317,7 +317,7 @@ def _read_gguf(path: Path) -> dict[str, Any]:
 # -- MLflow MLmodel and Hugging Face config.json ---------------------------------------------
 
 
-def _small_doc(path: Path, what: str) -> Any:
+def _small_doc(path: Path, what: str, *, as_json: bool = False) -> Any:
     try:
         with open(path, "rb") as f:
             data = f.read(TEXT_MAX_BYTES + 1)
@@ -326,7 +326,9 @@ def _small_doc(path: Path, what: str) -> Any:
     if len(data) > TEXT_MAX_BYTES:
         raise _unreadable(f"larger than {TEXT_MAX_BYTES} bytes: not read")
     try:
-        return yamlio.load(data, what)
+        return json.loads(data) if as_json else yamlio.load(data, what)
+    except (ValueError, RecursionError):  # json's errors (UnicodeDecodeError is a ValueError)
+        raise _unreadable(f"not {what}: not JSON") from None
     except InvalidInput as exc:
         raise _unreadable(f"not {what}: {exc}") from None
 
@@ -376,7 +378,7 @@ def _mlflow_schema(text: str, part: str) -> list[dict[str, Any]]:
 
 
 def _read_hf_config(path: Path) -> dict[str, Any] | None:
-    doc = _small_doc(path, "a JSON config file")
+    doc = _small_doc(path, "a JSON config file", as_json=True)
     if not isinstance(doc, dict) or not ("model_type" in doc or "architectures" in doc):
         return None  # some other config.json: nothing to say about it
     card: dict[str, Any] = {"format": "huggingface"}
