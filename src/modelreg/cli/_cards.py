@@ -181,7 +181,10 @@ def render_diff(c: Console, d: VersionDiff) -> None:
 
     a, b = f"{d.a.name}@{d.a.version}", f"{d.b.name}@{d.b.version}"
     if d.identical:
-        c.print(f"{a} and {b} do not differ in params, metrics, files, data, code or dependencies.")
+        c.print(
+            f"{a} and {b} do not differ in params, metrics, files, what the files declare, "
+            "data, code or dependencies."
+        )
         for k, (va, vb) in d.identity.items():
             c.print(f"  {k}: {escape(_fmt(va))} -> {escape(_fmt(vb))}")
         return
