@@ -440,3 +440,26 @@ def test_onnx_external_data_is_not_read(tmp_path, store):
     (tmp_path / "ext" / "weights.bin").unlink()  # were it read, the reading would fail
     card = store.register("m", [path], detect_code=False).version.declared.files["model.onnx"]
     assert card["inputs"] == [{"name": "x", "type": "float32", "shape": [None, 256]}]
+
+
+def test_an_index_of_the_previous_format_is_rebuilt_with_declared_fields(tmp_path, store):
+    import sqlite3
+
+    store.register("m", [make_onnx(tmp_path / "a" / "model.onnx")], detect_code=False)
+    assert [i.version.version for i in store.versions("m", where=["declared.onnx.opset = 17"])]
+    index = store.root / "index.sqlite"
+    with sqlite3.connect(index) as conn:  # as format 4 left it: no declared.* rows
+        conn.execute("DELETE FROM fields WHERE key LIKE 'declared.%'")
+        conn.execute("UPDATE meta SET value = '4' WHERE key = 'format'")
+    conn.close()
+    found = store.versions("m", where=["declared.onnx.opset = 17"])
+    assert [i.version.version for i in found] == ["0.1.0"]
+
+
+def test_a_hostile_gguf_is_refused_quickly(tmp_path, store):
+    # magic, version 3, 1 tensor, 2**63 key/value pairs: the reader fails on the first
+    path = tmp_path / "h" / "evil.gguf"
+    path.parent.mkdir()
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 1, 2**63) + b"\xff" * 64)
+    unread = store.register("m", [path], detect_code=False).version.declared.unread
+    assert unread["evil.gguf"]["reason"] == "unreadable"
