@@ -310,21 +310,16 @@ def test_missing_extra_is_skipped_with_a_note(tmp_path, store):
     res = run("register", "m", str(model.parent))
     assert res.returncode == 0, res
     assert "skipped: model.onnx (install modelreg[onnx] to read ONNX)" in res.stdout
-    assert "skipped: model.gguf (install modelreg[gguf] to read GGUF)" in res.stdout
     res = run("register", "m", str(model.parent), "--version", "0.1.0", "--json")
     assert res.returncode == 0, res
     assert json.loads(res.stdout)["notes"] == [
-        "skipped: model.gguf (install modelreg[gguf] to read GGUF)",
-        "skipped: model.onnx (install modelreg[onnx] to read ONNX)",
+        "skipped: model.onnx (install modelreg[onnx] to read ONNX)"
     ]
     doc = yaml.safe_load(store.manifest_path("m", "0.1.0").read_bytes())
-    assert doc["declared"] == {
-        "files": {},
-        "unread": {
-            "model.gguf": {"reason": "skipped", "detail": "install modelreg[gguf] to read GGUF"},
-            "model.onnx": {"reason": "skipped", "detail": "install modelreg[onnx] to read ONNX"},
-        },
+    assert doc["declared"]["unread"] == {
+        "model.onnx": {"reason": "skipped", "detail": "install modelreg[onnx] to read ONNX"}
     }
+    assert doc["declared"]["files"]["model.gguf"]["context_length"] == 4096  # needs no extra
 
 
 def test_damaged_and_hostile_files_are_noted_and_register_goes_on(tmp_path, store, run_mreg):
@@ -463,3 +458,55 @@ def test_a_hostile_gguf_is_refused_quickly(tmp_path, store):
     path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 1, 2**63) + b"\xff" * 64)
     unread = store.register("m", [path], detect_code=False).version.declared.unread
     assert unread["evil.gguf"]["reason"] == "unreadable"
+
+
+def test_gguf_header_agrees_with_ggufs_own_reader(tmp_path):
+    """mreg reads GGUF headers itself (fast, arrays skipped): the same answers as gguf's."""
+    import numpy as np
+
+    from modelreg.ggufheader import FILE_TYPES, read_gguf
+
+    path = tmp_path / "m.gguf"
+    w = gguf.GGUFWriter(str(path), "qwen2")
+    w.add_context_length(32768)
+    w.add_block_count(2)
+    w.add_embedding_length(8)
+    w.add_file_type(15)  # MOSTLY_Q4_K_M
+    w.add_name("tiny")
+    w.add_token_list([f"tok{i}" for i in range(2000)])
+    w.add_token_scores([0.5] * 2000)
+    w.add_description("x" * 1000)  # a long string: skipped, not kept
+    w.add_tensor("a", np.zeros((4, 8), dtype=np.float32))
+    w.add_tensor("b", np.zeros((3,), dtype=np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    card = read_gguf(path)
+    theirs = gguf.GGUFReader(str(path))
+    field = theirs.get_field
+    assert card == {
+        "format": "gguf", "version": int(field("GGUF.version").contents()), "tensors": 2,
+        "parameters": sum(int(t.n_elements) for t in theirs.tensors), "architecture": "qwen2",
+        "context_length": field("qwen2.context_length").contents(), "block_count": 2,
+        "embedding_length": 8, "name": "tiny", "file_type": "Q4_K_M",
+    }  # fmt: skip
+    assert card["parameters"] == 35
+    theirs_names = {int(t): t.name.removeprefix("MOSTLY_") for t in gguf.LlamaFileType}
+    assert all(theirs_names[k] == v for k, v in FILE_TYPES.items())
+
+
+def test_gguf_big_endian_header(tmp_path):
+    import numpy as np
+
+    from modelreg.ggufheader import read_gguf
+
+    path = tmp_path / "be.gguf"
+    w = gguf.GGUFWriter(str(path), "llama", endianess=gguf.GGUFEndian.BIG)
+    w.add_context_length(4096)
+    w.add_tensor("t", np.zeros((4, 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert read_gguf(path)["context_length"] == 4096 and read_gguf(path)["parameters"] == 32

@@ -11,7 +11,7 @@ rest; a manifest written before has none, and stays valid. The section:
                             dtypes: {F32: 4}, metadata: {...}}
         MLmodel: {format: mlflow, flavors: [python_function, sklearn], inputs: [...], ...}
       unread:                         # files a reader exists for, not read, and why
-        big.gguf: {reason: skipped, detail: install modelreg[gguf] to read GGUF}
+        big.onnx: {reason: skipped, detail: install modelreg[onnx] to read ONNX}
 
 Here live the three uses of it: `flat` (what `mreg diff` compares), `search_values` (the
 `declared.*` fields of `mreg list --where` and the index) and `interface_problems` (the gate

@@ -2,9 +2,10 @@
 
 `read_cards` picks a reader by file name (issue 20): `.onnx` (the `onnx` package, the
 `modelreg[onnx]` extra), `.safetensors` (the header read here: it is the format's whole
-contract), `.gguf` (the `gguf` package, `modelreg[gguf]`), an MLflow `MLmodel` file and a Hugging
-Face `config.json` (read with `yamlio`). Any other file is not opened, and neither extra is
-imported unless a file needs it: registering a pickle costs nothing more than before.
+contract), `.gguf` (the header read by `modelreg.ggufheader`, which says why not with the
+`gguf` package), an MLflow `MLmodel` file (`yamlio`) and a Hugging Face `config.json`. Any
+other file is not opened, and `onnx` is not imported unless a file needs it: registering a
+pickle costs nothing more than before.
 
 Each reader returns a small card of plain data (`modelreg.declared` says what is in each),
 or raises `Unread` saying why not: the extra is missing ("skipped"), or the file is not what
@@ -14,9 +15,9 @@ Memory, by format: a safetensors header is read whole but refused above
 `SAFETENSORS_MAX_HEADER` (the bound of the format's own library) before anything is
 allocated; ONNX files are parsed whole by protobuf without their external data (memory about
 the file's size, freed after) and refused above `ONNX_MAX_BYTES` (2 GiB, protobuf's own limit
-on one message: a bigger model keeps its weights in external data, which is not read); GGUF
-files are memory-mapped by `gguf.GGUFReader`, which reads the metadata and the tensor table
-and leaves the tensors' pages untouched; `MLmodel` and `config.json` are refused above
+on one message: a bigger model keeps its weights in external data, which is not read); of a
+GGUF file only the header is read, through a buffered file, short values kept and arrays
+skipped, never the tensors' data; `MLmodel` and `config.json` are refused above
 `TEXT_MAX_BYTES`. Base layer (docs/architecture.md): it reads the files it is given.
 """
 
@@ -272,46 +273,14 @@ def _onnx_io(value: Any, onnx: Any) -> dict[str, Any]:
 
 
 def _read_gguf(path: Path) -> dict[str, Any]:
-    if _head(path, 4)[0] != b"GGUF":
-        raise _unreadable("not a GGUF file: it does not start with the GGUF magic")
+    from modelreg.ggufheader import GGUFError, read_gguf
+
     try:
-        from gguf import GGUFReader, LlamaFileType
-    except ImportError:
-        raise Unread("skipped", "install modelreg[gguf] to read GGUF") from None
-    try:
-        reader = GGUFReader(str(path))  # memory-mapped: tensors' data pages are not read
-        fields = {
-            k: v.contents()
-            for k, v in reader.fields.items()
-            if k.startswith(("general.", "GGUF."))
-            or k.endswith((".context_length", ".block_count", ".embedding_length"))
-        }
-        params = sum(int(t.n_elements) for t in reader.tensors)
-        tensors = len(reader.tensors)
-    except (ValueError, IndexError, KeyError, TypeError, OverflowError, OSError) as exc:
-        raise _unreadable(f"not a GGUF file ({type(exc).__name__})") from None
-    arch = fields.get("general.architecture")
-    card: dict[str, Any] = {
-        "format": "gguf",
-        "version": int(fields.get("GGUF.version", 0)),
-        "tensors": tensors,
-        "parameters": params,
-    }
-    if isinstance(arch, str):
-        card["architecture"] = arch
-        for key in ("context_length", "block_count", "embedding_length"):
-            value = fields.get(f"{arch}.{key}")
-            if isinstance(value, int):
-                card[key] = int(value)
-    if isinstance(fields.get("general.name"), str):
-        card["name"] = fields["general.name"][:_MAX_TEXT]
-    ftype = fields.get("general.file_type")
-    if isinstance(ftype, int):
-        try:
-            card["file_type"] = LlamaFileType(ftype).name.removeprefix("MOSTLY_")
-        except ValueError:
-            card["file_type"] = str(ftype)
-    return card
+        return read_gguf(path)
+    except GGUFError as exc:
+        raise _unreadable(str(exc)) from None
+    except OSError as exc:
+        raise _unreadable(f"cannot read ({exc.strerror})") from None
 
 
 # -- MLflow MLmodel and Hugging Face config.json ---------------------------------------------
