@@ -7,7 +7,6 @@ import struct
 
 import pytest
 
-
 onnx = pytest.importorskip("onnx")
 gguf = pytest.importorskip("gguf")
 
