@@ -109,15 +109,19 @@ class VersionDiff:
     code: dict[str, tuple[Any, Any]]
     dependencies: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     identity: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    declared: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    """What the model files declare (issue 20): `PATH: input NAME` -> `float32 [None, 30]`..."""
 
-    SECTIONS = ("identity", "params", "metrics", "files", "data", "code", "dependencies")
+    SECTIONS = (
+        "identity", "params", "metrics", "files", "declared", "data", "code", "dependencies",
+    )  # fmt: skip
 
     @property
     def identical(self) -> bool:
         """True when no section of content differs (identity: author, message, date aside)."""
         return not (
             self.params or self.metrics or self.files or self.data or self.code
-            or self.dependencies
+            or self.dependencies or self.declared
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +140,7 @@ class VersionDiff:
             "code": section(self.code),
             "dependencies": section(self.dependencies),
             "identity": section(self.identity),
+            "declared": section(self.declared),
         }
 
 
@@ -295,6 +300,8 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def diff(store: StoreHandle, spec_a: str, spec_b: str) -> VersionDiff:
     """Compare two versions (of the same or different models)."""
+    from modelreg.declared import flat
+
     a, b = resolve(store, spec_a), resolve(store, spec_b)
     code_a = a.code.to_dict() if a.code else {}
     code_b = b.code.to_dict() if b.code else {}
@@ -311,6 +318,7 @@ def diff(store: StoreHandle, spec_a: str, spec_b: str) -> VersionDiff:
         code=_dict_diff(code_a, code_b),
         dependencies=_dict_diff(_dependencies(a), _dependencies(b)),
         identity=_dict_diff(_identity(a), _identity(b)),
+        declared=_dict_diff(flat(a.declared), flat(b.declared)),
     )
 
 

@@ -8,13 +8,16 @@ by `and`; there is no `or`, as in MLflow's filter strings:
     CONDITION := FIELD OP VALUE | FIELD ["NOT"] "IN" "(" VALUE ("," VALUE)* ")"
                | FIELD ("LIKE" | "ILIKE") PATTERN | "tags." TAG
     FIELD     := SPLIT "." METRIC | "metrics." SPLIT "." METRIC | "params." KEY ("." KEY)*
-               | "name" | "version" | "created" | "author" | "alias" | "deprecated"
+               | "declared." KEY ("." KEY)* | "name" | "version" | "created" | "author"
+               | "alias" | "deprecated"
     OP        := ">=" | "<=" | ">" | "<" | "==" | "=" | "!="
     VALUE     := a number | a quoted 'string' or "string" | a bare word (true, adam, ...)
 
 Keywords (`and`, `IN`, `NOT`, `LIKE`, `ILIKE`) are case-insensitive. For metrics and params a
 bare VALUE is read as a YAML scalar, so `0.9`, `3`, `true` and `adam` are a float, an int, a
 bool and a string; a quoted one is always a string; ordering operators compare numbers only.
+`declared.*` fields (what the model files declare, `modelreg.declared.search_values`) compare
+as params do, and hold when any of their values does.
 `name`, `version`, `author` and `alias` compare as text (a bare value is its text), `created`
 with a date (`2026-01-01`, the start of that day UTC) or a timestamp (`2026-01-01T12:00:00Z`),
 `deprecated` with true or false. LIKE and ILIKE take SQL's `%` (any run of characters) and
@@ -25,7 +28,6 @@ parse raises `InvalidInput` naming the column of the problem: never a silently e
 
 from __future__ import annotations
 
-import functools
 import math
 import operator
 import re
@@ -34,8 +36,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from modelreg.declared import PREFIX, search_values
 from modelreg.errors import InvalidInput
 from modelreg.manifest import ModelVersion
+from modelreg.sqllike import like
 
 __all__ = ["ATTRIBUTES", "HAS_TAG", "ILIKE", "IN", "LIKE", "NOT_IN", "Condition",
            "field_kind", "like", "parse_filter", "parse_scalar"]  # fmt: skip
@@ -48,6 +52,7 @@ LIKE, ILIKE, IN, NOT_IN = "LIKE", "ILIKE", "IN", "NOT IN"
 # The top-level fields: the manifest's header, and what lives beside it (aliases, deprecation).
 ATTRIBUTES = ("name", "version", "created", "author", "alias", "deprecated")
 _TEXT = ("name", "version", "author")
+_PREFIXED = {"params": "param", "declared": "param", "tags": "tag"}  # fields' kinds by prefix
 
 # Which operators each kind of field takes (`field_kind`), in the order messages list them.
 _COMPARE = ("==", "!=")
@@ -77,8 +82,8 @@ _LIST_TOKEN = _lexer(_LIST_WORD, "|(?P<punct>[(),])")
 _FIELD_PART = re.compile(r"[A-Za-z0-9_\-/]+")
 _TIME = re.compile(r"\d{4}-\d\d-\d\d(?:[Tt ]\d\d:\d\d(?::\d\d)?(?:[Zz]|[+-]\d\d:\d\d)?)?")
 _EXAMPLES = "e.g. 'test.f1 >= 0.9', 'params.lr < 0.01' or 'tags.candidate'"
-_FIELDS = "SPLIT.METRIC, metrics.SPLIT.METRIC, params.KEY, tags.NAME, " + ", ".join(ATTRIBUTES)
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_FIELDS = "SPLIT.METRIC, metrics.SPLIT.METRIC, params.KEY, declared.KEY, tags.NAME, "
+_FIELDS += ", ".join(ATTRIBUTES)
 
 
 def parse_scalar(text: str) -> Any:
@@ -96,23 +101,7 @@ def field_kind(field: str) -> str:
     """What a canonical field is: metric, param, tag, text, created, alias or deprecated."""
     if field in ATTRIBUTES:
         return "text" if field in _TEXT else field
-    return {"params": "param", "tags": "tag"}.get(field.partition(".")[0], "metric")
-
-
-@functools.lru_cache(maxsize=256)
-def _like_regex(pattern: str) -> re.Pattern[str]:
-    body = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.compile(body, re.DOTALL)
-
-
-def like(text: str, pattern: str, *, ignore_case: bool = False) -> bool:
-    """SQL LIKE as SQLite runs it with `case_sensitive_like = ON` (ILIKE: ASCII folded).
-
-    `%` matches any run of characters, `_` exactly one; there is no escape character.
-    """
-    if ignore_case:
-        text, pattern = text.translate(_ASCII_LOWER), pattern.translate(_ASCII_LOWER)
-    return _like_regex(pattern).fullmatch(text) is not None
+    return _PREFIXED.get(field.partition(".")[0], "metric")
 
 
 def _timestamp(text: str) -> str | None:
@@ -180,7 +169,7 @@ def _field(tok: _Token) -> str:
         if len(parts) != 3:
             raise _ParseError(tok.column, f"expected metrics.SPLIT.METRIC, found {tok.text!r}")
         return ".".join(parts[1:])
-    if head in ("params", "tags"):
+    if head in ("params", "tags", "declared"):
         if len(parts) < 2 or (head == "tags" and len(parts) != 2):
             raise _ParseError(tok.column, f"expected {head}.NAME, found {tok.text!r}")
         return tok.text
@@ -411,6 +400,8 @@ class Condition:
 
     def _get(self, mv: ModelVersion, aliases: Collection[str], deprecated: bool) -> Any:
         kind = self.kind
+        if kind == "param" and self.field.startswith(PREFIX):  # all its values (issue 20)
+            return tuple(search_values(mv.declared).get(self.field, ())) or _MISSING
         if kind == "param":
             return _leaves(mv.params).get(self.field.partition(".")[2], _MISSING)
         if kind == "tag":
@@ -466,6 +457,11 @@ class Condition:
         actual = self._get(mv, aliases, deprecated)
         if actual is _MISSING:
             return False
+        if self.field.startswith(PREFIX):
+            return any(self._holds(kind, op, v) for v in actual)
+        return self._holds(kind, op, actual)
+
+    def _holds(self, kind: str, op: str, actual: Any) -> bool:
         if op == IN:
             return any(_compare(kind, actual, "==", v) for v in _values(self.value))
         if op == NOT_IN:

@@ -87,6 +87,7 @@ class StoreConfig:
         parsed: dict[str, tuple[str, ...]] = {}
         if gates:
             from modelreg.conditions import Condition
+            from modelreg.declared import interface_gate
         for alias, conds in gates.items():
             try:
                 check_alias(str(alias))
@@ -95,7 +96,10 @@ class StoreConfig:
                 checked = []
                 for i, c in enumerate(conds):
                     try:
-                        checked.append(str(Condition.parse(str(c))))
+                        other = interface_gate(str(c))  # `interface == ALIAS` (issue 20)
+                        checked.append(
+                            f"interface == {other}" if other else str(Condition.parse(str(c)))
+                        )
                     except InvalidInput as exc:
                         raise InvalidInput(f"[{i}]: {exc}") from None
                 parsed[str(alias)] = tuple(checked)

@@ -59,7 +59,7 @@ __all__ = [
     "usable",
 ]
 
-FORMAT = "4"
+FORMAT = "5"
 """The index's format: an index of another format is rebuilt."""
 
 NAME = layout.INDEX

@@ -92,9 +92,15 @@ def _leaves(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
 
 
 def fields_of(mv: ModelVersion) -> list[tuple[str, float | None, str]]:
-    """(key, number or None, text) per metric and parameter leaf of a manifest."""
+    """(key, number or None, text) per metric and parameter leaf of a manifest.
+
+    And per value of what its files declare (`declared.*`, each value a row, issue 20).
+    """
+    from modelreg.declared import search_values
+
+    declared = [(k, v) for k, vs in search_values(mv.declared).items() for v in vs]
     out = []
-    for key, value in [*_leaves("metrics", mv.metrics), *_leaves("params", mv.params)]:
+    for key, value in [*_leaves("metrics", mv.metrics), *_leaves("params", mv.params), *declared]:
         num = None
         if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
             num = float(value)

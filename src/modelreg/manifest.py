@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from modelreg.declared import Declared
 from modelreg.errors import IntegrityError, InvalidInput, MregError
 from modelreg.hashing import is_digest
 from modelreg.names import Version, check_name, check_path
@@ -183,6 +184,8 @@ class ModelVersion:
     data: tuple[DataRef, ...] = ()
     code: CodeRef | None = None
     dependencies: Dependencies | None = None
+    declared: Declared | None = None
+    """What the model files declare, read at register (issue 20); None in older manifests."""
     id: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -219,8 +222,12 @@ class ModelVersion:
         return self.metrics.get(split, {}).get(name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The manifest document, header first in meaning (keys are sorted on disk)."""
-        return {
+        """The manifest document, header first in meaning (keys are sorted on disk).
+
+        `declared` appears only when the version has it, so a manifest written before it
+        existed reads back to the same bytes (and id).
+        """
+        doc = {
             "schema": SCHEMA,
             "kind": KIND,
             "name": self.name,
@@ -236,6 +243,9 @@ class ModelVersion:
             "code": self.code.to_dict() if self.code else None,
             "dependencies": self.dependencies.to_dict() if self.dependencies else None,
         }
+        if self.declared is not None:
+            doc["declared"] = self.declared.to_dict()
+        return doc
 
     @classmethod
     def from_dict(
@@ -304,5 +314,6 @@ def _from_dict(doc: Any, id: str) -> ModelVersion:
         )
         if deps
         else None,
+        declared=Declared.from_dict(doc["declared"]) if "declared" in doc else None,
         id=id,
     )

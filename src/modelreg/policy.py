@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from modelreg import layout
 from modelreg.conditions import Condition
+from modelreg.declared import interface_gate
 from modelreg.errors import IntegrityError, InvalidInput, NotFound
 from modelreg.fsutil import atomic_write
 from modelreg.handle import StoreHandle
@@ -191,11 +192,33 @@ def gate_problems(
             if why:
                 failed.append(f"{text} ({why})")
             continue
+        other = interface_gate(text)
+        if other is not None:
+            whys = _interface_problems(store, mv, other)
+            if whys:
+                failed.append(f"{text} ({'; '.join(whys)})")
+            continue
         cond = Condition.parse(text)
         if not cond.holds(mv):
             actual = cond.lookup(mv)
             failed.append(f"{cond} (has {'no value' if actual is None else actual})")
     return failed
+
+
+def _interface_problems(store: StoreHandle, mv: ModelVersion, alias: str) -> list[str]:
+    """How `mv`'s declared inputs and outputs differ from the version `alias` points at now.
+
+    None to compare with (the alias is not set, or points at `mv` itself): no problem.
+    """
+    from modelreg.catalog import load_version
+    from modelreg.declared import interface_problems
+    from modelreg.refs import read_alias
+
+    ref = read_alias(store, mv.name, alias)
+    if ref is None or ref.version == mv.version:
+        return []
+    current = load_version(store, mv.name, ref.version)
+    return interface_problems(mv.declared, current.declared, f"{alias} {current.version}")
 
 
 def trusted_keys(policy: Policy) -> list[TrustedKey]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from modelreg import yamlio
 from modelreg.conditions import Condition
+from modelreg.declared import interface_gate
 from modelreg.errors import InvalidInput, MregError
 from modelreg.names import check_alias
 
@@ -61,6 +62,9 @@ def check_gate(gate: str, keys: Mapping[str, str]) -> str:
                 f"gate {gate!r}: no trusted key named {name!r} (mreg policy trust {name} KEY)"
             )
         return f"{SIGNED_BY} {name}"
+    other = interface_gate(gate)
+    if other is not None:  # `interface == ALIAS` (issue 20)
+        return f"interface == {other}"
     Condition.parse(gate)  # InvalidInput with the position of the problem
     return gate.strip()
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelreg import yamlio
 from modelreg.catalog import check_namespace
+from modelreg.declared import Declared
 from modelreg.errors import Conflict, InvalidInput, NotFound
 from modelreg.fsutil import atomic_write
 from modelreg.handle import StoreHandle
@@ -68,8 +69,19 @@ class RegisterResult:
     signature: str | None = None
     """With `--sign`: the digest of the signature made (issue 19)."""
 
+    @property
+    def notes(self) -> list[str]:
+        """One line per model file whose card was not read (issue 20).
+
+        For example `skipped: model.onnx (install modelreg[onnx] to read ONNX)`.
+        """
+        declared = self.version.declared
+        unread = sorted(declared.unread.items()) if declared else []
+        return [f"{u['reason']}: {path} ({u.get('detail', '')})" for path, u in unread]
+
     def to_dict(self) -> dict[str, Any]:
         """The `--json` shape of `mreg register`."""
+        declared = self.version.declared
         return {
             "name": self.version.name,
             "version": self.version.version,
@@ -77,6 +89,8 @@ class RegisterResult:
             "created": self.created,
             "files": [f.to_dict() for f in self.version.files],
             "size": self.version.size,
+            "declared": declared.to_dict() if declared else None,
+            "notes": self.notes,
             **({"signature": self.signature} if self.signature else {}),
         }
 
@@ -257,7 +271,12 @@ def register(
         data=data_refs, code=code_ref, paths=[rel for rel, _ in inputs],
     )  # fmt: skip
 
-    def build(files: tuple[FileEntry, ...], ver: str, req_entry: FileEntry | None) -> ModelVersion:
+    def build(
+        files: tuple[FileEntry, ...],
+        ver: str,
+        req_entry: FileEntry | None,
+        declared: Declared | None = None,
+    ) -> ModelVersion:
         return ModelVersion(
             name=name, version=ver, created=store.now(), author=who, files=files,
             message=message, tags=tags, params=norm_params, metrics=norm_metrics,
@@ -266,6 +285,7 @@ def register(
                 python=platform.python_version(), mreg=__version__, requirements=req_entry,
                 packages=req.packages if req else (),
             ),
+            declared=declared,
         )  # fmt: skip
 
     # 2. an explicit version that exists: compare without writing anything
@@ -289,6 +309,9 @@ def register(
         FileEntry(rel, *(lfs.get(rel) or store.objects.put_file(src, tick)), detect_format(rel))
         for rel, src in inputs
     )
+    # what the files declare, read from the stored objects: the card describes exactly the
+    # bytes the version holds (issue 20); no reader is imported for a file that needs none
+    declared = _declared(store, files)
     req_entry = None
     if req is not None:
         digest = store.objects.put_bytes(req.data)
@@ -298,7 +321,7 @@ def register(
     with store.writing():
         check_namespace(store, name)
         ver = _target_version(store, name, version, bump)
-        candidate = build(files, ver, req_entry)
+        candidate = build(files, ver, req_entry, declared)
         old = _existing(store, name, ver)
         if old is not None:
             return _same_or_conflict(old, candidate)
@@ -307,6 +330,31 @@ def register(
         atomic_write(store.manifest_path(name, ver), data_bytes, mode=0o444)
         store.record(who, "register", name, version=ver, id=mv.id, files=len(files))
     return RegisterResult(mv, created=True)
+
+
+def _declared(store: StoreHandle, files: tuple[FileEntry, ...]) -> Declared:
+    """What the stored files declare; no credential found in them is kept (issue 19).
+
+    A metadata entry holding one is left out; a card holding one elsewhere is not kept, and
+    the file is listed as unreadable. Never refused: the file is not the user's to edit.
+    """
+    from modelreg.credentials import find_in_data
+    from modelreg.filecards import card_reader, read_cards
+
+    wanted = [(f.path, store.objects.path(f.sha256)) for f in files if card_reader(f.path)]
+    if not wanted:
+        return Declared()
+    reading = read_cards(wanted)
+    cards, unread = {}, dict(reading.unread)
+    for path, card in reading.cards.items():
+        meta = card.get("metadata")
+        if isinstance(meta, dict):
+            card["metadata"] = {k: v for k, v in meta.items() if not find_in_data({k: v}, "m")}
+        if find_in_data(card, path):
+            unread[path] = {"reason": "unreadable", "detail": "declares a credential: not kept"}
+        else:
+            cards[path] = card
+    return Declared(cards, unread)
 
 
 def _same_or_conflict(old: ModelVersion, new: ModelVersion) -> RegisterResult:

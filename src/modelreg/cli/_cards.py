@@ -115,6 +115,18 @@ def render_card(c: Console, info: VersionInfo) -> None:
     for f in mv.files:
         files.add_row(escape(f.path), human_size(f.size), f.sha256[:12], f.format or "-")
     parts.append(files)
+    if mv.declared and (mv.declared.files or mv.declared.unread):  # issue 20
+        from modelreg.declared import flat
+
+        declared = Table(title="declared by the files", box=box.SIMPLE, title_justify="left")
+        declared.add_column("file")
+        declared.add_column("declares")
+        declared.add_column("value")
+        for k, v in flat(mv.declared).items():
+            path, _, what = k.rpartition(": ")
+            if what != "format":  # the files table says it
+                declared.add_row(escape(path), escape(what), escape(_fmt(v)))
+        parts.append(declared)
     c.print(Panel(Group(*parts), title=f"[bold]{mv.name}@{mv.version}[/]", expand=False))
 
 
@@ -169,7 +181,10 @@ def render_diff(c: Console, d: VersionDiff) -> None:
 
     a, b = f"{d.a.name}@{d.a.version}", f"{d.b.name}@{d.b.version}"
     if d.identical:
-        c.print(f"{a} and {b} do not differ in params, metrics, files, data, code or dependencies.")
+        c.print(
+            f"{a} and {b} do not differ in params, metrics, files, what the files declare, "
+            "data, code or dependencies."
+        )
         for k, (va, vb) in d.identity.items():
             c.print(f"  {k}: {escape(_fmt(va))} -> {escape(_fmt(vb))}")
         return

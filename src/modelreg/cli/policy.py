@@ -51,7 +51,9 @@ def gate(
     alias: AliasArg,
     conditions: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Argument(help="Conditions ('test.f1 >= 0.9') or 'signed-by: KEY' to add."),
+        typer.Argument(
+            help="Conditions ('test.f1 >= 0.9'), 'signed-by: KEY' or 'interface == ALIAS' to add."
+        ),
     ] = None,
     remove: Annotated[
         Optional[list[str]],  # noqa: UP045

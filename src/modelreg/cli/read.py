@@ -86,7 +86,7 @@ def list_(
     metric_cols = [  # the metrics a filter tests get a column (not name, created, tags...)
         c.field
         for c in conditions
-        if "." in c.field and not c.field.startswith(("params.", "tags."))
+        if "." in c.field and not c.field.startswith(("params.", "tags.", "declared."))
     ]
     sort_col = sort.removeprefix("metrics.") if sort.count(".") == 2 else sort
     if "." in sort_col and sort_col not in metric_cols:

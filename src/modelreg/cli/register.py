@@ -129,7 +129,9 @@ def register(
     """Register files or directories as a new version of model NAME.
 
     Re-registering the same version with identical content is a no-op (exit 0); with other
-    content it fails (exit 1) and changes nothing.
+    content it fails (exit 1) and changes nothing. What ONNX, safetensors, GGUF, MLmodel and
+    config.json files declare (inputs, outputs, opsets, dtypes, architecture...) is recorded
+    without loading them; a file not read gets a line (skipped: install modelreg[onnx]).
     """
     from modelreg.assignments import load_mapping_file, parse_metrics, parse_params
 
@@ -158,6 +160,8 @@ def register(
         )
         if result.signature:
             c.print(f"Signed: signature [cyan]{result.signature[:12]}[/]")
+        for line in result.notes:  # model files whose card was not read (issue 20)
+            c.print(line, markup=False, highlight=False)
 
     Output(as_json).result(result.to_dict(), render)
 

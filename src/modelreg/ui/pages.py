@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelreg.catalog import flatten
+from modelreg.declared import flat
 from modelreg.errors import InvalidInput, NotFound
 from modelreg.manifest import ModelVersion
 from modelreg.names import parse_ref
@@ -175,6 +176,11 @@ def version_page(view: View, name: str, version: str) -> dict[str, Any]:
         "params": flatten(mv.params),
         "splits": splits,
         "metric_names": metric_names,
+        "declared": [  # what the model files declare (issue 20): (file, what, value)
+            (*k.rsplit(": ", 1), v)
+            for k, v in flat(mv.declared).items()
+            if not k.endswith(": format")
+        ],
         "others": [v for v in view.newest(name, OTHERS_LISTED + 1) if v != version][:OTHERS_LISTED],
         "models": view.model_names(),
     }
@@ -217,6 +223,7 @@ def diff_page(view: View, spec_a: str, spec_b: str) -> dict[str, Any]:
         ("params", _side_by_side(flatten(a.params), flatten(b.params))),
         ("metrics", _side_by_side(flatten(a.metrics), flatten(b.metrics))),
         ("files", _side_by_side(files(a), files(b))),
+        ("declared by the files", _side_by_side(flat(a.declared), flat(b.declared))),
         ("data lineage", _side_by_side(data(a), data(b))),
         ("code lineage", _side_by_side(code(a), code(b))),
         ("dependencies", _side_by_side(deps(a), deps(b))),
