@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,7 +49,8 @@ __all__ = [
 
 CHUNK = 8192
 """Rows per chunk (and per Parquet record batch)."""
-COMPRESSION = 200
+COMPRESSION = 5000
+"""t-digest compression: deciles within about 0.05% in rank (200 was 2% off near the median)."""
 EXACT_LIMIT = 1024
 """A numeric column with at most this many distinct values gets exact bins and shares."""
 MAX_LINE = 1 << 20
@@ -93,7 +96,7 @@ def detect_format(path: Path) -> str:
 class _Number:
     def __init__(self, ds: Any) -> None:
         self.digest = ds.tdigest_double(COMPRESSION)
-        self.exact: dict[float, int] | None = {}
+        self.exact: Counter[float] | None = Counter()
         self.count = self.missing = self.invalid = 0
         self.shift: float | None = None
         self.total = self.squares = 0.0
@@ -107,14 +110,15 @@ class _Number:
         self.count += len(values)
         if self.shift is None:
             self.shift = values[0]
-        shift = self.shift
-        self.total += math.fsum(v - shift for v in values)
-        self.squares += math.fsum((v - shift) ** 2 for v in values)
-        self.lo, self.hi = min(self.lo, min(values)), max(self.hi, max(values))
-        self.digest.update(np.asarray(values, dtype=np.float64))
+        array = np.asarray(values, dtype=np.float64)
+        centred = array - self.shift
+        # fsum: exactly rounded, so the same on every machine (numpy's sum is not)
+        self.total += math.fsum(centred.tolist())
+        self.squares += math.fsum((centred * centred).tolist())
+        self.lo, self.hi = min(self.lo, float(array.min())), max(self.hi, float(array.max()))
+        self.digest.update(array)
         if self.exact is not None:
-            for v in values:
-                self.exact[v] = self.exact.get(v, 0) + 1
+            self.exact.update(values)
             if len(self.exact) > EXACT_LIMIT:
                 self.exact = None
 
@@ -187,9 +191,7 @@ class _Category:
         self.count = self.missing = self.invalid = 0
 
     def add(self, values: Sequence[str]) -> None:
-        counts: dict[str, int] = {}
-        for v in values:
-            counts[v] = counts.get(v, 0) + 1
+        counts = Counter(values)
         self.count += len(values)
         for v in sorted(counts):
             self.sketch.update(v, counts[v])
@@ -274,19 +276,29 @@ class ProfileBuilder:
 
     def _numbers(self, col: _Number, values: Sequence[Any]) -> list[float]:
         out: list[float] = []
+        append, isfinite = out.append, math.isfinite
+        missing = invalid = 0
         for v in values:
-            if _is_missing(v):
-                col.missing += 1
+            if v is None or v == "":
+                missing += 1
                 continue
-            if isinstance(v, str):
+            t = type(v)
+            if t is str or t is float or t is int:  # not bool: type(True) is bool
                 try:
-                    v = float(v)
+                    x = float(v)
                 except ValueError:
-                    v = None
-            if _is_number(v):
-                out.append(float(v))
+                    invalid += 1
+                    continue
+                if x != x:  # NaN: Parquet's and pandas' missing value
+                    missing += 1
+                elif isfinite(x):
+                    append(x)
+                else:
+                    invalid += 1
             else:
-                col.invalid += 1
+                invalid += 1
+        col.missing += missing
+        col.invalid += invalid
         return out
 
     def _labels(self, col: _Category, values: Sequence[Any]) -> list[str]:
@@ -318,17 +330,14 @@ class ProfileBuilder:
 
 
 def _chunks_of(rows: Iterator[_T]) -> Iterator[list[_T]]:
-    batch: list[_T] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == CHUNK:
-            yield batch
-            batch = []
-    if batch:
+    while batch := list(itertools.islice(rows, CHUNK)):
         yield batch
 
 
-def _columns(batch: list[list[Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+def _columns(batch: list[list[Any]], names: Sequence[str]) -> dict[str, Sequence[Any]]:
+    width = len(names)
+    if all(len(r) == width for r in batch):
+        return dict(zip(names, zip(*batch, strict=True), strict=True))
     return {name: [r[i] if i < len(r) else None for r in batch] for i, name in enumerate(names)}
 
 
@@ -386,7 +395,9 @@ def _parquet_batches(path: Path, columns: Sequence[str] | None) -> Iterator[dict
         raise InvalidInput(f"{path}: not a readable Parquet file") from None
 
 
-def _rechunk(batches: Iterator[dict[str, list[Any]]]) -> Iterator[tuple[dict[str, list[Any]], int]]:
+def _rechunk(
+    batches: Iterator[dict[str, list[Any]]],
+) -> Iterator[tuple[dict[str, Sequence[Any]], int]]:
     """Parquet batches cut into chunks of exactly CHUNK rows, as the other formats are."""
     buf: dict[str, list[Any]] = {}
     size = 0
@@ -399,12 +410,13 @@ def _rechunk(batches: Iterator[dict[str, list[Any]]]) -> Iterator[tuple[dict[str
             buf = {k: v[CHUNK:] for k, v in buf.items()}
             size -= CHUNK
     if size:
-        yield buf, size
+        rest: dict[str, Sequence[Any]] = dict(buf)
+        yield rest, size
 
 
 def _row_chunks(
     path: Path, fmt: str, fh: io.TextIOBase, columns: Sequence[str] | None
-) -> Iterator[tuple[dict[str, list[Any]], int]]:
+) -> Iterator[tuple[dict[str, Sequence[Any]], int]]:
     if fmt == "csv":
         header, reader = _csv_rows(fh, path)
         try:
@@ -464,7 +476,7 @@ def profile_file(
 
 
 def _profile_chunks(
-    chunks: Iterator[tuple[dict[str, list[Any]], int]], fmt: str, bins: int, top: int
+    chunks: Iterator[tuple[dict[str, Sequence[Any]], int]], fmt: str, bins: int, top: int
 ) -> Profile:
     first = next(chunks, None)
     if first is None:
