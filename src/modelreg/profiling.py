@@ -4,10 +4,9 @@ Model layer, like the other readers of a user's file (`requirements`, `metricsfi
 reads the file it is given and returns a `modelreg.dataprofile.Profile`.
 
 - **Streaming, bounded memory.** Rows are read in chunks of `CHUNK` rows (Parquet by
-  record batches of that size), so memory does not grow with the file: per numeric column
-  a t-digest (Apache DataSketches `tdigest_double`, compression `COMPRESSION`) and at most
-  `EXACT_LIMIT` distinct values; per category column a frequent-items sketch
-  (DataSketches' Misra–Gries variant) holding at most `frequent_capacity(top)` values.
+  record batches of that size) into a `modelreg.profilebuilder.ProfileBuilder`, so memory
+  does not grow with the file: per column a bounded sketch (a t-digest for numbers, a
+  frequent-items sketch for categories).
 - **Deterministic.** The t-digest and the frequent-items sketch have no randomness (unlike
   KLL, whose compactions flip a time-seeded coin), and every format is fed through the same
   chunks, so the same rows give the same profile bytes from CSV, JSON Lines or Parquet.
@@ -19,7 +18,7 @@ reads the file it is given and returns a `modelreg.dataprofile.Profile`.
   (dates, lists...) are left out.
 
 The sketches come with the `profile` extra (`pip install 'modelreg[profile]'`), Parquet
-with the `parquet` extra (pyarrow); both are imported only here, when profiling.
+with the `parquet` extra (pyarrow); both are imported only when profiling.
 """
 
 from __future__ import annotations
@@ -30,13 +29,21 @@ import itertools
 import json
 import math
 import os
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelreg.dataprofile import MAX_FEATURES, MAX_VALUE_CHARS, Feature, Profile, rounded
+from modelreg.dataprofile import Profile
 from modelreg.errors import InvalidInput, MregError, NotFound
+from modelreg.profilebuilder import (
+    FALSE,
+    TRUE,
+    ProfileBuilder,
+    frequent_capacity,
+    is_missing,
+    is_number,
+    sketches,
+)
 
 __all__ = [
     "CHUNK",
@@ -49,36 +56,10 @@ __all__ = [
 
 CHUNK = 8192
 """Rows per chunk (and per Parquet record batch)."""
-COMPRESSION = 5000
-"""t-digest compression: deciles within about 0.05% in rank (200 was 2% off near the median)."""
-EXACT_LIMIT = 1024
-"""A numeric column with at most this many distinct values gets exact bins and shares."""
 MAX_LINE = 1 << 20
 """Longest JSON Lines line (and CSV field) read."""
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-_TRUE, _FALSE = "true", "false"
 _T = TypeVar("_T")
-
-
-def _sketches() -> Any:
-    try:
-        import datasketches
-    except ImportError:
-        raise MregError(
-            "profiling data needs the profile extra: pip install 'modelreg[profile]'"
-        ) from None
-    return datasketches
-
-
-def frequent_capacity(top: int) -> int:
-    """Values a category column's sketch holds at most, for `top` values kept."""
-    return (1 << _lg_map(top)) * 3 // 4
-
-
-def _lg_map(top: int) -> int:
-    # Four times the values kept, and at least 96, so that the top ones are exact unless
-    # the column is diverse; 3/4 of the map is usable.
-    return max(7, math.ceil(math.log2(top * 4 / 0.75)))
 
 
 def detect_format(path: Path) -> str:
@@ -93,140 +74,9 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
-class _Number:
-    def __init__(self, ds: Any) -> None:
-        self.digest = ds.tdigest_double(COMPRESSION)
-        self.exact: Counter[float] | None = Counter()
-        self.count = self.missing = self.invalid = 0
-        self.shift: float | None = None
-        self.total = self.squares = 0.0
-        self.lo, self.hi = math.inf, -math.inf
-
-    def add(self, values: Sequence[float]) -> None:
-        import numpy as np
-
-        if not values:
-            return
-        self.count += len(values)
-        if self.shift is None:
-            self.shift = values[0]
-        array = np.asarray(values, dtype=np.float64)
-        centred = array - self.shift
-        # fsum: exactly rounded, so the same on every machine (numpy's sum is not)
-        self.total += math.fsum(centred.tolist())
-        self.squares += math.fsum((centred * centred).tolist())
-        self.lo, self.hi = min(self.lo, float(array.min())), max(self.hi, float(array.max()))
-        self.digest.update(array)
-        if self.exact is not None:
-            self.exact.update(values)
-            if len(self.exact) > EXACT_LIMIT:
-                self.exact = None
-
-    def feature(self, name: str, bins: int) -> Feature:
-        base = {"name": name, "type": "number", "count": self.count}
-        base.update(missing=self.missing, invalid=self.invalid)
-        if not self.count:
-            return Feature(**base, exact=True)  # type: ignore[arg-type]
-        n, shift = self.count, self.shift or 0.0
-        mean = shift + self.total / n
-        var = max(self.squares / n - (self.total / n) ** 2, 0.0)
-        std = math.sqrt(var * n / (n - 1)) if n > 1 else 0.0
-        if self.exact is not None:
-            edges, shares = _grouped(self.exact, n, bins)
-            exact = True
-        else:
-            edges, shares = [], []
-            share = 0.0
-            for i in range(1, bins):
-                e = rounded(self.digest.get_quantile(i / bins))
-                share += 1 / bins
-                if edges and e <= edges[-1]:
-                    continue  # a point mass: equal edges merge their bins
-                edges.append(e)
-                shares.append(share)
-                share = 0.0
-            shares.append(share + 1 / bins)
-            exact = False
-        return Feature(
-            **base,  # type: ignore[arg-type]
-            exact=exact,
-            min=self.lo,
-            max=self.hi,
-            mean=mean,
-            std=std,
-            edges=tuple(edges),
-            shares=tuple(rounded(s) for s in shares),
-        )
-
-
-def _grouped(counts: dict[float, int], n: int, bins: int) -> tuple[list[float], list[float]]:
-    """Exact bins of a few distinct values: cut after a value where a level i/bins is reached.
-
-    Every value is a bin of its own when there are at most `bins` of them.
-    """
-    values = sorted(counts)
-    edges: list[float] = []
-    shares: list[float] = []
-    seen = share = 0
-    cut = 1
-    for v in values[:-1]:
-        seen += counts[v]
-        share += counts[v]
-        if len(values) <= bins or seen * bins >= cut * n:
-            while cut < bins and seen * bins >= cut * n:
-                cut += 1
-            edges.append(v)
-            shares.append(share / n)
-            share = 0
-    shares.append((share + counts[values[-1]]) / n)
-    return edges, shares
-
-
-class _Category:
-    def __init__(self, ds: Any, kind: str, top: int) -> None:
-        self.ds = ds
-        self.kind = kind
-        self.top = top
-        self.sketch = ds.frequent_strings_sketch(_lg_map(top))
-        self.count = self.missing = self.invalid = 0
-
-    def add(self, values: Sequence[str]) -> None:
-        counts = Counter(values)
-        self.count += len(values)
-        for v in sorted(counts):
-            self.sketch.update(v, counts[v])
-
-    def feature(self, name: str) -> Feature:
-        # Every value the sketch holds, with the bounds of its count: exact when no value
-        # was ever evicted (then lower == upper for all).
-        err = self.ds.frequent_items_error_type.NO_FALSE_NEGATIVES
-        items = self.sketch.get_frequent_items(err, 0) if self.count else []
-        exact = all(lower == upper for _, _, lower, upper in items)
-        kept = sorted(((-lower, v) for v, _, lower, _ in items if lower > 0))[: self.top]
-        top = tuple((v, -neg) for neg, v in kept)
-        return Feature(
-            name=name,
-            type=self.kind,
-            count=self.count,
-            missing=self.missing,
-            invalid=self.invalid,
-            exact=exact,
-            top=top,
-            other=self.count - sum(c for _, c in top),
-        )
-
-
-def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or value == "" or (type(value) is float and math.isnan(value))
-
-
 def _csv_type(values: Iterable[str]) -> str:
     seen = [v for v in values if v != ""]
-    if seen and all(v.lower() in (_TRUE, _FALSE) for v in seen):
+    if seen and all(v.lower() in (TRUE, FALSE) for v in seen):
         return "boolean"
     try:
         if seen and all(math.isfinite(float(v)) for v in seen):
@@ -237,96 +87,12 @@ def _csv_type(values: Iterable[str]) -> str:
 
 
 def _json_type(values: Iterable[Any]) -> str:
-    seen = [v for v in values if not _is_missing(v)]
+    seen = [v for v in values if not is_missing(v)]
     if seen and all(isinstance(v, bool) for v in seen):
         return "boolean"
-    if seen and all(_is_number(v) for v in seen):
+    if seen and all(is_number(v) for v in seen):
         return "number"
     return "category"
-
-
-class ProfileBuilder:
-    """Feed columns chunk by chunk; `profile()` returns the `Profile` of all rows fed.
-
-    `types` maps each column, in order, to number, category or boolean; `add` takes one
-    chunk as column -> values (None or "" for missing; CSV strings are parsed here).
-    """
-
-    def __init__(self, types: dict[str, str], *, fmt: str, bins: int = 10, top: int = 20) -> None:
-        if not 2 <= bins <= 100 or not 1 <= top <= 1000:
-            raise InvalidInput("bins must be 2..100 and top 1..1000")
-        if len(types) > MAX_FEATURES:
-            raise InvalidInput(f"more than {MAX_FEATURES} columns")
-        ds = _sketches()
-        self.fmt, self.bins, self.rows = fmt, bins, 0
-        self.cols: dict[str, _Number | _Category] = {
-            name: _Number(ds) if kind == "number" else _Category(ds, kind, top)
-            for name, kind in types.items()
-        }
-
-    def add(self, chunk: Mapping[str, Sequence[Any]], rows: int) -> None:
-        """Add `rows` rows given as column -> list of `rows` values."""
-        self.rows += rows
-        for name, col in self.cols.items():
-            values = chunk.get(name) or [None] * rows
-            if isinstance(col, _Number):
-                col.add(self._numbers(col, values))
-            else:
-                col.add(self._labels(col, values))
-
-    def _numbers(self, col: _Number, values: Sequence[Any]) -> list[float]:
-        out: list[float] = []
-        append, isfinite = out.append, math.isfinite
-        missing = invalid = 0
-        for v in values:
-            if v is None or v == "":
-                missing += 1
-                continue
-            t = type(v)
-            if t is str or t is float or t is int:  # not bool: type(True) is bool
-                try:
-                    x = float(v)
-                except ValueError:
-                    invalid += 1
-                    continue
-                if x != x:  # NaN: Parquet's and pandas' missing value
-                    missing += 1
-                elif isfinite(x):
-                    append(x)
-                else:
-                    invalid += 1
-            else:
-                invalid += 1
-        col.missing += missing
-        col.invalid += invalid
-        return out
-
-    def _labels(self, col: _Category, values: Sequence[Any]) -> list[str]:
-        out: list[str] = []
-        boolean = col.kind == "boolean"
-        for v in values:
-            if v is None or v == "":
-                col.missing += 1
-            elif boolean:
-                if isinstance(v, bool):
-                    out.append(_TRUE if v else _FALSE)
-                elif isinstance(v, str) and v.lower() in (_TRUE, _FALSE):
-                    out.append(v.lower())
-                else:
-                    col.invalid += 1
-            elif isinstance(v, str):
-                out.append(v[:MAX_VALUE_CHARS])
-            else:
-                col.invalid += 1
-        return out
-
-    def profile(self) -> Profile:
-        """The profile of every row added so far."""
-        features = tuple(
-            col.feature(name, self.bins) if isinstance(col, _Number) else col.feature(name)
-            for name, col in self.cols.items()
-        )
-        return Profile(rows=self.rows, features=features, format=self.fmt)
 
 
 def _chunks_of(rows: Iterator[_T]) -> Iterator[list[_T]]:
@@ -462,7 +228,7 @@ def profile_file(
         raise InvalidInput(f"{p}: unknown data format {fmt!r}; mreg reads csv, jsonl, parquet")
     if not p.is_file():
         raise NotFound(f"{p}: no such file")
-    _sketches()
+    sketches()
     if fmt == "parquet":
         return _profile_chunks(_rechunk(_parquet_batches(p, columns)), fmt, bins, top)
     csv.field_size_limit(MAX_LINE)
