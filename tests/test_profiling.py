@@ -134,6 +134,21 @@ def test_category_sketch_memory_is_bounded():
     assert len(feature.top) <= 20 and not feature.exact
 
 
+def test_number_memory_is_bounded():
+    builder = ProfileBuilder({"x": "number"}, fmt="parquet")
+    col = builder.cols["x"]
+    builder.add({"x": [float(i % 10) for i in range(5_000)]}, 5_000)
+    assert col.exact is not None and len(col.exact) == 10  # type: ignore[union-attr]
+    for start in range(0, 100_000, 5_000):
+        builder.add({"x": [float(i) for i in range(start, start + 5_000)]}, 5_000)
+        assert col.exact is None  # type: ignore[union-attr]  # distinct values not kept
+    x = builder.profile().features[0]
+    assert not x.exact and len(x.edges) == 9 and x.count == 105_000
+    assert x.edges[4] == pytest.approx(
+        47_500, rel=0.01
+    )  # the median of 0..99,999 and 5,000 small values
+
+
 def test_csv_type_mismatch_counts_as_invalid(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("x\n" + "1\n" * CHUNK + "oops\n\n2\n")
