@@ -255,3 +255,15 @@ def test_an_oversized_or_hostile_profile_file_is_refused():
         dataprofile.from_json(b"[" * 100_000 + b"]" * 100_000)
     with pytest.raises(InvalidInput, match="not JSON"):
         dataprofile.from_json(b"\xff")
+
+
+def test_values_closer_than_the_rounding_still_read_back():
+    builder = ProfileBuilder({"x": "number"}, fmt="csv", bins=4)
+    values = [1.0, 1.00000001, 1.00000002, 2.0] * 50  # 4 distinct values, 2 after rounding
+    builder.add({"x": values}, len(values))
+    profile = builder.profile()
+    assert profile.features[0].edges == (1.0,)
+    # 1.00000001 and 1.00000002 are above the stored edge 1.0: in the next bin, as
+    # production values equal to them will be
+    assert profile.features[0].shares == (0.25, 0.75)
+    assert dataprofile.from_json(profile.to_json()) == profile

@@ -104,30 +104,41 @@ class _Number:
         std = math.sqrt(var * n / (n - 1)) if n > 1 else 0.0
         if self.exact is not None:
             edges, shares = _grouped(self.exact, n, bins)
-            exact = True
         else:
-            edges, shares = [], []
-            share = 0.0
-            for i in range(1, bins):
-                e = rounded(self.digest.get_quantile(i / bins))
-                share += 1 / bins
-                if edges and e <= edges[-1]:
-                    continue  # a point mass: equal edges merge their bins
-                edges.append(e)
-                shares.append(share)
-                share = 0.0
-            shares.append(share + 1 / bins)
-            exact = False
+            edges = [self.digest.get_quantile(i / bins) for i in range(1, bins)]
+            shares = [1 / bins] * bins
+        edges, shares = _rounded_bins(edges, shares)
         return Feature(
             **base,  # type: ignore[arg-type]
-            exact=exact,
-            min=self.lo,
-            max=self.hi,
-            mean=mean,
-            std=std,
+            exact=self.exact is not None,
+            min=rounded(self.lo),
+            max=rounded(self.hi),
+            mean=rounded(mean),
+            std=rounded(std),
             edges=tuple(edges),
-            shares=tuple(rounded(s) for s in shares),
+            shares=tuple(shares),
         )
+
+
+def _rounded_bins(edges: list[float], shares: list[float]) -> tuple[list[float], list[float]]:
+    """Edges rounded as stored, and a bin whose edges become equal given to the next.
+
+    Two edges become equal for a point mass (t-digest quantiles) or for values closer than
+    the rounding.
+    """
+    out_e: list[float] = []
+    out_s: list[float] = []
+    carry = 0.0
+    for e, s in zip(edges, shares[:-1], strict=True):
+        carry += s
+        r = rounded(e)
+        if out_e and r <= out_e[-1]:
+            continue
+        out_e.append(r)
+        out_s.append(carry)
+        carry = 0.0
+    out_s.append(carry + shares[-1])
+    return out_e, [rounded(x) for x in out_s]
 
 
 def _grouped(counts: dict[float, int], n: int, bins: int) -> tuple[list[float], list[float]]:
