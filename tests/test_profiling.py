@@ -165,6 +165,8 @@ def test_csv_type_mismatch_counts_as_invalid(tmp_path):
         ("d.csv", b"x\n\xff\xfe\n", InvalidInput),
         ("d.csv", b"", InvalidInput),
         ("d.parquet", b"PAR1 not really", InvalidInput),
+        ("d.jsonl", b"[" * 500_000 + b"]" * 500_000 + b"\n", InvalidInput),
+        ("d.csv", b"a,b,a\n1,2,3\n", InvalidInput),
     ],
 )
 def test_bad_files_are_refused_in_one_line(tmp_path, name, content, error):
@@ -173,6 +175,11 @@ def test_bad_files_are_refused_in_one_line(tmp_path, name, content, error):
     with pytest.raises(error) as info:
         profile_file(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_an_unknown_column_is_refused(files):
+    with pytest.raises(InvalidInput, match="no column 'agee'"):
+        profile_file(files["csv"], columns=["age", "agee"])
 
 
 def test_a_missing_file_is_not_found(tmp_path):

@@ -113,6 +113,13 @@ def _csv_rows(fh: io.TextIOBase, path: Path) -> tuple[list[str], Iterator[list[A
         header = next(reader)
     except StopIteration:
         raise InvalidInput(f"{path}: empty CSV file (no header)") from None
+    except csv.Error as exc:
+        raise InvalidInput(f"{path}: malformed CSV header ({exc})") from None
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise InvalidInput(f"{path}: column {name!r} appears twice in the header")
+        seen.add(name)
     return header, reader
 
 
@@ -124,7 +131,7 @@ def _jsonl_rows(fh: io.TextIOBase, path: Path) -> Iterator[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidInput(f"{path}:{lineno}: not a JSON object") from None
         if not isinstance(row, dict):
             raise InvalidInput(f"{path}:{lineno}: not a JSON object")
@@ -230,11 +237,11 @@ def profile_file(
         raise NotFound(f"{p}: no such file")
     sketches()
     if fmt == "parquet":
-        return _profile_chunks(_rechunk(_parquet_batches(p, columns)), fmt, bins, top)
+        return _profile_chunks(_rechunk(_parquet_batches(p, columns)), fmt, bins, top, columns)
     csv.field_size_limit(MAX_LINE)
     try:
         with open(p, encoding="utf-8", newline="") as fh:
-            return _profile_chunks(_row_chunks(p, fmt, fh, columns), fmt, bins, top)
+            return _profile_chunks(_row_chunks(p, fmt, fh, columns), fmt, bins, top, columns)
     except UnicodeDecodeError:
         raise InvalidInput(f"{p}: not UTF-8 text") from None
     except OSError as exc:
@@ -242,12 +249,19 @@ def profile_file(
 
 
 def _profile_chunks(
-    chunks: Iterator[tuple[dict[str, Sequence[Any]], int]], fmt: str, bins: int, top: int
+    chunks: Iterator[tuple[dict[str, Sequence[Any]], int]],
+    fmt: str,
+    bins: int,
+    top: int,
+    columns: Sequence[str] | None,
 ) -> Profile:
     first = next(chunks, None)
     if first is None:
         return ProfileBuilder({}, fmt=fmt, bins=bins, top=top).profile()
     cols, rows = first
+    unknown = [c for c in columns or () if c not in cols]
+    if unknown:
+        raise InvalidInput(f"no column {', '.join(map(repr, unknown))} in the data")
     infer = _csv_type if fmt == "csv" else _json_type
     types = {name: infer(values) for name, values in cols.items()}
     builder = ProfileBuilder(types, fmt=fmt, bins=bins, top=top)
