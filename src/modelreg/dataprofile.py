@@ -43,6 +43,7 @@ from modelreg.errors import InvalidInput
 
 __all__ = [
     "FEATURE_TYPES",
+    "FORMATS",
     "KIND",
     "MAX_BYTES",
     "MAX_FEATURES",
@@ -68,7 +69,8 @@ MAX_VALUE_CHARS = 200
 MAX_NAME_CHARS = 256
 SIGNIFICANT = 7
 """Significant digits kept of every stored float (the profile's bytes are stable)."""
-_FORMATS = ("csv", "jsonl", "parquet", "sample")
+FORMATS = ("csv", "jsonl", "parquet", "sample")
+"""What a profile was made from (`sample`: values given in memory)."""
 
 
 def rounded(x: float) -> float:
@@ -281,8 +283,8 @@ def from_dict(doc: Any, source: str = "profile") -> Profile:
         raise InvalidInput(f"{source}: kind must be {KIND}")
     if doc.get("version") != VERSION:
         raise InvalidInput(f"{source}: version {doc.get('version')!r} unknown (mreg reads 1)")
-    if doc.get("format") not in _FORMATS:
-        raise InvalidInput(f"{source}: format must be one of {', '.join(_FORMATS)}")
+    if doc.get("format") not in FORMATS:
+        raise InvalidInput(f"{source}: format must be one of {', '.join(FORMATS)}")
     rows = _int(doc, "rows", source)
     raw = _list(doc, "features", source, MAX_FEATURES)
     features = tuple(_feature(f, f"{source}: feature {i}") for i, f in enumerate(raw))

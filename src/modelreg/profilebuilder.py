@@ -20,7 +20,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from modelreg.dataprofile import MAX_FEATURES, MAX_VALUE_CHARS, Feature, Profile, rounded
+from modelreg.dataprofile import (
+    FEATURE_TYPES,
+    FORMATS,
+    MAX_FEATURES,
+    MAX_VALUE_CHARS,
+    Feature,
+    Profile,
+    rounded,
+)
 from modelreg.errors import InvalidInput, MregError
 
 __all__ = [
@@ -220,6 +228,10 @@ class ProfileBuilder:
             raise InvalidInput("bins must be 2..100 and top 1..1000")
         if len(types) > MAX_FEATURES:
             raise InvalidInput(f"more than {MAX_FEATURES} columns")
+        if fmt not in FORMATS or any(kind not in FEATURE_TYPES for kind in types.values()):
+            raise InvalidInput(
+                f"format must be one of {', '.join(FORMATS)}, types {', '.join(FEATURE_TYPES)}"
+            )
         ds = sketches()
         self.fmt, self.bins, self.rows = fmt, bins, 0
         self.cols: dict[str, _Number | _Category] = {

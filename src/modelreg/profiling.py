@@ -47,7 +47,7 @@ from modelreg.profilebuilder import (
 
 __all__ = [
     "CHUNK",
-    "FORMATS",
+    "SUFFIXES",
     "ProfileBuilder",
     "detect_format",
     "frequent_capacity",
@@ -58,7 +58,7 @@ CHUNK = 8192
 """Rows per chunk (and per Parquet record batch)."""
 MAX_LINE = 1 << 20
 """Longest JSON Lines line (and CSV field) read."""
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _T = TypeVar("_T")
 
 
@@ -68,7 +68,7 @@ def detect_format(path: Path) -> str:
     Raises:
         InvalidInput: An unknown suffix.
     """
-    fmt = FORMATS.get(path.suffix.lower())
+    fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise InvalidInput(f"{path}: unknown data format; mreg reads .csv, .jsonl, .parquet")
     return fmt
