@@ -28,11 +28,9 @@ parallel workers: 1,000 small objects do not cost 1,000 TCP handshakes.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +42,7 @@ from urllib.parse import urlsplit
 from modelreg.errors import IntegrityError, InvalidInput
 from modelreg.hashing import CHUNK_SIZE, is_digest
 from modelreg.remote.driver import RemoteError
+from modelreg.remote.lfscreds import basic_authorization, git_credential, netrc_authorization
 from modelreg.remote.spec import RemoteSpec, normalize_url
 
 __all__ = [
@@ -61,6 +60,11 @@ _MEDIA = "application/vnd.git-lfs+json"
 _RESPONSE_LIMIT = 8 << 20
 _EXPIRY_MARGIN = 30.0
 _TIMEOUT = (30.0, 300.0)
+# Answers worth asking again, as git-lfs does (lfs.transfer.maxretries): overload, rate limits
+# and a gateway's hiccup; giftless's local storage also answers 500 when two uploads create
+# the same directory at once. Waits of 0.25, 0.5, 1, 2 s, or the server's Retry-After (<= 30 s).
+_TRANSIENT = frozenset({429, 500, 502, 503, 504})
+_RETRIES = 4
 
 
 def is_lfs(url: str) -> bool:
@@ -116,7 +120,10 @@ def _action(doc: Any, now: float) -> _Action | None:
 
 
 class _Sending:
-    """A file read for a PUT body: hashed as it goes; the last bytes are held until verified."""
+    """A file read for a PUT body: hashed as it goes; the last bytes are held until verified.
+
+    `tick(position)` is told how far the body has been read.
+    """
 
     def __init__(self, fh: BinaryIO, oid: str, size: int, tick: Callable[[int], None]) -> None:
         self.fh, self.oid, self.size, self.tick = fh, oid, size, tick
@@ -127,6 +134,7 @@ class _Sending:
         chunk = self.fh.read(min(CHUNK_SIZE, n) if n > 0 else CHUNK_SIZE)
         self.h.update(chunk)
         self.sent += len(chunk)
+        position = self.sent
         if not chunk or self.sent >= self.size:
             if self.sent != self.size or self.h.hexdigest() != self.oid:
                 # raised before the body is complete: the server never gets these bytes whole
@@ -134,7 +142,7 @@ class _Sending:
                     f"local object {self.oid[:12]} is corrupt: its content hashes to "
                     f"{self.h.hexdigest()[:12]} ({self.sent} bytes); not sent (run mreg verify)"
                 )
-        self.tick(len(chunk))
+        self.tick(position)
         return chunk
 
 
@@ -167,7 +175,14 @@ class LfsClient:
                 self._http = urllib3.PoolManager(
                     num_pools=4,
                     maxsize=max(self._jobs * 2, 32),  # one kept connection per worker
-                    retries=urllib3.Retry(total=3, connect=3, read=0, redirect=0, status=0),
+                    retries=urllib3.Retry(
+                        total=3,
+                        connect=3,
+                        read=0,
+                        redirect=0,
+                        status=0,
+                        respect_retry_after_header=False,  # our loop waits and asks again
+                    ),
                     timeout=urllib3.Timeout(connect=_TIMEOUT[0], read=_TIMEOUT[1]),
                     blocksize=CHUNK_SIZE,  # a PUT body is read 1 MiB at a time, not 16 KiB
                 )
@@ -185,6 +200,18 @@ class LfsClient:
             if isinstance(reason, Exception):
                 reason = str(reason).split(": ", 1)[-1] if ": " in str(reason) else str(reason)
             raise RemoteError(f"remote {self.spec.name}: {method} {where}: {reason}") from None
+
+    @staticmethod
+    def _again(attempt: int, status: int, headers: Any) -> bool:
+        """Whether an answer `status` is worth asking again; if so, wait first."""
+        if status not in _TRANSIENT or attempt >= _RETRIES:
+            return False
+        delay = 0.25 * 2**attempt
+        after = str((headers or {}).get("Retry-After", "")).strip()
+        if after.isdigit():
+            delay = min(float(after), 30.0)
+        time.sleep(delay)
+        return True
 
     def _fail(self, what: str, resp: Any) -> RemoteError:
         text = ""
@@ -207,35 +234,11 @@ class LfsClient:
         """The endpoint's Authorization header: environment, then ~/.netrc (never stored)."""
         if self._auth is not None:
             return self._auth
-        env = os.environ.get(AUTH_ENV)
-        if env:
-            return env
-        import netrc
-
-        try:
-            found = netrc.netrc().authenticators(self._host.split(":")[0])
-        except (OSError, netrc.NetrcParseError):
-            found = None
-        if found and found[2] is not None:
-            return _basic(found[0], found[2])
-        return None
+        return os.environ.get(AUTH_ENV) or netrc_authorization(self._host)
 
     def _credential(self, verb: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         """`git credential VERB` for the endpoint's host; {} when git has none (no prompt)."""
-        fields = {"protocol": self._scheme, "host": self._host, **(extra or {})}
-        text = "".join(f"{k}={v}\n" for k, v in fields.items()) + "\n"
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never"}
-        try:
-            out = subprocess.run(
-                ["git", "credential", verb], input=text.encode(), capture_output=True,
-                env=env, timeout=60, check=False,
-            )  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired):
-            return {}
-        if out.returncode != 0:
-            return {}
-        lines = out.stdout.decode(errors="replace").splitlines()
-        return dict(line.split("=", 1) for line in lines if "=" in line)
+        return git_credential(verb, {"protocol": self._scheme, "host": self._host, **(extra or {})})
 
     def _authorize_after_401(self) -> bool:
         """Ask git's credential helpers once; True when they gave a username and password."""
@@ -246,7 +249,7 @@ class LfsClient:
             cred = self._credential("fill")
             if "username" not in cred or "password" not in cred:
                 return False
-            self._auth = _basic(cred["username"], cred["password"])
+            self._auth = basic_authorization(cred["username"], cred["password"])
             self._filled = cred
             return True
 
@@ -261,7 +264,8 @@ class LfsClient:
                 "hash_algo": "sha256",
             }
         ).encode()
-        for _ in range(2):
+        retried_auth, attempt = False, 0
+        while True:
             headers = {"Accept": _MEDIA, "Content-Type": _MEDIA}
             auth = self._authorization()
             if auth:
@@ -276,7 +280,11 @@ class LfsClient:
                 data = resp.read(_RESPONSE_LIMIT + 1)
             finally:
                 resp.release_conn()
-            if resp.status == 401 and self._authorize_after_401():
+            if resp.status == 401 and not retried_auth and self._authorize_after_401():
+                retried_auth = True
+                continue
+            if self._again(attempt, resp.status, resp.headers):
+                attempt += 1
                 continue
             break
         if 200 <= resp.status < 300 and self._filled:
@@ -384,14 +392,27 @@ class LfsClient:
             return 0
         headers = self._headers(act)
         headers.update({"Content-Length": str(size), "Content-Type": "application/octet-stream"})
-        with open(src, "rb") as fh:
-            body = _Sending(fh, oid, size, tick)
-            if size == 0:
-                body.read()  # the empty object's hash is checked too
-            resp = self._request(
-                "PUT", act.href, body=body if size else b"", headers=headers,
-                preload_content=True,
-            )  # fmt: skip
+        reported = 0  # bytes already counted in the progress: a retry sends them again
+
+        def progress(position: int) -> None:
+            nonlocal reported
+            if position > reported:
+                tick(position - reported)
+                reported = position
+
+        attempt = 0
+        while True:
+            with open(src, "rb") as fh:
+                body = _Sending(fh, oid, size, progress)
+                if size == 0:
+                    body.read()  # the empty object's hash is checked too
+                resp = self._request(
+                    "PUT", act.href, body=body if size else b"", headers=headers,
+                    preload_content=True,
+                )  # fmt: skip
+            if not self._again(attempt, resp.status, resp.headers):
+                break
+            attempt += 1
         if not 200 <= resp.status < 300:
             raise self._fail(f"the upload of object {oid[:12]}", resp)
         with self._lock:
@@ -421,7 +442,15 @@ class LfsClient:
         act = self._action_for("download", oid, size)
         if act is None:
             raise FileNotFoundError(oid)
-        resp = self._request("GET", act.href, headers=self._headers(act), preload_content=False)
+        attempt = 0
+        while True:
+            resp = self._request("GET", act.href, headers=self._headers(act), preload_content=False)
+            if resp.status not in _TRANSIENT or attempt >= _RETRIES:
+                break
+            resp.drain_conn()
+            resp.release_conn()
+            self._again(attempt, resp.status, resp.headers)
+            attempt += 1
         h, written = hashlib.sha256(), 0
         try:
             if not 200 <= resp.status < 300:
@@ -450,10 +479,6 @@ class LfsClient:
 class _Body:
     status: int
     data: bytes
-
-
-def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _error_text(obj: Any) -> str:
