@@ -80,8 +80,8 @@ def hash_identifier(key: bytes, value: Any) -> str:
     return hmac.new(key, str(value).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def _encode(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str, allow_nan=False)
+_encode = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode
+"""One line of JSON (an encoder made once: json.dumps with options builds one per call)."""
 
 
 class _Reservoir:
@@ -122,7 +122,7 @@ class Sampler:
         self.window_s = 600.0
         self._features: frozenset[str] = frozenset()
         self._identifiers: frozenset[str] = frozenset()
-        self._key = b""
+        self._mac = hmac.new(b"", digestmod=hashlib.sha256)
         self._draw = random.Random(os.urandom(16)).random
         self._rng = random.Random(os.urandom(16))
         self._lock = threading.Lock()
@@ -178,7 +178,8 @@ class Sampler:
             )
         with self._lock:
             self.size, self.window_s = size, float(window_s)
-            self._features, self._identifiers, self._key = feats - ids, ids, secret
+            self._features, self._identifiers = feats - ids, ids
+            self._mac = hmac.new(secret, digestmod=hashlib.sha256)
             if seed is not None:
                 self._draw = random.Random(seed).random
                 self._rng = random.Random(seed + 1)
@@ -207,10 +208,12 @@ class Sampler:
         self, d: Decision, features: Mapping[str, Any], prediction: Any, request_id: str | None
     ) -> dict[str, Any] | None:
         now = self._wall()
-        rid = request_id if request_id is not None else secrets.token_hex(8)
+        rid = request_id if request_id is not None else os.urandom(8).hex()
         kept: dict[str, Any] = {k: v for k, v in features.items() if k in self._features}
         for k in self._identifiers.intersection(features):
-            kept[k] = hash_identifier(self._key, features[k])
+            mac = self._mac.copy()  # the keyed state is made once, in configure
+            mac.update(str(features[k]).encode("utf-8"))
+            kept[k] = mac.hexdigest()
         line = _encode(
             {
                 "v": FORMAT, "request": str(rid), "t": now, "version": d.version,
