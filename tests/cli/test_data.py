@@ -187,3 +187,14 @@ def test_refused_with_exit_2_and_nothing_written(captured, run_mreg, tmp_path, r
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("mreg: error:")
     assert not out.exists()
     assert snapshot(store.root) == before
+
+
+def test_a_version_never_captured_exports_zero_rows(captured, run_mreg, tmp_path):
+    store, _ = captured
+    out = tmp_path / "none.jsonl"
+    r = run_mreg("data", "export", "m@1.2.0", "--out", str(out), "--json", "--with-outcomes",
+                 cwd=store.root.parent)  # fmt: skip
+    assert r.ok, r
+    assert r.json()["rows"] == 0 and out.read_bytes() == b""
+    assert r.json()["sha256"] == hashlib.sha256(b"").hexdigest()
+    assert read_export_record(store.root, r.json()["sha256"])["model_version"] == "1.2.0"
