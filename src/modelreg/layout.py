@@ -13,6 +13,8 @@ The on-disk contract is docs/store-format.md::
       models/NAME/tombstones/V.yaml     immutable record of a deleted version (issue 19)
       releases/NAME.yaml                rollout manifests
       metrics/NAME/...                  what routers recorded (serving/metrics.py's format)
+      samples/NAME/V/<proc>-<window>.jsonl   requests routers sampled (serving/capture.py, issue 21)
+      exports/<sha256>.yaml             the record of a `mreg data export` (exportrecords.py)
       audit/log.jsonl, audit/head.json  hash-chained audit trail and its head
       remotes/NAME/                     what this store tracks of each remote
       hooks/NAME.json                   each webhook's delivery cursor (local, never pushed)
@@ -21,17 +23,19 @@ The on-disk contract is docs/store-format.md::
       tmp/                              staging for objects
 
 This module is the base layer (docs/architecture.md): it knows names and paths and the one
-walk that finds a store, and imports nothing of mreg but `names`. Paths are relative POSIX
-strings (`rel_*`, what a remote mirrors) or `Path`s under a root (`*_path`); names and
-versions are validated before they are joined.
+walk that finds a store, and imports nothing of mreg but `names` and `errors`. Paths are
+relative POSIX strings (`rel_*`, what a remote mirrors) or `Path`s under a root (`*_path`);
+names and versions are validated before they are joined.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from modelreg.names import check_alias, check_name
+from modelreg.errors import InvalidInput
+from modelreg.names import Version, check_alias, check_name
 
 __all__ = [
     "ALIASES",
@@ -41,6 +45,7 @@ __all__ = [
     "CACHE",
     "CONFIG",
     "DIRNAME",
+    "EXPORTS",
     "HOOKS",
     "HOOKS_LOCK",
     "INDEX",
@@ -53,6 +58,7 @@ __all__ = [
     "POLICY",
     "RELEASES",
     "REMOTES",
+    "SAMPLES",
     "SIGNATURES",
     "SIGNATURE_SUFFIX",
     "STATE",
@@ -63,6 +69,8 @@ __all__ = [
     "alias_path",
     "aliases_dir",
     "analysis_log",
+    "export_record_path",
+    "exports_dir",
     "find_root",
     "hook_state",
     "manifest_path",
@@ -81,6 +89,7 @@ __all__ = [
     "release_path",
     "releases_dir",
     "remote_dir",
+    "samples_dir",
     "signatures_dir",
     "state_dir",
     "state_path",
@@ -102,6 +111,10 @@ MODELS = "models"
 RELEASES = "releases"
 METRICS = "metrics"
 ANALYSIS = "analysis"
+SAMPLES = "samples"
+"""Requests sampled by routers, per model and version (issue 21)."""
+EXPORTS = "exports"
+"""The records of `mreg data export`, named by the export's SHA-256 (issue 21)."""
 TARGETS = "targets"
 INDEX = "index.sqlite"
 """The derived index (issue 18): rebuilt from the files when missing; never pushed."""
@@ -124,6 +137,7 @@ HOOKS_LOCK = "locks/hooks.lock"
 """Held by the one process delivering webhooks; commands skip delivery while it is taken."""
 AUDIT_LOG = "audit/log.jsonl"
 AUDIT_HEAD = "audit/head.json"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 SUBDIRS = (OBJECTS, MODELS, "audit", LOCKS, TMP)
 """The directories `mreg init` creates."""
 
@@ -275,6 +289,23 @@ def hook_state(root: Path, hook: str) -> Path:
 def metrics_dir(root: Path, name: str) -> Path:
     """Where routers flush a model's metrics (`metrics/NAME/`)."""
     return _under(root, f"{METRICS}/{check_name(name)}")
+
+
+def samples_dir(root: Path, name: str, version: str) -> Path:
+    """`samples/NAME/V/`: what routers sampled of a version (`version` already validated)."""
+    return _under(root, f"{SAMPLES}/{check_name(name)}/{Version.parse(version).text}")
+
+
+def exports_dir(root: Path) -> Path:
+    """`exports/`: the records of data exports."""
+    return root / EXPORTS
+
+
+def export_record_path(root: Path, sha256: str) -> Path:
+    """`exports/<sha256>.yaml`: the record of the export whose file has this SHA-256."""
+    if not _DIGEST.fullmatch(sha256):
+        raise InvalidInput(f"invalid sha256 digest {sha256!r}")
+    return root / EXPORTS / f"{sha256}.yaml"
 
 
 def version_cache(root: Path) -> Path:
