@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from modelreg.bundle import PackResult, UnpackResult
     from modelreg.catalog import Materialized, ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
+    from modelreg.dataprofile import Profile
     from modelreg.deletion import DeleteResult
     from modelreg.fsck import FsckReport
     from modelreg.gc import GcReport
@@ -70,6 +71,7 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         params: dict[str, Any] | None = None,
         metrics: dict[str, dict[str, float]] | None = None,
         data: Sequence[str] = (),
+        profile: bool | None = None,
         code: str | os.PathLike[str] | None = None,
         detect_code: bool = True,
         requirements: str | os.PathLike[str] | None = None,
@@ -83,7 +85,9 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         """Register files or directories as version `version` (or bumped) of model `name`.
 
         `sign`: a private key (PEM) that signs the version once registered (issue 19); the
-        key is loaded first, so a bad key registers nothing.
+        key is loaded first, so a bad key registers nothing. `profile`: store the profile of
+        each CSV, JSON Lines or Parquet `data` file (issue 21); None: the store's default
+        (`register: {profile: true}` in config.yaml).
         """
         from dataclasses import replace
 
@@ -97,6 +101,7 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         result = register(
             self, name, paths, version=version, bump=bump, params=params, metrics=metrics,
             data=data, code=code, detect_code=detect_code, requirements=requirements,
+            profile=self.config.register_profile if profile is None else profile,
             message=message, tags=tags, author=author, progress=progress,
         )  # fmt: skip
         if signer is None:
@@ -112,6 +117,15 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         from modelreg.catalog import resolve
 
         return resolve(self, spec)
+
+    def profile(self, spec: str, data_uri: str | None = None) -> Profile:
+        """The stored profile of a version's data file (default: its only profiled one).
+
+        Read from the version's object, digest checked and validated (issue 21).
+        """
+        from modelreg.trainingdata import read_profile
+
+        return read_profile(self, self.resolve(spec), data_uri)
 
     def models(self) -> list[ModelSummary]:
         """Every model with its version count, latest version and aliases."""
