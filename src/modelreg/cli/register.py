@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from modelreg.cli._common import JsonOpt, StoreOpt, open_store
 from modelreg.cli._cards import profile_summary
+from modelreg.cli._common import JsonOpt, StoreOpt, open_store
 from modelreg.cli._output import Output, human_size, progress
 from modelreg.cli.signing import PasswordEnvOpt, key_password
 
