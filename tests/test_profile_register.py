@@ -24,6 +24,7 @@ from modelreg.manifest import ModelVersion
 from modelreg.profiling import profile_file
 from modelreg.schemas import check as schema_problems
 from tests.conftest import snapshot
+from tests.ociregistry import REGISTRY, Registry
 
 pytest.importorskip("datasketches")
 
@@ -250,3 +251,20 @@ def test_lineage_link_to_production_data(run_mreg, store, data, model, tmp_path)
     card = pages.version_page(LocalView(store), "churn", "1.3.0")
     html, _ = render("page.html", ServerLinks(), title="churn@1.3.0", card=card, source="here")
     assert "trained on production data of" in html and "churn@1.2.0</a>" in html
+
+
+@pytest.mark.skipif(not Path(REGISTRY).exists(), reason="docker-registry is not installed")
+def test_profile_travels_through_an_oci_registry(store, data, model, tmp_path):
+    store.register("m", [model], data=[str(data["csv"])], profile=True, detect_code=False)
+    expected = store.profile("m@0.1.0")
+    reg = Registry(tmp_path / "registry")
+    try:
+        store.remotes.add("oci", f"oci://{reg.host}/mreg")
+        store.push("oci")
+        other = Store.init(tmp_path / "other")
+        other.remotes.add("oci", f"oci://{reg.host}/mreg")
+        other.pull("oci")
+    finally:
+        reg.stop()
+    assert other.profile("m@0.1.0") == expected
+    assert not [f for f in other.fsck().findings if f.severity == "error"]
