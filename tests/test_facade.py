@@ -78,6 +78,7 @@ COMMANDS: dict[str, str | None] = {
     "hook remove": "hook_remove",
     "hook test": "hook_test",
     "hook deliver": "hook_deliver",
+    "data export": "data_export",
     "import mlflow": "import_mlflow",
     "import gto": "import_gto",
     # apps (docs/architecture.md): they are above the facade, not in it

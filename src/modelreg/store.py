@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from modelreg.bundle import PackResult, UnpackResult
     from modelreg.catalog import Materialized, ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
+    from modelreg.dataexport import DataExport
     from modelreg.dataprofile import Profile
     from modelreg.deletion import DeleteResult
     from modelreg.fsck import FsckReport
@@ -165,6 +166,16 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         from modelreg.catalog import info
 
         return info(self, spec)
+
+    def data_export(
+        self, spec: str, out: str | os.PathLike[str], *, since: float | None = None,
+        until: float | None = None, with_outcomes: bool = False, format: str = "jsonl",
+    ) -> DataExport:  # fmt: skip
+        """The sample routers captured of a version, to a file, with its digest (issue 21)."""
+        from modelreg.dataexport import export
+
+        return export(self, spec, Path(out), since=since, until=until,
+                      with_outcomes=with_outcomes, format=format)  # fmt: skip
 
     def diff(self, a: str, b: str) -> VersionDiff:
         """What differs between two versions: params, metrics, files, data, code."""

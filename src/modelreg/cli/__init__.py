@@ -37,6 +37,7 @@ MODULES = (
     "maintenance",
     "hooks",
     "imports",
+    "data",
     "ui",
 )
 

@@ -215,6 +215,12 @@ SUMMARY: tuple[tuple[str, str, str, bool], ...] = (
         "Import models from MLflow or GTO, with their history (docs/import.md).",
         True,
     ),
+    (
+        "data",
+        "data",
+        "Production data: export the requests routers sampled, for the next training.",
+        True,
+    ),
 )
 # -- end generated --
 

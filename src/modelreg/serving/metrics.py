@@ -118,6 +118,8 @@ class Metrics:
         self._stop = threading.Event()
         self._next = clock() + self._until_boundary()
         self._exposed: Any = None
+        self.on_outcome: Callable[[Mapping[str, Any], Mapping[str, float]], None] | None = None
+        """Also given the outcomes of a captured request (`request` in its dict; issue 21)."""
         process.register(self)
 
     def _forked(self) -> None:
@@ -271,6 +273,8 @@ class Metrics:
             )  # fmt: skip
             if exposed_at is None and ref.get("time") is not None:
                 exposed_at = float(ref["time"])
+            if "request" in ref and self.on_outcome is not None:
+                self.on_outcome(ref, outcomes)
         else:
             g = self._by_decision.get(id(ref)) or self._for_decision(ref)
         when = self._wall() if exposed_at is None else exposed_at

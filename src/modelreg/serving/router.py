@@ -32,6 +32,7 @@ from modelreg.errors import IntegrityError, InvalidInput, MregError, NotFound
 from modelreg.release.bucketing import BUCKETS, FULL, unpack_u64
 from modelreg.release.rollout import ABORTED, LIVE, PROMOTED, Rollout, Side
 from modelreg.release.rules import USER_ID
+from modelreg.serving.capture import Sampler
 from modelreg.serving.decision import Decision, RouterStats, Target
 from modelreg.serving.metrics import FLUSH_INTERVAL_S, Metrics
 from modelreg.serving.plan import Config, Fast, Fixed, Split
@@ -106,15 +107,16 @@ class Router:
         self._decide = self._config.plan.decide
         self._fast = self._config.fast
         self._next_check = clock() + self._interval
-        # Recording for canary analysis (issue 6): see metrics.py and docs/analysis.md.
-        self.metrics = Metrics(
+        # Metrics for canary analysis (issue 6, metrics.py, docs/analysis.md), and a sample of
+        # requests and outcomes, off until `sampler.configure` (issue 21, capture.py).
+        self.metrics = m = Metrics(
             source, route=self.route, flush_interval_s=flush_interval_s, clock=clock, wall=wall,
             health=self.stats,
         )  # fmt: skip
-        self.record = self.metrics.record
-        self.timer = self.metrics.timer
-        self.record_outcome = self.metrics.record_outcome
-        self.record_shadow = self.metrics.record_shadow
+        self.record, self.timer = m.record, m.timer
+        self.record_outcome, self.record_shadow = m.record_outcome, m.record_shadow
+        self.sampler = Sampler(source.root, self.name, flush_interval_s, clock, wall)
+        self.capture, m.on_outcome = self.sampler.capture, self.sampler.outcome
 
     @classmethod
     def open(
@@ -480,6 +482,7 @@ class Router:
         """Stop the background thread (if any), flush metrics, release every loaded version."""
         self._stop.set()
         self.metrics.close()
+        self.sampler.close()
         if self._thread is not None:
             self._thread.join()
         old = self._config
@@ -493,8 +496,4 @@ class Router:
         self.close()
 
 
-class _Missing:
-    pass
-
-
-_MISSING: Any = _Missing()
+_MISSING: Any = object()
