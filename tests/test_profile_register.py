@@ -268,3 +268,58 @@ def test_profile_travels_through_an_oci_registry(store, data, model, tmp_path):
         reg.stop()
     assert other.profile("m@0.1.0") == expected
     assert not [f for f in other.fsck().findings if f.severity == "error"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"sha256": "x" * 64, "size": 1, "rows": 1, "features": 1, "missing": 0},
+        {"sha256": "a" * 64, "size": 1, "rows": -1, "features": 1, "missing": 0},
+        {"sha256": "a" * 64, "size": 1, "rows": 1, "features": 1},
+    ],
+)
+def test_a_malformed_profile_reference_is_refused(store, data, model, bad):
+    store.register("m", [model], data=[str(data["csv"])], profile=True, detect_code=False)
+    doc = _manifest(store, "m", "0.1.0")
+    doc["data"][0]["profile"] = bad
+    with pytest.raises(IntegrityError, match="malformed manifest"):
+        ModelVersion.from_dict(doc)
+    assert schema_problems(doc, "ModelVersion")
+
+
+def test_production_sample_to_the_next_version_end_to_end(run_mreg, store, model, tmp_path):
+    """A real router captures churn@1.2.0's requests, `mreg data export` writes them, and
+    registering 1.3.0 on that file records the link and profiles the captured features."""
+    from modelreg.serving.router import Router
+
+    store.register("churn", [model], version="1.2.0", detect_code=False)
+    store.promote("churn@1.2.0", "production")
+    clock = {"t": 1_796_083_200.0}  # 2026-12-01T00:00:00Z
+    router = Router.open("churn", store=store.root, flush_interval_s=0, wall=lambda: clock["t"])
+    router.sampler.configure(rate=1.0, size=100, features=("age", "country"), window_s=3600)
+    for i in range(40):
+        clock["t"] += 60
+        d = router.route(user_id=f"u{i}")
+        router.capture(d, features={"age": 20 + i, "country": "de" if i % 4 else "fr"})
+    router.close()
+    out = tmp_path / "prod.jsonl"
+    exported = run_mreg(
+        "data", "export", "churn@1.2.0", "--since", "2026-12-01T00:00:00Z",
+        "--until", "2026-12-02T00:00:00Z", "--out", str(out), "--json",
+    )  # fmt: skip
+    assert exported.ok, exported
+    r = run_mreg(
+        "register", "churn", str(model), "--data", str(out), "--profile", "--no-code", "--json"
+    )
+    assert r.ok, r
+    mv = store.resolve("churn@1.3.0")
+    link = mv.data[0].from_production
+    assert link is not None and link.to_dict() == {
+        "model": "churn", "version": "1.2.0", "since": "2026-12-01T00:00:00Z",
+        "until": "2026-12-02T00:00:00Z", "rows": 40,
+    }  # fmt: skip
+    profile = store.profile("churn@1.3.0")  # the captured features, under their names
+    assert [f.name for f in profile.features] == ["age", "country"] and profile.rows == 40
+    assert dict(profile.feature("country").top) == {"de": 30, "fr": 10}
+    shown = run_mreg("show", "churn@1.3.0").stdout
+    assert "trained on production data of churn@1.2.0, 2026-12-01T00:00:00Z..2026-12-02" in shown

@@ -164,7 +164,10 @@ class ProductionRef:
 
     def describe(self) -> str:
         """One line: `production data of churn@1.2.0, 2026-12-01..2026-12-02, 10,412 rows`."""
-        window = f"{self.since or '...'}..{self.until or '...'}"
+        if self.since is None and self.until is None:
+            window = "every sample"
+        else:
+            window = f"{self.since or 'first sample'}..{self.until or 'last sample'}"
         return f"production data of {self.model}@{self.version}, {window}, {self.rows:,} rows"
 
 

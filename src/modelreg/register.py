@@ -229,7 +229,7 @@ def register(
     params: dict[str, Any] | None = None,
     metrics: dict[str, dict[str, Any]] | None = None,
     data: Sequence[str] = (),
-    profile: bool = False,
+    profile: bool | None = None,
     code: str | os.PathLike[str] | CodeRef | None = None,
     detect_code: bool = True,
     requirements: str | os.PathLike[str] | None = None,
@@ -242,7 +242,8 @@ def register(
 
     `code` is a git work tree to read the lineage from, or (importers, issue 20) a `CodeRef`
     recorded as given. `profile`: store the profile of each CSV, JSON Lines or Parquet
-    `data` file with the version (issue 21, `modelreg.trainingdata`).
+    `data` file with the version (issue 21, `modelreg.trainingdata`); None: the store's
+    default (`register: {profile: true}` in config.yaml).
     """
     # 1. validate everything before touching the store
     check_name(name)
@@ -260,6 +261,8 @@ def register(
     inputs = _collect(paths)
     lfs = pointers(inputs)  # Git LFS pointers stand for their objects (issue 20)
     req = _requirements(requirements) if requirements is not None else None
+    if profile is None:
+        profile = store.config.register_profile
     entries = describe_data(store, data, profile=profile)  # issue 21
     data_refs: tuple[DataRef, ...] = entries.refs
     code_ref: CodeRef | None = (

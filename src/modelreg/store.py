@@ -86,9 +86,8 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         """Register files or directories as version `version` (or bumped) of model `name`.
 
         `sign`: a private key (PEM) that signs the version once registered (issue 19); the
-        key is loaded first, so a bad key registers nothing. `profile`: store the profile of
-        each CSV, JSON Lines or Parquet `data` file (issue 21); None: the store's default
-        (`register: {profile: true}` in config.yaml).
+        key is loaded first, so a bad key registers nothing. `profile`: issue 21 (None: the
+        store's default, `register: {profile: true}` in config.yaml).
         """
         from dataclasses import replace
 
@@ -101,9 +100,8 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
             signer = load_signer(Path(sign), password=sign_password)
         result = register(
             self, name, paths, version=version, bump=bump, params=params, metrics=metrics,
-            data=data, code=code, detect_code=detect_code, requirements=requirements,
-            profile=self.config.register_profile if profile is None else profile,
-            message=message, tags=tags, author=author, progress=progress,
+            data=data, profile=profile, code=code, detect_code=detect_code,
+            requirements=requirements, message=message, tags=tags, author=author, progress=progress,
         )  # fmt: skip
         if signer is None:
             return result
@@ -120,10 +118,7 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         return resolve(self, spec)
 
     def profile(self, spec: str, data_uri: str | None = None) -> Profile:
-        """The stored profile of a version's data file (default: its only profiled one).
-
-        Read from the version's object, digest checked and validated (issue 21).
-        """
+        """A version's stored data profile, read back verified (issue 21; `read_profile`)."""
         from modelreg.trainingdata import read_profile
 
         return read_profile(self, self.resolve(spec), data_uri)

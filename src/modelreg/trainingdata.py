@@ -13,7 +13,9 @@ store is written (step 1 of `register`):
 - a local file whose digest is that of an export record (`mreg data export`, kept in the
   store's `exports/`, `modelreg.exportrecords`) is production data of the exported
   version: the entry records the link (`manifest.ProductionRef`), shown by `show` and the
-  web view. A damaged record gives an `unreadable:` note, not a refusal.
+  web view. A damaged record gives an `unreadable:` note, not a refusal. With `profile`,
+  an export's profile is that of its rows' `features` (what the model was given, under
+  their own names, as drift compares them), not of its bookkeeping fields.
 
 `store_profiles` writes the profile objects (step 3, before the manifest names them);
 `read_profile` reads one back, verified (`Store.profile`).
@@ -21,10 +23,11 @@ store is written (step 1 of `register`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelreg.errors import IntegrityError, InvalidInput, MregError, NotFound
 from modelreg.handle import StoreHandle
@@ -50,8 +53,10 @@ class DataEntries:
     notes: tuple[str, ...] = ()
 
 
-def production_link(store: StoreHandle, sha256: str) -> ProductionRef | None:
-    """The production sample a file of this digest was exported from, or None.
+def production_link(store: StoreHandle, sha256: str) -> tuple[ProductionRef, str] | None:
+    """The production sample a file of this digest was exported from, and the file's format.
+
+    None when the store has no export record of that digest.
 
     Raises:
         InvalidInput: The export record exists but is damaged.
@@ -61,10 +66,46 @@ def production_link(store: StoreHandle, sha256: str) -> ProductionRef | None:
     record = read_export_record(store.root, sha256)
     if record is None:
         return None
-    return ProductionRef(
+    link = ProductionRef(
         record["model"], record["model_version"], record["since"], record["until"],
         record["rows"],
     )  # fmt: skip
+    return link, record["format"]
+
+
+def _export_features(path: Path, fmt: str) -> Iterator[dict[str, Any]]:
+    """The `features` of each row of a data export: what the model was given.
+
+    The other fields (request id, time, variant, prediction, outcomes) are bookkeeping: a
+    request id would fill a category's top values, and a profile of them is no reference
+    for the drift of inputs.
+    """
+    from modelreg.profiling import CHUNK, MAX_LINE
+
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK, columns=["features"]):
+                yield from (f or {} for f in batch.column(0).to_pylist())
+        except (OSError, ValueError, KeyError):  # pyarrow's ArrowInvalid is a ValueError
+            raise InvalidInput(f"{path}: not a readable data export (no features)") from None
+        return
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(iter(lambda: fh.readline(MAX_LINE + 1), ""), 1):
+                if len(line) > MAX_LINE:
+                    raise InvalidInput(f"{path}:{lineno}: line longer than {MAX_LINE} characters")
+                try:
+                    row = json.loads(line)
+                except (ValueError, RecursionError):
+                    row = None
+                features = row.get("features") if isinstance(row, dict) else None
+                if not isinstance(features, dict):
+                    raise InvalidInput(f"{path}:{lineno}: not a data export row (no features)")
+                yield features
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: not UTF-8 text") from None
 
 
 def _extra_installed(fmt: str) -> bool:
@@ -79,18 +120,23 @@ def _extra_installed(fmt: str) -> bool:
     return True
 
 
-def _profile(spec: str) -> tuple[bytes | None, str | None]:
-    """(profile bytes, None) or (None, a `skipped:` note) for one local data file."""
-    from modelreg.profiling import SUFFIXES, profile_file
+def _profile(spec: str, export: str | None) -> tuple[bytes | None, str | None]:
+    """(profile bytes, None) or (None, a `skipped:` note) for one local data file.
+
+    `export`: the file is a data export in this format; its features are profiled.
+    """
+    from modelreg.profiling import SUFFIXES, profile_file, profile_rows
 
     path = Path(spec)
-    fmt = SUFFIXES.get(path.suffix.lower()) if path.is_file() else None
+    fmt = export or (SUFFIXES.get(path.suffix.lower()) if path.is_file() else None)
     if fmt is None:
         what = "a directory" if path.is_dir() else "not CSV, JSON Lines or Parquet"
         return None, f"skipped: {spec} (no profile: {what})"
     if not _extra_installed(fmt):
         extra = _EXTRAS[fmt]
         return None, f"skipped: {spec} (install modelreg[{extra}] to profile {_NAMES[fmt]})"
+    if export:
+        return profile_rows(_export_features(path, fmt), format=fmt).to_json(), None
     return profile_file(path, format=fmt).to_json(), None
 
 
@@ -106,16 +152,17 @@ def describe_data(store: StoreHandle, specs: Sequence[str], *, profile: bool) ->
     notes: list[str] = []
     for spec in specs:
         ref = data_lineage(spec)
+        export = None
         if ref.kind == "path" and ref.files == 1 and ref.sha256:
             try:
-                link = production_link(store, ref.sha256)
+                found = production_link(store, ref.sha256)
             except InvalidInput as exc:  # the store's record, not the user's input: a note
                 notes.append(f"unreadable: {spec} (no lineage link: {exc})")
-                link = None
-            if link is not None:
-                ref = replace(ref, from_production=link)
+                found = None
+            if found is not None:
+                ref, export = replace(ref, from_production=found[0]), found[1]
         if profile and ref.kind == "path":
-            data, note = _profile(spec)
+            data, note = _profile(spec, export)
             if note:
                 notes.append(note)
             if data is not None:
