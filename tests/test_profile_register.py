@@ -323,3 +323,14 @@ def test_production_sample_to_the_next_version_end_to_end(run_mreg, store, model
     assert dict(profile.feature("country").top) == {"de": 30, "fr": 10}
     shown = run_mreg("show", "churn@1.3.0").stdout
     assert "trained on production data of churn@1.2.0, 2026-12-01T00:00:00Z..2026-12-02" in shown
+
+
+def test_a_damaged_export_record_is_a_note_not_a_refusal(store, data, model):
+    digest = hash_file(data["csv"])[0]
+    (store.root / "exports").mkdir()
+    (store.root / "exports" / f"{digest}.yaml").write_text("kind: DataExport\nrows: [\n")
+    result = store.register("m", [model], data=[str(data["csv"])], detect_code=False)
+    assert result.version.data[0].from_production is None
+    assert len(result.notes) == 1 and result.notes[0].startswith(
+        f"unreadable: {data['csv']} (no lineage link: "
+    )
