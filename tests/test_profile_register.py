@@ -139,14 +139,13 @@ def test_cli_register_show_and_notes(run_mreg, store, data, model, tmp_path):
     assert r.ok, r
     assert "Profiled: " in r.stdout and "300 rows, 3 features" in r.stdout
     assert f"skipped: {notes} (no profile: not CSV, JSON Lines or Parquet)" in r.stdout
-    show = run_mreg("show", "m@0.1.0")
-    assert "profile: 300 rows, 3 features, 4.8% cells missing" in show.stdout
     detailed = run_mreg("show", "m@0.1.0", "--profile", "--json").json()
     ref = detailed["data"][0]["profile"]
     assert detailed["data"][1].get("profile") is None
     assert detailed["profiles"][str(data["csv"])] == profile_file(data["csv"]).to_dict()
     assert hash_file(store.objects.path(ref["sha256"]))[0] == ref["sha256"]
-    human = run_mreg("show", "m@0.1.0", "--profile")
+    human = run_mreg("show", "m@0.1.0", "--profile")  # the card, then the features
+    assert "profile: 300 rows, 3 features, 4.8% cells missing" in human.stdout
     assert "age" in human.stdout and "14.3%" in human.stdout  # age's missing rate
 
 
