@@ -14,10 +14,15 @@ in a fresh process:
 
 Also: the bytes of the profile of a 100-column file (50 numbers, 50 categories).
 
+`--register` measures instead what the profile adds to a registration (issue 21): `mreg
+register`'s library call with the CSV as `--data`, without and with `profile=True`, each in
+a fresh process and a fresh store (the model file is a few bytes: the time is the data's).
+
 Usage::
 
     python3 bench/profile.py --rows 100000 --no-save   # while developing
     python3 bench/profile.py                           # writes bench/results/profile-<date>.json/.md
+    python3 bench/profile.py --register                # register with/without --profile, CSV only
 """
 
 from __future__ import annotations
@@ -53,6 +58,17 @@ base = rss_kb()
 t0 = time.perf_counter()
 if kind == "mreg":
     n = profile_file(path).rows
+elif kind.startswith("register"):
+    import pathlib, tempfile
+    from modelreg import Store
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    (tmp / "model.bin").write_bytes(b"weights")
+    base, t0 = rss_kb(), time.perf_counter()
+    mv = Store.init(tmp / "s").register(
+        "m", [tmp / "model.bin"], data=[path], profile=kind == "register-profile",
+        detect_code=False,
+    ).version
+    n = mv.data[0].profile.rows if mv.data[0].profile else 0
 elif kind == "pyarrow":
     n = (pyarrow.csv.read_csv(path) if path.endswith(".csv") else pyarrow.parquet.read_table(path)).num_rows
 else:
@@ -116,11 +132,54 @@ def wide_profile_bytes(tmp: Path) -> int:
     return len(profile_file(path).to_json())
 
 
+def register_cost(rows: int, no_save: bool) -> int:
+    """`register --data FILE.csv` without and with the profile: seconds and peak RSS."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_files(rows, Path(tmp))["csv"]
+        size_mb = round(path.stat().st_size / 1e6, 1)
+        for kind in ("register", "register-profile"):
+            r = child(kind, path) | {"kind": kind, "file_mb": size_mb}
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    plain, prof = results
+    text = "\n".join(
+        [
+            f"# register --profile ({date[:10]}, CSV of {rows:,} rows x 10 columns, "
+            f"{plain['file_mb']} MB)",
+            "",
+            "| register | seconds | peak RSS MB | RSS over imports MB |",
+            "|---|---:|---:|---:|",
+            *(
+                f"| {r['kind'].replace('register-profile', 'with --profile')} | "
+                f"{r['seconds']:.2f} | {r['peak_rss_mb']:.0f} | {r['rss_over_imports_mb']:.0f} |"
+                for r in results
+            ),
+            "",
+            f"The profile adds {prof['seconds'] - plain['seconds']:.1f} s "
+            f"({prof['seconds'] / plain['seconds']:.0f}x the registration without it).",
+            "",
+        ]
+    )
+    print(text)
+    if not no_save:
+        base = BENCH_DIR / "results" / f"profile-register-{date[:10]}"
+        base.with_suffix(".json").write_text(
+            json.dumps({"date": date, "results": results}, indent=1) + "\n"
+        )
+        base.with_suffix(".md").write_text(text)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--no-save", action="store_true")
+    ap.add_argument("--register", action="store_true", help="register with/without --profile")
     args = ap.parse_args()
+    if args.register:
+        return register_cost(args.rows, args.no_save)
     try:
         import pandas  # noqa: F401
 

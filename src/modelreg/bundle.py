@@ -6,6 +6,7 @@ A bundle is a plain tar (gzip-compressed when the file name ends in `.gz` or `.t
     manifest.yaml           the version manifest, byte for byte (its SHA-256 is the id)
     files/<path>            every file of the version, at its path inside the version
     requirements/<path>     the requirements file, when the version has one
+    profiles/<n>.json       the profile of its n-th data file, when recorded (issue 21)
     signatures/<sha256>.sig the version's OMS signatures (issue 19), each checked on unpack
                             as `mreg sign --attach` checks one, before anything is stored
 
@@ -141,6 +142,8 @@ def _members(mv: ModelVersion) -> dict[str, FileEntry]:
     if req is not None:
         safe_join(Path("/"), req.path)
         out[f"requirements/{req.path}"] = req
+    for f in mv.profile_entries():  # profiles/N.json (issue 21)
+        out[f.path] = f
     return out
 
 

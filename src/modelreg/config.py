@@ -42,6 +42,8 @@ class StoreConfig:
     """Release targets per model (`modelreg.release.targetspec`; written only when set)."""
     hooks: dict[str, HookSpec] = field(default_factory=dict)
     """Webhooks on audit events (`modelreg.hookspec`, docs/hooks.md; written only when set)."""
+    register_profile: bool = False
+    """`register: {profile: true}`: profile every `--data` file by default (issue 21)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The document written to `config.yaml`."""
@@ -59,6 +61,8 @@ class StoreConfig:
             doc["targets"] = {m: [t.to_dict() for t in ts] for m, ts in self.targets.items() if ts}
         if self.hooks:
             doc["hooks"] = {n: h.to_dict() for n, h in self.hooks.items()}
+        if self.register_profile:
+            doc["register"] = {"profile": True}
         return doc
 
     @classmethod
@@ -119,13 +123,29 @@ class StoreConfig:
             from modelreg.hookspec import parse_hooks
 
             hooks = parse_hooks(doc["hooks"], source)
+        profile = _register_profile(doc.get("register"), source)
         if "remotes" not in doc and "default_remote" not in doc:
             # remote.config not imported: ~3 ms less
-            return cls(format=FORMAT, gates=parsed, targets=targets, hooks=hooks)
+            return cls(
+                format=FORMAT, gates=parsed, targets=targets, hooks=hooks,
+                register_profile=profile,
+            )  # fmt: skip
         from modelreg.remote.spec import parse_remotes
 
         remotes, default = parse_remotes(doc, source)
         return cls(
             format=FORMAT, gates=parsed, remotes=remotes, default_remote=default, targets=targets,
-            hooks=hooks,
+            hooks=hooks, register_profile=profile,
         )  # fmt: skip
+
+
+def _register_profile(section: Any, source: str) -> bool:
+    """`register: {profile: BOOL}` (issue 21); absent means false."""
+    if section is None:
+        return False
+    if not isinstance(section, dict) or set(section) - {"profile"}:
+        raise IntegrityError(f"{source}: register must be a mapping with only profile")
+    value = section.get("profile", False)
+    if not isinstance(value, bool):
+        raise IntegrityError(f"{source}: register.profile must be true or false")
+    return value

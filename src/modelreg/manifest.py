@@ -28,6 +28,8 @@ __all__ = [
     "Dependencies",
     "FileEntry",
     "ModelVersion",
+    "ProductionRef",
+    "ProfileRef",
     "check_files",
     "detect_format",
 ]
@@ -107,25 +109,98 @@ class FileEntry:
         return {"path": self.path, "sha256": self.sha256, "size": self.size, "format": self.format}
 
 
+PROFILE_FORMAT = "data-profile"
+"""The `format` of a profile object's entry in `profile_entries` (issue 21)."""
+
+
+@dataclass(frozen=True)
+class ProfileRef:
+    """The stored profile of a data file (issue 21): an object, with a summary of it.
+
+    The object holds `modelreg.dataprofile.Profile.to_json()`, canonical JSON; `rows`,
+    `features` and `missing` (missing or invalid cells, all features) repeat what it says,
+    so `show` and `list` need not read it.
+    """
+
+    sha256: str
+    size: int
+    rows: int
+    features: int
+    missing: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {
+            "sha256": self.sha256,
+            "size": self.size,
+            "rows": self.rows,
+            "features": self.features,
+            "missing": self.missing,
+        }
+
+
+@dataclass(frozen=True)
+class ProductionRef:
+    """The lineage link (issue 21): the data file is an export of a version's production sample.
+
+    Copied from the store's export record (`mreg data export`) whose digest is the file's.
+    """
+
+    model: str
+    version: str
+    since: str | None
+    until: str | None
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "since": self.since,
+            "until": self.until,
+            "rows": self.rows,
+        }
+
+    def describe(self) -> str:
+        """One line: `production data of churn@1.2.0, 2026-12-01..2026-12-02, 10,412 rows`."""
+        if self.since is None and self.until is None:
+            window = "every sample"
+        else:
+            window = f"{self.since or 'first sample'}..{self.until or 'last sample'}"
+        return f"production data of {self.model}@{self.version}, {window}, {self.rows:,} rows"
+
+
 @dataclass(frozen=True)
 class DataRef:
-    """Data lineage: a local path (hashed) or a URI (recorded as given)."""
+    """Data lineage: a local path (hashed) or a URI (recorded as given).
+
+    `profile` and `from_production` (issue 21) appear in the document only when set, so a
+    manifest written before them reads back to the same bytes (and id).
+    """
 
     uri: str
     kind: Literal["path", "uri"]
     sha256: str | None = None
     size: int | None = None
     files: int | None = None
+    profile: ProfileRef | None = None
+    from_production: ProductionRef | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
-        return {
+        doc: dict[str, Any] = {
             "uri": self.uri,
             "kind": self.kind,
             "sha256": self.sha256,
             "size": self.size,
             "files": self.files,
         }
+        if self.profile is not None:
+            doc["profile"] = self.profile.to_dict()
+        if self.from_production is not None:
+            doc["from_production"] = self.from_production.to_dict()
+        return doc
 
 
 @dataclass(frozen=True)
@@ -204,6 +279,18 @@ class ModelVersion:
         """Total bytes of the version's files."""
         return sum(f.size for f in self.files)
 
+    def profile_entries(self) -> list[FileEntry]:
+        """The profile objects of its data files (issue 21), as entries `profiles/N.json`.
+
+        N is the data entry's index. Every list of a version's objects includes them
+        (`remote.ingest.manifest_objects`: push, pull, bundle, OCI, fsck, gc).
+        """
+        return [
+            FileEntry(f"profiles/{i}.json", d.profile.sha256, d.profile.size, PROFILE_FORMAT)
+            for i, d in enumerate(self.data)
+            if d.profile is not None
+        ]
+
     def content_key(self) -> tuple[Any, ...]:
         """What makes two registrations "the same content": files, params and metrics.
 
@@ -268,6 +355,39 @@ def _file(d: dict[str, Any]) -> FileEntry:
     return FileEntry(d["path"], d["sha256"], size, d.get("format"))
 
 
+def _count(d: dict[str, Any], key: str, what: str) -> int:
+    value = d[key]
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{what}.{key} must be a non-negative integer")
+    return value
+
+
+def _data(d: dict[str, Any]) -> DataRef:
+    prof, prod = d.get("profile"), d.get("from_production")
+    profile = production = None
+    if prof is not None:
+        if not is_digest(prof["sha256"]):
+            raise ValueError(f"data {d['uri']!r}: profile.sha256 is not a digest")
+        profile = ProfileRef(
+            prof["sha256"],
+            *(_count(prof, k, "profile") for k in ("size", "rows", "features", "missing")),
+        )
+    if prod is not None:
+        window = [prod.get(k) for k in ("since", "until")]
+        if not all(w is None or isinstance(w, str) for w in window):
+            raise ValueError(f"data {d['uri']!r}: from_production since/until must be text")
+        production = ProductionRef(
+            check_name(prod["model"]),
+            Version.parse(str(prod["version"])).text,
+            window[0],
+            window[1],
+            _count(prod, "rows", "from_production"),
+        )
+    return DataRef(
+        d["uri"], d["kind"], d.get("sha256"), d.get("size"), d.get("files"), profile, production
+    )
+
+
 def _from_dict(doc: Any, id: str) -> ModelVersion:
     if not isinstance(doc, dict):
         raise TypeError("not a mapping")
@@ -293,10 +413,7 @@ def _from_dict(doc: Any, id: str) -> ModelVersion:
         params=dict(doc.get("params") or {}),
         metrics={str(s): {str(k): float(v) for k, v in m.items()} for s, m in metrics.items()},
         files=tuple(_file(f) for f in doc["files"]),
-        data=tuple(
-            DataRef(d["uri"], d["kind"], d.get("sha256"), d.get("size"), d.get("files"))
-            for d in doc.get("data") or ()
-        ),
+        data=tuple(_data(d) for d in doc.get("data") or ()),
         code=CodeRef(
             str(code["repo"]),
             str(code["commit"]),

@@ -15,6 +15,7 @@ manifest's `config` is that metadata under an mreg media type (no `artifactType`
       layers   application/vnd.mreg.file.v1            one per model file, titled with its
                                                        path (org.opencontainers.image.title)
                application/vnd.mreg.requirements.v1+text   the requirements file, if any
+               application/vnd.mreg.data-profile.v1+json   each data file's profile (issue 21)
       annotations  org.opencontainers.image.{title,version,created,authors,description,
                    revision,source} and io.mreg.id
 

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_DOC",
     "MREG_ID",
     "MREG_NAME",
+    "PROFILE_MEDIA_TYPE",
     "REF_NAME",
     "REQUIREMENTS_MEDIA_TYPE",
     "TITLE",
@@ -50,6 +51,8 @@ INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.mreg.version.v1+yaml"
 FILE_MEDIA_TYPE = "application/vnd.mreg.file.v1"
 REQUIREMENTS_MEDIA_TYPE = "application/vnd.mreg.requirements.v1+text"
+PROFILE_MEDIA_TYPE = "application/vnd.mreg.data-profile.v1+json"
+"""A data file's profile (issue 21), after the files and requirements file."""
 REF_NAME = "org.opencontainers.image.ref.name"
 TITLE = "org.opencontainers.image.title"
 MREG_NAME = "io.mreg.name"
@@ -106,6 +109,8 @@ def image_manifest(mv: ModelVersion, manifest: bytes) -> bytes:
         title = f"requirements/{req.path}"
         notes = {} if any(f.path == title for f in mv.files) else {TITLE: title}
         layers.append(descriptor(REQUIREMENTS_MEDIA_TYPE, req.sha256, req.size, **notes))
+    for f in mv.profile_entries():  # issue 21
+        layers.append(descriptor(PROFILE_MEDIA_TYPE, f.sha256, f.size, **{TITLE: f.path}))
     return json_bytes(
         {
             "schemaVersion": 2,
@@ -187,11 +192,12 @@ def identity(image: dict[str, Any], config: str, what: str) -> tuple[str, str]:
 
 
 def check_layers(layers: Any, mv: ModelVersion, expected: list[FileEntry], what: str) -> None:
-    """The layers must be the version's files then its requirements file, as pack wrote them."""
+    """The layers: the version's files, its requirements file, its profiles, as pack wrote them."""
     if not isinstance(layers, list):
         raise IntegrityError(f"{what}: no layers list")
     req = mv.dependencies.requirements if mv.dependencies else None
     media_types = [FILE_MEDIA_TYPE] * len(mv.files) + [REQUIREMENTS_MEDIA_TYPE] * (req is not None)
+    media_types += [PROFILE_MEDIA_TYPE] * len(mv.profile_entries())
     for i, layer in enumerate(layers):
         media, digest, size = described(layer, f"{what}: layers[{i}]")
         if i >= len(expected):

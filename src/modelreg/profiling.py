@@ -29,7 +29,7 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +52,7 @@ __all__ = [
     "detect_format",
     "frequent_capacity",
     "profile_file",
+    "profile_rows",
 ]
 
 CHUNK = 8192
@@ -199,12 +200,34 @@ def _row_chunks(
         except csv.Error as exc:
             raise InvalidInput(f"{path}: malformed CSV ({exc})") from None
         return
-    for objs in _chunks_of(_jsonl_rows(fh, path)):
+    yield from _object_chunks(_jsonl_rows(fh, path), columns)
+
+
+def _object_chunks(
+    rows: Iterator[Mapping[str, Any]], columns: Sequence[str] | None
+) -> Iterator[tuple[dict[str, Sequence[Any]], int]]:
+    for objs in _chunks_of(rows):
         names: dict[str, None] = {}
         for obj in objs:
             names.update(dict.fromkeys(obj))
         cols = {n: [obj.get(n) for obj in objs] for n in names}
         yield {k: v for k, v in cols.items() if columns is None or k in columns}, len(objs)
+
+
+def profile_rows(
+    rows: Iterable[Mapping[str, Any]], *, format: str = "jsonl", bins: int = 10, top: int = 20
+) -> Profile:
+    """Profile rows given as mappings of JSON-typed values, as a JSON Lines file's are.
+
+    The rows are consumed in chunks of `CHUNK` (an iterator keeps memory bounded); types are
+    decided on the first chunk. `format` is what the profile says it was made from.
+
+    Raises:
+        InvalidInput: Bad `bins` or `top`.
+        MregError: The profile extra is not installed.
+    """
+    sketches()
+    return _profile_chunks(_object_chunks(iter(rows), None), format, bins, top, None)
 
 
 def profile_file(

@@ -31,7 +31,7 @@ from modelreg.fsutil import atomic_write
 from modelreg.handle import StoreHandle
 from modelreg.hashing import Progress, hash_bytes, hash_file
 from modelreg.lfspointers import fetch_pointers, pointers
-from modelreg.lineage import code_lineage, data_lineage, default_author, walk_files
+from modelreg.lineage import code_lineage, default_author, walk_files
 from modelreg.manifest import (
     CodeRef,
     DataRef,
@@ -43,6 +43,7 @@ from modelreg.manifest import (
 )
 from modelreg.manifest_credentials import refuse_credentials
 from modelreg.names import FIRST_BASE, Version, check_name, check_path, check_tag
+from modelreg.trainingdata import describe_data, store_profiles
 from modelreg.version import __version__
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ class RegisterResult:
     created: bool
     signature: str | None = None
     """With `--sign`: the digest of the signature made (issue 19)."""
+    data_notes: tuple[str, ...] = ()
+    """With `--profile`: one line per data file not profiled (issue 21)."""
 
     @property
     def notes(self) -> list[str]:
@@ -77,7 +80,8 @@ class RegisterResult:
         """
         declared = self.version.declared
         unread = sorted(declared.unread.items()) if declared else []
-        return [f"{u['reason']}: {path} ({u.get('detail', '')})" for path, u in unread]
+        cards = [f"{u['reason']}: {path} ({u.get('detail', '')})" for path, u in unread]
+        return cards + list(self.data_notes)
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` shape of `mreg register`."""
@@ -225,6 +229,7 @@ def register(
     params: dict[str, Any] | None = None,
     metrics: dict[str, dict[str, Any]] | None = None,
     data: Sequence[str] = (),
+    profile: bool | None = None,
     code: str | os.PathLike[str] | CodeRef | None = None,
     detect_code: bool = True,
     requirements: str | os.PathLike[str] | None = None,
@@ -236,7 +241,9 @@ def register(
     """Register `paths` as a version of `name` (see the module docstring for the steps).
 
     `code` is a git work tree to read the lineage from, or (importers, issue 20) a `CodeRef`
-    recorded as given.
+    recorded as given. `profile`: store the profile of each CSV, JSON Lines or Parquet
+    `data` file with the version (issue 21, `modelreg.trainingdata`); None: the store's
+    default (`register: {profile: true}` in config.yaml).
     """
     # 1. validate everything before touching the store
     check_name(name)
@@ -254,7 +261,10 @@ def register(
     inputs = _collect(paths)
     lfs = pointers(inputs)  # Git LFS pointers stand for their objects (issue 20)
     req = _requirements(requirements) if requirements is not None else None
-    data_refs: tuple[DataRef, ...] = tuple(data_lineage(d) for d in data)
+    if profile is None:
+        profile = store.config.register_profile
+    entries = describe_data(store, data, profile=profile)  # issue 21
+    data_refs: tuple[DataRef, ...] = entries.refs
     code_ref: CodeRef | None = (
         code
         if isinstance(code, CodeRef)
@@ -303,6 +313,7 @@ def register(
     store.audit.last()
     if lfs:
         fetch_pointers(store, lfs, dict(inputs))
+    store_profiles(store, entries)
     total = sum(src.stat().st_size for rel, src in inputs if rel not in lfs)
     tick = progress(total) if progress else None
     files = tuple(
@@ -329,7 +340,7 @@ def register(
         mv = ModelVersion.from_dict(yamlio.load(data_bytes), hash_bytes(data_bytes))
         atomic_write(store.manifest_path(name, ver), data_bytes, mode=0o444)
         store.record(who, "register", name, version=ver, id=mv.id, files=len(files))
-    return RegisterResult(mv, created=True)
+    return RegisterResult(mv, created=True, data_notes=entries.notes)
 
 
 def _declared(store: StoreHandle, files: tuple[FileEntry, ...]) -> Declared:

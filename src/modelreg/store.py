@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from modelreg.catalog import Materialized, ModelSummary, VersionDiff, VersionInfo
     from modelreg.conditions import Condition
     from modelreg.dataexport import DataExport
+    from modelreg.dataprofile import Profile
     from modelreg.deletion import DeleteResult
     from modelreg.fsck import FsckReport
     from modelreg.gc import GcReport
@@ -71,6 +72,7 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         params: dict[str, Any] | None = None,
         metrics: dict[str, dict[str, float]] | None = None,
         data: Sequence[str] = (),
+        profile: bool | None = None,
         code: str | os.PathLike[str] | None = None,
         detect_code: bool = True,
         requirements: str | os.PathLike[str] | None = None,
@@ -84,7 +86,8 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         """Register files or directories as version `version` (or bumped) of model `name`.
 
         `sign`: a private key (PEM) that signs the version once registered (issue 19); the
-        key is loaded first, so a bad key registers nothing.
+        key is loaded first, so a bad key registers nothing. `profile`: issue 21 (None: the
+        store's default, `register: {profile: true}` in config.yaml).
         """
         from dataclasses import replace
 
@@ -97,8 +100,8 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
             signer = load_signer(Path(sign), password=sign_password)
         result = register(
             self, name, paths, version=version, bump=bump, params=params, metrics=metrics,
-            data=data, code=code, detect_code=detect_code, requirements=requirements,
-            message=message, tags=tags, author=author, progress=progress,
+            data=data, profile=profile, code=code, detect_code=detect_code,
+            requirements=requirements, message=message, tags=tags, author=author, progress=progress,
         )  # fmt: skip
         if signer is None:
             return result
@@ -113,6 +116,12 @@ class Store(ReleaseCommands, TrustCommands, ImportCommands):
         from modelreg.catalog import resolve
 
         return resolve(self, spec)
+
+    def profile(self, spec: str, data_uri: str | None = None) -> Profile:
+        """A version's stored data profile, read back verified (issue 21; `read_profile`)."""
+        from modelreg.trainingdata import read_profile
+
+        return read_profile(self, self.resolve(spec), data_uri)
 
     def models(self) -> list[ModelSummary]:
         """Every model with its version count, latest version and aliases."""

@@ -12,8 +12,18 @@ if TYPE_CHECKING:
 
     from modelreg.audit import AuditEntry
     from modelreg.catalog import ModelSummary, VersionDiff, VersionInfo
+    from modelreg.dataprofile import Profile
+    from modelreg.manifest import ProfileRef
 
-__all__ = ["render_card", "render_diff", "render_log", "render_models", "render_versions"]
+__all__ = [
+    "profile_summary",
+    "render_card",
+    "render_diff",
+    "render_log",
+    "render_models",
+    "render_profile",
+    "render_versions",
+]
 
 
 def _fmt(value: Any) -> str:
@@ -37,6 +47,13 @@ def _metric(value: Any) -> str:
             return f"{value:,.1f}"
         return f"{value:.4g}"
     return _fmt(value)
+
+
+def profile_summary(p: ProfileRef) -> str:
+    """`10,000 rows, 5 features, 1.2% cells missing` (issue 21)."""
+    cells = p.rows * p.features
+    share = f"{100 * p.missing / cells:.1f}%" if cells else "0%"
+    return f"{p.rows:,} rows, {p.features} features, {share} cells missing"
 
 
 def render_card(c: Console, info: VersionInfo) -> None:
@@ -81,6 +98,10 @@ def render_card(c: Console, info: VersionInfo) -> None:
     for d in mv.data:
         extra = f"  sha256 {(d.sha256 or '')[:12]}, {d.files} file(s), {human_size(d.size or 0)}"
         head.add_row("data", escape(d.uri) + (extra if d.sha256 else ""))
+        if d.profile is not None:  # issue 21
+            head.add_row("", escape(f"profile: {profile_summary(d.profile)}"))
+        if d.from_production is not None:
+            head.add_row("", escape(f"trained on {d.from_production.describe()}"))
     if mv.dependencies:
         deps = f"python {mv.dependencies.python}"
         if mv.dependencies.packages:
@@ -220,4 +241,27 @@ def render_log(c: Console, entries: list[AuditEntry]) -> None:
             f"{k}={_fmt(v)}" for k, v in e.details.items() if v not in ("", None, [], False)
         )
         t.add_row(str(e.seq), e.time, escape(e.actor), e.action, e.model or "-", escape(details))
+    c.print(t)
+
+
+def render_profile(c: Console, spec: str, profile: Profile) -> None:
+    """A stored profile, one row per feature (`mreg show NAME@V --profile`, issue 21)."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(
+        title=f"profile of {escape(spec)}: {profile.rows:,} rows ({profile.format})",
+        box=box.SIMPLE,
+        title_justify="left",
+    )
+    for col in ("feature", "type", "missing", "distribution"):
+        t.add_column(col)
+    for f in profile.features:
+        if f.type == "number":
+            dist = f"min {_fmt(f.min)}, mean {_fmt(f.mean)}, max {_fmt(f.max)}, sd {_fmt(f.std)}"
+        else:
+            tops = ", ".join(f"{v} {n / f.count:.0%}" for v, n in f.top[:3]) if f.count else ""
+            dist = tops + (f" (+{len(f.top) - 3} more)" if len(f.top) > 3 else "")
+        t.add_row(escape(f.name), f.type, f"{f.missing_rate:.1%}", escape(dist))
     c.print(t)

@@ -141,6 +141,14 @@ def show(
             f"({_TIME_HELP}), from its history checked against the audit trail.",
         ),
     ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Also print the stored profile of each profiled data file, per feature "
+            "(--json: under profiles, by data uri).",
+        ),
+    ] = False,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -148,10 +156,24 @@ def show(
     if at is not None:
         _show_at(ref, at, store, as_json)
         return
-    from modelreg.cli._cards import render_card
+    from modelreg.cli._cards import render_card, render_profile
 
-    info = open_store(store).info(ref)
-    Output(as_json).result(info.to_dict(), lambda c: render_card(c, info))
+    s = open_store(store)
+    info = s.info(ref)
+    if not profile:
+        Output(as_json).result(info.to_dict(), lambda c: render_card(c, info))
+        return
+    mv = info.version
+    spec = f"{mv.name}@{mv.version}"
+    profiles = {d.uri: s.profile(spec, d.uri) for d in mv.data if d.profile is not None}
+
+    def render(c: Console) -> None:
+        render_card(c, info)
+        for uri, p in profiles.items():
+            render_profile(c, uri, p)
+
+    doc = {**info.to_dict(), "profiles": {u: p.to_dict() for u, p in profiles.items()}}
+    Output(as_json).result(doc, render)
 
 
 def _show_at(spec: str, at: str, store: Path | None, as_json: bool) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from modelreg.cli._cards import profile_summary
 from modelreg.cli._common import JsonOpt, StoreOpt, open_store
 from modelreg.cli._output import Output, human_size, progress
 from modelreg.cli.signing import PasswordEnvOpt, key_password
@@ -90,6 +91,14 @@ def register(
         Optional[list[str]],  # noqa: UP045
         typer.Option("--data", help="Data used: a local path (hashed) or a URI (recorded)."),
     ] = None,
+    profile: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option(
+            "--profile/--no-profile",
+            help="Store the profile of each CSV, JSON Lines or Parquet --data file with the "
+            "version (default: the store's register.profile setting, else no).",
+        ),
+    ] = None,
     code: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--code", help="Git work tree to record as code lineage (default: cwd)."),
@@ -132,6 +141,8 @@ def register(
     content it fails (exit 1) and changes nothing. What ONNX, safetensors, GGUF, MLmodel and
     config.json files declare (inputs, outputs, opsets, dtypes, architecture...) is recorded
     without loading them; a file not read gets a line (skipped: install modelreg[onnx]).
+    A --data file exported by `mreg data export` is recorded as production data of the
+    version it came from.
     """
     from modelreg.assignments import load_mapping_file, parse_metrics, parse_params
 
@@ -144,7 +155,8 @@ def register(
             name, paths, version=version, bump=bump,
             params=parse_params(param or [], base_params),
             metrics=parse_metrics(metric or [], base_metrics),
-            data=data or [], code=code, detect_code=not no_code, requirements=requirements,
+            data=data or [], profile=profile, code=code, detect_code=not no_code,
+            requirements=requirements,
             message=message, tags=tag or [], author=author, progress=start,
             sign=sign, sign_password=key_password(password_env),
         )  # fmt: skip
@@ -160,7 +172,12 @@ def register(
         )
         if result.signature:
             c.print(f"Signed: signature [cyan]{result.signature[:12]}[/]")
-        for line in result.notes:  # model files whose card was not read (issue 20)
+        for d in mv.data:  # issue 21
+            if d.profile is not None:
+                c.print(f"Profiled: {d.uri} ({profile_summary(d.profile)})", markup=False)
+            if d.from_production is not None:
+                c.print(f"Trained on {d.from_production.describe()}", markup=False)
+        for line in result.notes:  # files whose card or profile was not read (issues 20, 21)
             c.print(line, markup=False, highlight=False)
 
     Output(as_json).result(result.to_dict(), render)

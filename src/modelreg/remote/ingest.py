@@ -112,11 +112,11 @@ def parse_manifest(data: bytes, name: str, version: str, source: str) -> ModelVe
 
 
 def manifest_objects(mv: ModelVersion) -> list[FileEntry]:
-    """Every object a version needs: its files and its requirements file."""
+    """Every object a version needs: its files, its requirements file, its data profiles."""
     files = list(mv.files)
     if mv.dependencies and mv.dependencies.requirements:
         files.append(mv.dependencies.requirements)
-    return files
+    return files + mv.profile_entries()
 
 
 def install_manifest(store: StoreHandle, data: bytes, mv: ModelVersion) -> bool:
