@@ -319,7 +319,7 @@ class LfsClient:
         }
 
     def ask(self, operation: str, objects: dict[str, int]) -> dict[str, int]:
-        """Batch-request `objects` (100 a request); return those the server has.
+        """Batch-request `objects` (100 a request, `jobs` at once); return those the server has.
 
         `download`: the objects with a download action. `upload`: the objects the server
         needs no upload of (no action). The actions are kept for `upload` and `download`.
@@ -328,10 +328,16 @@ class LfsClient:
             if not is_digest(d):
                 raise InvalidInput(f"not an object id: {d!r}")
         items = sorted(objects.items())
+        chunks = [dict(items[i : i + BATCH_MAX]) for i in range(0, len(items), BATCH_MAX)]
+        if len(chunks) > 1:  # the requests in parallel, as the transfers (`jobs` at a time)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self._jobs, len(chunks))) as pool:
+                answers = list(pool.map(lambda c: self._batch(operation, c), chunks))
+        else:
+            answers = [self._batch(operation, c) for c in chunks]
         present: dict[str, int] = {}
-        for i in range(0, len(items), BATCH_MAX):
-            chunk = dict(items[i : i + BATCH_MAX])
-            found = self._batch(operation, chunk)
+        for chunk, found in zip(chunks, answers, strict=True):
             now = time.monotonic()
             with self._lock:
                 for oid, size in chunk.items():
