@@ -167,7 +167,8 @@ class DriftReport:
 
     def summary(self) -> str:
         """One line for people and logs."""
-        window = f"{self.since or '-'}..{self.until or '-'}"
+        window = f"{self.since or '...'}..{self.until or 'now'}"
+        window = "all captured rows" if self.since is None and self.until is None else window
         return f"{self.model}@{self.version}: {self.verdict}: {self.reason} ({window})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -304,6 +305,8 @@ def drift_report(
     from modelreg.analysis.drift import against_profile
     from modelreg.dataexport import read_rows
 
+    if min_rows < 1:
+        raise InvalidInput("--min-rows must be at least 1")
     parsed = [x if isinstance(x, DriftLimit) else DriftLimit.parse(x) for x in limits or ()]
     parsed = parsed or [DriftLimit.parse(x) for x in DEFAULT_LIMITS]
     since, until = _window(store, since, until, window)
