@@ -43,7 +43,7 @@ def captured(tmp_path_factory):
     store.register("m", [model], version="1.1.0", data=[str(train)], detect_code=False)
     store.promote("m@1.0.0", "production")
     now = [T0]
-    router = Router.open("m", store=store.root, flush_interval_s=0, wall=lambda: now[0])
+    router = Router.open("m", store=store.root, flush_interval_s=3600, wall=lambda: now[0])
     router.sampler.configure(rate=1.0, size=1000, window_s=600, features=("age", "country"))
     for start, rows, shift in WINDOWS.values():
         for i in range(rows):
