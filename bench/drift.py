@@ -33,7 +33,7 @@ Also reported: the mean PSI of null windows next to its chi-square approximation
 
 Usage::
 
-    python3 bench/drift.py --quick --no-save   # while developing (~10 s)
+    python3 bench/drift.py --quick --no-save   # while developing (~4 min on 2 shared cores)
     python3 bench/drift.py                     # writes bench/results/drift-<date>.json/.md
 """
 
