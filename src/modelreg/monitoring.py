@@ -18,7 +18,7 @@ The verdict: `crossed` when a limit is crossed on a feature with at least `min_r
 values; otherwise `inconclusive` when a feature held to a limit has fewer (or the version
 has no profile, or nothing was captured); otherwise `ok`. A profiled feature the routers
 never captured (absent from every row) is `not captured`, outside the verdict, unless a
-limit names it.
+limit names it; a captured feature no limit applies to is `unchecked`.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def _feature(
     held = [lim for lim in limits if lim.applies(f.name, dist.method)]
     crossed: list[str] = []
     if not held or (not captured and all(lim.feature is None for lim in held)):
-        status = "not captured" if not captured else "ok"
+        status = "not captured" if not captured else "unchecked"
     elif psi.n_production < min_rows:
         status = "inconclusive"
     else:
@@ -345,7 +345,7 @@ def drift_report(
         for psi, dist in zip(results[::2], results[1::2], strict=True)
     )
     crossed = tuple(line for f in features for line in f.crossed)
-    held = [f for f in features if f.status != "not captured"]
+    held = [f for f in features if f.status not in ("not captured", "unchecked")]
     low = [f.feature for f in held if f.status == "inconclusive"]
     if crossed:
         verdict = "crossed"
@@ -353,7 +353,7 @@ def drift_report(
         reason = f"drift on {len(names)} of {len(held)} features ({', '.join(names)})"
     elif not sample.rows or not held:
         verdict = "inconclusive"
-        reason = f"no captured rows of the profiled features ({len(sample.rows)} rows)"
+        reason = "no captured feature is held to a limit" if sample.rows else "no captured rows"
     elif low:
         verdict = "inconclusive"
         reason = f"fewer than {min_rows} values of {', '.join(low)}"

@@ -21,7 +21,13 @@ if TYPE_CHECKING:
 
 __all__ = ["install"]
 
-_STYLE = {"ok": "green", "crossed": "red", "inconclusive": "yellow", "not captured": "dim"}
+_STYLE = {
+    "ok": "green",
+    "crossed": "red",
+    "inconclusive": "yellow",
+    "not captured": "dim",
+    "unchecked": "dim",
+}
 
 
 def _render(c: Console, report: DriftReport) -> None:
