@@ -19,6 +19,11 @@ Rules, for numbers (categories in brackets):
 - `psi>max(0.1,limit)`: the same with the practical floor of 0.1;
 - `dist>ks_limit`: the KS distance above the asymptotic Kolmogorov 95% quantile
   (`drift.ks_limit`) [not applicable to total variation: not reported];
+- `canary psi>max(0.1,limit)`: the rule of a release's `drift.feature.NAME.psi <= 0.1`
+  check (`analysis.judge`): `drift.between_samples` of the window against a *baseline
+  window* of the same n drawn from the training distribution (not the profile), failing
+  when PSI is above 0.1 and above `psi_limit(bins, n, n)` (alpha 0.01 here; a release uses
+  its check's share of alpha 0.05); one look;
 - anchor `ks_test@0.05`: SciPy's two-sample KS test of the window against the training
   sample itself (raw values, not the profile) at alpha 0.05 [`chi2_test@0.05`: SciPy's
   chi-square test of the window's category counts against the training shares].
@@ -28,7 +33,7 @@ Also reported: the mean PSI of null windows next to its chi-square approximation
 
 Usage::
 
-    python3 bench/drift.py --quick --no-save   # while developing (~10 s)
+    python3 bench/drift.py --quick --no-save   # while developing (~4 min on 2 shared cores)
     python3 bench/drift.py                     # writes bench/results/drift-<date>.json/.md
 """
 
@@ -92,6 +97,12 @@ def run(args: argparse.Namespace) -> dict:
             for _ in range(args.windows):
                 x = rng.normal(sc["shift"], 1, n)
                 c = categories(rng, n, sc["fr"])
+                base_x = rng.normal(0, 1, n).tolist()
+                base_c = categories(rng, n, 0.05).tolist()
+                bx, _ = drift.between_samples("x", base_x, x.tolist())
+                bc, _ = drift.between_samples("country", base_c, c.tolist(), kind="category")
+                lbx = drift.psi_limit(bx.bins, bx.n_reference, bx.n_production)
+                lbc = drift.psi_limit(bc.bins, bc.n_reference, bc.n_production)
                 px, dx = drift.feature_drift(fx, x.tolist())
                 pc, dc = drift.feature_drift(fc, c.tolist())
                 psi_sum += px.value
@@ -114,12 +125,14 @@ def run(args: argparse.Namespace) -> dict:
                     ("num psi>limit", px.value > lx),
                     ("num psi>max(0.1,limit)", px.value > max(0.1, lx)),
                     ("num dist>ks_limit", dx.value > drift.ks_limit(dx.n_reference, n)),
+                    ("num canary psi>max(0.1,limit)", bx.value > max(0.1, lbx)),
                     ("num ks_test@0.05", ks_p < 0.05),
                     ("cat psi>0.1", pc.value > 0.1),
                     ("cat psi>0.2", pc.value > 0.2),
                     ("cat dist>0.1", dc.value > 0.1),
                     ("cat psi>limit", pc.value > lc),
                     ("cat psi>max(0.1,limit)", pc.value > max(0.1, lc)),
+                    ("cat canary psi>max(0.1,limit)", bc.value > max(0.1, lbc)),
                     ("cat chi2_test@0.05", chi_p < 0.05),
                 ):
                     hits[rule] = hits.get(rule, 0) + bool(fired)
@@ -160,6 +173,7 @@ RULES = [
     "psi>limit",
     "psi>max(0.1,limit)",
     "dist>ks_limit",
+    "canary psi>max(0.1,limit)",
 ]
 
 

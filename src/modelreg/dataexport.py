@@ -36,7 +36,15 @@ from modelreg.fsutil import TMP_PREFIX, open_atomic
 from modelreg.handle import StoreHandle
 from modelreg.hashing import hash_file
 
-__all__ = ["MAX_LINE", "MAX_PROBLEMS", "OUTCOMES_SUFFIX", "DataExport", "export"]
+__all__ = [
+    "MAX_LINE",
+    "MAX_PROBLEMS",
+    "OUTCOMES_SUFFIX",
+    "DataExport",
+    "SampleRows",
+    "export",
+    "read_rows",
+]
 
 MAX_LINE = 64 * 1024
 """The longest line read from a sample file (`serving.capture.MAX_LINE`)."""
@@ -209,6 +217,34 @@ def _collect(
     for r in ordered:
         del r["_t"]
     return ordered
+
+
+@dataclass(frozen=True)
+class SampleRows:
+    """The rows of a version's captured sample (as exported), and the damaged lines skipped."""
+
+    rows: tuple[dict[str, Any], ...]
+    skipped: int = 0
+    problems: tuple[str, ...] = ()
+
+
+def read_rows(
+    handle: StoreHandle,
+    name: str,
+    version: str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    with_outcomes: bool = False,
+) -> SampleRows:
+    """The captured rows of `name`/`version` in `[since, until)`, merged as `export` does.
+
+    The reader `mreg monitor` shares with the export (issue 21): ordered by time and
+    request id, the export's row shape; damaged lines are skipped and reported.
+    """
+    problems = _Problems(handle.root)
+    rows = _collect(handle.root, name, version, since, until, with_outcomes, problems)
+    return SampleRows(tuple(rows), problems.count, tuple(problems.lines))
 
 
 def _write_jsonl(out: Path, rows: list[dict[str, Any]]) -> None:

@@ -4,8 +4,7 @@
 objects) plus a method for each command, each a thin call into the domain module that
 implements it (`register`, `catalog`, `aliases`, `remote`, `bundle`...), so the CLI command
 `mreg X` is `store.X(...)`. Domain modules take the handle, never this class
-(docs/architecture.md). The layout is spelled in `modelreg.layout` (see
-docs/store-format.md), the config in `modelreg.config`.
+(docs/architecture.md). Layout: `modelreg.layout` (docs/store-format.md); config: `.config`.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelreg.config import FORMAT, StoreConfig
 from modelreg.facade_import import ImportCommands
+from modelreg.facade_monitor import MonitorCommands
 from modelreg.facade_release import ReleaseCommands
 from modelreg.facade_trust import TrustCommands
 from modelreg.handle import Clock, utc_now
@@ -57,7 +57,7 @@ _MODEL_EXTENSIONS = (
 )  # fmt: skip
 
 
-class Store(ReleaseCommands, TrustCommands, ImportCommands):
+class Store(ReleaseCommands, TrustCommands, ImportCommands, MonitorCommands):
     """A model registry store rooted at a `.modelreg/` directory."""
 
     # -- the API: one method per command -----------------------------------------------------
