@@ -19,10 +19,12 @@ import pytest
 
 from modelreg import Store
 from modelreg.monitoring import drift_report
+from modelreg.remote import Remote
 from modelreg.serving.router import Router
 from modelreg.ui.app import create_app
 from modelreg.ui.report import html_report
-from modelreg.ui.views import LocalView
+from modelreg.ui.views import LocalView, RemoteView
+from tests.conftest import snapshot
 from tests.ui.conftest import get
 
 pytest.importorskip("datasketches")
@@ -133,7 +135,13 @@ def test_the_window_params_select_the_rows(app, store):
     assert 'data-verdict="inconclusive"' in page
     status, page, _ = get(app, f"/models/{MODEL}/-/versions/1.3.0/drift?window=3d")
     assert status == 200 and feature_rows(page)["age"]["n-prod"] == "50"
-    for bad in ("window=yesterday", "since=noon", "since=2026-12-02T00:00:00Z&until=2026-12-01"):
+    for bad in (
+        "window=yesterday",
+        "since=noon",
+        "since=2026-12-02T00:00:00Z&until=2026-12-01",
+        "data=other.csv",
+        "since=2026-12-01&window=1h",
+    ):
         status, page, _ = get(app, f"/models/{MODEL}/-/versions/1.2.0/drift?{bad}")
         assert status == 404 and 'id="not-found"' in page
 
@@ -199,3 +207,20 @@ def test_lineage_page_lists_the_chain(app):
 def test_the_report_file_has_no_links_to_server_pages(store):
     report = html_report(LocalView(store), f"{MODEL}@1.3.0").html
     assert "/drift" not in report and "/lineage" not in report
+
+
+def test_pages_are_read_only(app, store):
+    before = snapshot(store.root)
+    for url in (f"/models/{MODEL}/-/versions/1.2.0/drift?window=7d", f"/models/{MODEL}/-/lineage",
+                f"/models/{MODEL}/-/versions/1.3.0/drift"):  # fmt: skip
+        assert get(app, url)[0] == 200
+    assert snapshot(store.root) == before
+
+
+def test_over_a_remote_the_drift_page_says_it_needs_the_store(store, tmp_path):
+    remote = RemoteView(Remote(store.root.as_uri(), cache_dir=tmp_path / "cache"))
+    served = create_app(remote, lambda line: None)
+    status, page, _ = get(served, f"/models/{MODEL}/-/versions/1.2.0/drift")
+    assert status == 200 and "Drift is shown for a local store only" in page
+    status, page, _ = get(served, f"/models/{MODEL}/-/lineage")  # manifests travel: it works
+    assert status == 200 and page.count('<tr class="link"') == 2

@@ -239,7 +239,8 @@ def create_app(
         if len(rest) == 3 and rest[0] == "versions" and rest[2] == "drift":
             q = request.query_params
             ctx = drift_page(view, name, rest[1], _LINKS, since=q.get("since"),
-                             until=q.get("until"), window=q.get("window"))  # fmt: skip
+                             until=q.get("until"), window=q.get("window"),
+                             data=q.get("data"))  # fmt: skip
             return _html("page.html", title=f"{name}@{rest[1]} drift", drift=ctx, source=source)
         if rest == ["lineage"]:
             view.check_model(name)

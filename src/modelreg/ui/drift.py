@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DRIFT_QUERY", "MAX_POINTS", "WINDOWS", "bin_labels", "drift_page", "series_step"]
 
-DRIFT_QUERY = ("since", "until", "window")
+DRIFT_QUERY = ("since", "until", "window", "data")
 """The query parameters of the drift page."""
 WINDOWS = ("1h", "24h", "7d", "30d")
 """The windows the page offers as links (any `?window=` is accepted)."""
@@ -148,20 +148,32 @@ def drift_page(
     since: str | None = None,
     until: str | None = None,
     window: str | None = None,
+    data: str | None = None,
 ) -> dict[str, Any]:
     """The drift page's data: the report, a row and two charts per feature, the window links.
 
+    `data`: the profiled `--data` entry to compare with (default: the first one).
+
     Raises:
         NotFound: no such model or version.
-        InvalidInput: a `since`, `until` or `window` that does not parse, or an empty window.
+        InvalidInput: a `since`, `until` or `window` that does not parse, an empty window,
+            or `data` that is not a profiled entry of the version.
     """
     mv = view.require_version(name, version)
-    query = {"since": since or "", "until": until or "", "window": window or ""}
+    query = {"since": since or "", "until": until or "", "window": window or "",
+             "data": data or ""}  # fmt: skip
+    here = {"until": query["until"], "data": query["data"]}
+    profiled = [d.uri for d in mv.data if d.profile is not None]
+    window_only = {k: query[k] for k in ("since", "until", "window")}
     ctx: dict[str, Any] = {
         "mv": mv,
         "query": query,
-        "windows": [(w, links.drift(name, version, window=w, until=until or "")) for w in WINDOWS],
-        "all": links.drift(name, version),
+        "windows": [(w, links.drift(name, version, window=w, **here)) for w in WINDOWS],
+        "all": links.drift(name, version, data=query["data"]),
+        # several profiled data files: the page compares with one, the others a click away
+        "references": [(u, links.drift(name, version, data=u, **window_only)) for u in profiled]
+        if len(profiled) > 1
+        else [],
         "report": None,
         "remote": False,
     }
@@ -172,7 +184,7 @@ def drift_page(
     from modelreg.monitoring import drift_report
 
     s, u, w = _window(since, until, window)
-    report = drift_report(store, f"{name}@{version}", since=s, until=u, window=w)
+    report = drift_report(store, f"{name}@{version}", since=s, until=u, window=w, data=data)
     ctx["report"] = report
     ctx["samples"] = view.has_samples(name, version)
     if report.data is None:
