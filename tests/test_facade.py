@@ -79,6 +79,7 @@ COMMANDS: dict[str, str | None] = {
     "hook test": "hook_test",
     "hook deliver": "hook_deliver",
     "data export": "data_export",
+    "monitor": "monitor",
     "import mlflow": "import_mlflow",
     "import gto": "import_gto",
     # apps (docs/architecture.md): they are above the facade, not in it
@@ -118,6 +119,8 @@ DOMAIN: dict[str, tuple[str, str]] = {
     "import_mlflow": ("modelreg.importing.mlflow", "import_mlflow"),
     "import_gto": ("modelreg.importing.gto", "import_gto"),
     "gc": ("modelreg.gc", "gc"),
+    "monitor": ("modelreg.monitoring", "drift_report"),
+    "drift_series": ("modelreg.monitoring", "drift_series"),
     "delete": ("modelreg.deletion", "delete"),
     "check_large_models": ("modelreg.validate", "check_large_models"),  # static: no handle
     "validate": ("modelreg.validate", "validate"),  # the store is `store=`, here self

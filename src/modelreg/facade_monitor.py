@@ -29,12 +29,20 @@ class MonitorCommands(StoreHandle):
         window: float | None = None,
         limits: Sequence[str | DriftLimit] | None = None,
         data: str | None = None,
+        min_rows: int = 100,
     ) -> DriftReport:
         """Drift of a version's captured inputs against its training profile (`mreg monitor`)."""
         from modelreg.monitoring import drift_report
 
         return drift_report(
-            self, spec, since=since, until=until, window=window, limits=limits, data=data
+            self,
+            spec,
+            since=since,
+            until=until,
+            window=window,
+            limits=limits,
+            data=data,
+            min_rows=min_rows,
         )
 
     def drift_series(

@@ -35,8 +35,10 @@ from modelreg.exportrecords import format_time, parse_time
 from modelreg.handle import StoreHandle
 
 if TYPE_CHECKING:
+    from modelreg.analysis.sources import Sample
     from modelreg.dataprofile import Profile
     from modelreg.manifest import ModelVersion
+    from modelreg.release.rollout import Rollout
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -47,6 +49,7 @@ __all__ = [
     "FeatureReport",
     "drift_report",
     "drift_series",
+    "with_features",
 ]
 
 MIN_ROWS = 100
@@ -167,7 +170,8 @@ class DriftReport:
 
     def summary(self) -> str:
         """One line for people and logs."""
-        window = f"{self.since or '-'}..{self.until or '-'}"
+        window = f"{self.since or '...'}..{self.until or 'now'}"
+        window = "all captured rows" if self.since is None and self.until is None else window
         return f"{self.model}@{self.version}: {self.verdict}: {self.reason} ({window})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -304,6 +308,8 @@ def drift_report(
     from modelreg.analysis.drift import against_profile
     from modelreg.dataexport import read_rows
 
+    if min_rows < 1:
+        raise InvalidInput("--min-rows must be at least 1")
     parsed = [x if isinstance(x, DriftLimit) else DriftLimit.parse(x) for x in limits or ()]
     parsed = parsed or [DriftLimit.parse(x) for x in DEFAULT_LIMITS]
     since, until = _window(store, since, until, window)
@@ -429,3 +435,24 @@ def drift_series(
                         "rows": len(rows), "features": feats})  # fmt: skip
     uri = data or next(d.uri for d in mv.data if d.profile)
     return DriftSeries(mv.name, mv.version, uri, step, tuple(buckets))
+
+
+def with_features(store: StoreHandle, rollout: Rollout, sample: Sample) -> Sample:
+    """`sample` with each side's captured inputs since the release's current phase began.
+
+    What `release analyze` and `release watch` judge `drift.feature*` checks on (the
+    canary's inputs against the baseline's, `analysis.judge`): the rows the routers
+    captured of each version (`dataexport.read_rows`), from `sources.live_since`.
+    """
+    from dataclasses import replace
+
+    from modelreg.analysis.sources import live_since
+    from modelreg.dataexport import read_rows
+
+    since = live_since(rollout)
+    base, can = (
+        replace(side, features=_columns(read_rows(store, rollout.model, v, since=since).rows))
+        for side, v in ((sample.baseline, rollout.baseline.version),
+                        (sample.canary, rollout.canary.version))
+    )  # fmt: skip
+    return replace(sample, baseline=base, canary=can)

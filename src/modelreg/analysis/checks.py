@@ -11,6 +11,7 @@ A check is one line, `[NAME:] METRIC OP LIMIT [within TOL] [min N]`:
     agreement >= 99% within 0.01            shadow answers equal within 0.01 (shadow mode)
     drift.psi <= 0.2                        population stability index of the scores
     drift.ks <= 0.1                         Kolmogorov-Smirnov distance of the scores
+    drift.feature.age.psi <= 0.1            an input's drift (`drift.features.*`: every input)
 
 `<` and `<=` mean higher is worse, `>` and `>=` lower is worse. A relative limit is
 `[R x] baseline [+|- D]` (`pt` and `%` are percentage points: 0.5pt = 0.005); an absolute
@@ -64,6 +65,7 @@ _RELATIVE = re.compile(
 _ABSOLUTE = re.compile(rf"^(?P<value>-?{_NUM})\s*(?P<unit>%|pt|ms|s)?$")
 _QUANTILE = re.compile(r"^latency\.p(?P<q>[0-9]{1,2}(?:\.[0-9]+)?)$")
 _OUTCOME = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)(?P<mean>\.mean)?$")
+_FEATURE_DRIFT = re.compile(r"^drift\.(?:features|feature\.[a-z0-9_.]+)\.(?:psi|distance|ks|tv)$")
 _RESERVED = {"error_rate", "latency", "agreement", "drift"}
 _POLICY_KEYS = {
     "alpha", "passes", "promote", "min_samples", "stratum_s", "outcome_window", "hold_z",
@@ -136,8 +138,8 @@ class Check:
             return "quantile"
         fixed = {"latency.mwu": "mwu", "agreement": "agreement", "drift.psi": "psi",
                  "drift.ks": "ks"}  # fmt: skip
-        if m in fixed:
-            return fixed[m]
+        if m in fixed or m.startswith("drift.feature"):  # inputs' drift: issue 21
+            return fixed.get(m, "feature_drift")
         return "outcome_mean" if m.endswith(".mean") else "outcome"
 
     @property
@@ -301,9 +303,11 @@ class Check:
                     "latency.mwu, agreement, drift.psi, drift.ks, or a business outcome "
                     "name (conversion, or conversion.mean for the mean per observation)"
                 )
+        if kind == "feature_drift" and not _FEATURE_DRIFT.match(self.metric):
+            raise InvalidInput(f"{where}: use drift.features.STAT or drift.feature.NAME.STAT")
         if kind == "quantile" and not 0 < self.q < 1:
             raise InvalidInput(f"{where}: the quantile must be between p0 and p100")
-        if kind in ("mwu", "agreement", "psi", "ks") and self.relative:
+        if kind in ("mwu", "agreement", "psi", "ks", "feature_drift") and self.relative:
             raise InvalidInput(f"{where}: {self.metric} takes an absolute limit, e.g. 0.2")
         if kind == "quantile" and self.relative and self.delta:
             raise InvalidInput(f"{where}: latency limits are ratios, e.g. '1.2x baseline'")

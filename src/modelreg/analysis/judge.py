@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from modelreg.analysis import stats
+from modelreg.analysis import drift, stats
 from modelreg.analysis.checks import Check, Policy, format_window
 from modelreg.analysis.sources import Bins, Sample, Side
 from modelreg.serving.aggregate import EXPOSURE_S
@@ -251,6 +251,10 @@ def _evaluate(check: Check, sample: Sample, alpha: float, policy: Policy) -> Che
         v = stats.agresti_caffo_var(a, n) / n
         return e.decide(s * (a / n - limit), v, max(1 - limit, 0.005), limit,
                         lambda x: limit + s * x, n_baseline=n, n_canary=n)  # fmt: skip
+    if kind == "feature_drift":
+        if sample.mode == "shadow":
+            return e.result(SKIPPED, "shadow mode: the canary is given the baseline's inputs")
+        return _feature_drift_check(e, check, b, c)
     return _drift_check(e, check, b, c)
 
 
@@ -421,6 +425,60 @@ def _drift_check(e: _Eval, check: Check, b: Side, c: Side) -> CheckResult:
         return e.result(PASS, f"{c_shown} {d:.3g} within {limit:g} (KS p {p:.2g})", **kw)
     why = f"{c_shown} {d:.3g} above {limit:g}, not yet with confidence (KS p {p:.2g})"
     return e.result(INCONCLUSIVE, why, **kw)
+
+
+def _kind(values: Sequence[Any]) -> str:
+    present = [v for v in values if v is not None and v != ""]
+    if present and all(isinstance(v, bool) for v in present):
+        return "boolean"
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+    return "number" if present and numbers else "category"
+
+
+def _feature_drift_check(e: _Eval, check: Check, b: Side, c: Side) -> CheckResult:
+    """The canary's captured inputs against the baseline's (`analysis.drift`, issue 21).
+
+    A feature fails when its statistic is above the limit *and* above its no-drift
+    1 - alpha quantile for these sample sizes (`psi_limit`, `ks_limit`); above the limit
+    but not significant is inconclusive; the check takes the worst of its features.
+    """
+    parts = check.metric.split(".")
+    stat, named = parts[-1], None if parts[1] == "features" else ".".join(parts[2:-1])
+    names = [named] if named else sorted(set(b.features) | set(c.features))
+    assert check.value is not None
+    limit, worst = check.value, None
+    failed: list[str] = []
+    held: list[str] = []
+    few: list[str] = []
+    for name in names:
+        base, can = b.features.get(name, []), c.features.get(name, [])
+        kind = _kind(base or can)
+        if (stat == "ks" and kind != "number") or (stat == "tv" and kind == "number"):
+            continue
+        p, d = drift.between_samples(name, base, can, kind=kind)
+        r = p if stat == "psi" else d
+        if min(r.n_reference, r.n_production) < e.min:
+            few.append(f"{name} ({r.n_reference:,}/{r.n_production:,})")
+            continue
+        chance = (drift.psi_limit(r.bins, r.n_reference, r.n_production, e.alpha) if stat == "psi"
+                  else drift.ks_limit(r.n_reference, r.n_production, e.alpha))  # fmt: skip
+        shown = f"{name} {r.method} {r.value:.3g}"
+        if r.value > limit:
+            (failed if r.value > chance else held).append(f"{shown} (chance {chance:.2g})")
+        if worst is None or r.value > worst.value:
+            worst = r
+    kw: dict[str, Any] = {"limit": limit}
+    if worst is not None:
+        kw.update(canary=worst.value, n_baseline=worst.n_reference, n_canary=worst.n_production)
+    if failed:
+        return e.result(FAIL, f"{check.metric} above {limit:g}: {', '.join(failed)}", **kw)
+    if held or few or worst is None:
+        lacking = ", ".join(few) or "no captured inputs"
+        why = (f"above {limit:g} but within chance: {', '.join(held)}" if held else
+               f"needs {e.min:,} values per side: {lacking}")  # fmt: skip
+        return e.result(INCONCLUSIVE, f"{check.metric} {why}", **kw)
+    return e.result(PASS, f"{check.metric} within {limit:g} (worst {worst.feature} "
+                    f"{worst.value:.3g})", **kw)  # fmt: skip
 
 
 def judge(checks: Sequence[Check], policy: Policy, sample: Sample) -> tuple[str, list[CheckResult]]:

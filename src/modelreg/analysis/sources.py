@@ -93,6 +93,8 @@ class Side:
     pairs: int = 0
     unequal: int = 0
     diffs: Bins = field(default_factory=list)
+    features: dict[str, list[Any]] = field(default_factory=dict)
+    """Captured inputs, feature -> values (`drift.feature*` checks; `monitoring`, issue 21)."""
 
 
 @dataclass(frozen=True)

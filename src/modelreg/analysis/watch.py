@@ -170,6 +170,10 @@ def _analyze(store: StoreHandle, rollout: Rollout, source: Source | None) -> Ana
     checks, policy = plan_of(rollout.analysis)
     src = source if source is not None else StoreSource(store.root, now=store.clock().timestamp())
     sample = src.read(rollout, policy.stratum_s)
+    if any(c.kind == "feature_drift" for c in checks):  # the inputs routers captured
+        from modelreg.monitoring import with_features
+
+        sample = with_features(store, rollout, sample)
     verdict, results = judge(checks, policy, sample)
     return Analysis(
         rollout.model, rollout.release, rollout.generation, rollout.state,

@@ -38,6 +38,7 @@ MODULES = (
     "hooks",
     "imports",
     "data",
+    "monitor",
     "ui",
 )
 

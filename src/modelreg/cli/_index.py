@@ -172,6 +172,12 @@ SUMMARY: tuple[tuple[str, str, str, bool], ...] = (
         False,
     ),
     (
+        "monitor",
+        "monitor",
+        "Check a version's captured inputs for drift. Exit 0 ok, 1 crossed, 3 inconclusive.",
+        False,
+    ),
+    (
         "ui",
         "ui",
         "Serve a read-only web view of the store (or a remote): models, cards, diffs, releases.",
