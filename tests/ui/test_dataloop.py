@@ -74,6 +74,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     store.data_export(f"{MODEL}@1.3.0", tmp / "prod-1.3.0.jsonl")
     store.register(MODEL, [model], version="1.4.0", data=[str(tmp / "prod-1.3.0.jsonl")],
                    detect_code=False)  # fmt: skip
+    ages = tmp / "ages.csv"  # 1.5.0: two profiled data files
+    ages.write_text("age\n" + "".join(f"{60 + i % 60}\n" for i in range(300)))
+    store.register(MODEL, [model], version="1.5.0", data=[str(train), str(ages)], profile=True,
+                   detect_code=False)  # fmt: skip
     return store
 
 
@@ -144,6 +148,7 @@ def test_the_window_params_select_the_rows(app, store):
     ):
         status, page, _ = get(app, f"/models/{MODEL}/-/versions/1.2.0/drift?{bad}")
         assert status == 404 and 'id="not-found"' in page
+        assert bad.split("=")[0] in re.search(r'id="not-found">(.*?)</section>', page).group(1)
 
 
 def test_alias_drift_url_redirects_with_its_window(app):
@@ -224,3 +229,14 @@ def test_over_a_remote_the_drift_page_says_it_needs_the_store(store, tmp_path):
     assert status == 200 and "Drift is shown for a local store only" in page
     status, page, _ = get(served, f"/models/{MODEL}/-/lineage")  # manifests travel: it works
     assert status == 200 and page.count('<tr class="link"') == 2
+
+
+def test_the_reference_can_be_another_profiled_file(app, store):
+    first = store.resolve(f"{MODEL}@1.5.0").data[0].uri
+    ages = store.resolve(f"{MODEL}@1.5.0").data[1].uri
+    status, page, _ = get(app, f"/models/{MODEL}/-/versions/1.5.0/drift")
+    assert status == 200 and f"<code>{first}</code>, 600 rows" in page
+    assert page.count('class="reference-link"') == 2
+    status, page, _ = get(app, f"/models/{MODEL}/-/versions/1.5.0/drift?data={ages}")
+    assert status == 200 and f"<code>{ages}</code>, 300 rows" in page
+    assert list(feature_rows(page)) == ["age"]

@@ -74,7 +74,10 @@ def _window(
 
     s = parse_time(since, "since") if since else None
     u = parse_time(until, "until") if until else None
-    w = parse_duration(window) if window else None
+    try:
+        w = parse_duration(window) if window else None
+    except InvalidInput as exc:
+        raise InvalidInput(f"window={window!r}: {exc}") from None
     if w is not None and s is not None:
         raise InvalidInput("give since= or window=, not both")
     return s, u, w
