@@ -23,6 +23,7 @@ from modelreg.ui.views import View
 
 if TYPE_CHECKING:
     from modelreg.dataprofile import Feature
+    from modelreg.manifest import ModelVersion
     from modelreg.monitoring import DriftReport
     from modelreg.store import Store
 
@@ -83,12 +84,14 @@ def _window(
     return s, u, w
 
 
-def _histograms(store: Store, report: DriftReport, rows: Sequence[Any]) -> dict[str, str]:
+def _histograms(
+    store: Store, mv: ModelVersion, report: DriftReport, rows: Sequence[Any]
+) -> dict[str, str]:
     """Per feature, the bar chart of the reference's and the window's shares per bin."""
     from modelreg.analysis.drift import bin_counts
     from modelreg.trainingdata import read_profile
 
-    profile = read_profile(store, store.resolve(f"{report.model}@{report.version}"), report.data)
+    profile = read_profile(store, mv, report.data)
     columns: dict[str, list[Any]] = {}
     for row in rows:
         for key, value in row["features"].items():
@@ -189,7 +192,6 @@ def drift_page(
     s, u, w = _window(since, until, window)
     report = drift_report(store, f"{name}@{version}", since=s, until=u, window=w, data=data)
     ctx["report"] = report
-    ctx["samples"] = view.has_samples(name, version)
     if report.data is None:
         return ctx
     from modelreg.dataexport import read_rows
@@ -198,7 +200,7 @@ def drift_page(
     s = parse_time(report.since) if report.since else None
     u = parse_time(report.until) if report.until else None
     rows = read_rows(store, name, version, since=s, until=u).rows
-    ctx["histograms"] = _histograms(store, report, rows)
+    ctx["histograms"] = _histograms(store, mv, report, rows)
     ctx["psi"], ctx["step"] = {}, None
     if rows:  # an open end of the window ends at its first or last row
         first = parse_time(rows[0]["time"]) if s is None else s
