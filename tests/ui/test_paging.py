@@ -7,7 +7,6 @@ with its "showing" line and its newer/older links; the version page of an old ve
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from modelreg.ui import pages
 from modelreg.ui.app import create_app
 from modelreg.ui.report import html_report
 from modelreg.ui.views import LocalView, RemoteView
+from tests.ui.conftest import get
 
 MODEL = "many"
 COUNT = 250
@@ -45,29 +45,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 @pytest.fixture(scope="module")
 def app(store: Store) -> Any:
     return create_app(LocalView(store), lambda line: None)
-
-
-def get(app: Any, url: str) -> tuple[int, str, dict[str, str]]:
-    """One GET through the ASGI app, in process: status, body, headers."""
-    path, _, query = url.partition("?")
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-        "query_string": query.encode(), "headers": [(b"host", b"test")],
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
-    }  # fmt: skip
-    asyncio.run(app(scope, receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], body.decode(), {k.decode(): v.decode() for k, v in start["headers"]}
 
 
 def rows(html: str) -> list[str]:

@@ -38,6 +38,7 @@ __all__ = [
     "FeatureDrift",
     "against_profile",
     "between_samples",
+    "bin_counts",
     "chi2_ppf",
     "feature_drift",
     "ks_limit",
@@ -121,6 +122,27 @@ def _pair(
     )
 
 
+def bin_counts(feature: Feature, values: Sequence[Any]) -> tuple[list[float], list[int]]:
+    """The reference's and a sample's counts in the bins PSI compares for `feature`.
+
+    Numbers: the profile's histogram bins, (-inf, e1], (e1, e2], ..., (ek, +inf) (the
+    reference's counts are its shares times its count); categories and booleans: the
+    profile's top values in order, then one bin for every other value. Missing values and
+    values of another type are not counted.
+    """
+    n_ref = feature.count
+    if feature.type == "number":
+        counts = [0] * (len(feature.edges) + 1)
+        for x in _numbers(values):
+            counts[bisect.bisect_left(feature.edges, x)] += 1
+        return [s * n_ref for s in feature.shares] or [0.0], counts
+    index = {v: i for i, (v, _) in enumerate(feature.top)}
+    counts = [0] * (len(feature.top) + 1)
+    for label in _labels(values, feature.type == "boolean"):
+        counts[index.get(label, len(feature.top))] += 1
+    return [float(c) for _, c in feature.top] + [float(feature.other)], counts
+
+
 def feature_drift(feature: Feature, values: Sequence[Any]) -> tuple[FeatureDrift, FeatureDrift]:
     """PSI and distance of a production sample of one feature against its profile.
 
@@ -128,21 +150,8 @@ def feature_drift(feature: Feature, values: Sequence[Any]) -> tuple[FeatureDrift
     with no value on either side both statistics are 0.
     """
     n_ref = feature.count
-    if feature.type == "number":
-        xs = _numbers(values)
-        counts = [0] * (len(feature.edges) + 1)
-        for x in xs:
-            counts[bisect.bisect_left(feature.edges, x)] += 1
-        ref = [s * n_ref for s in feature.shares] or [0.0]
-        method = "ks"
-    else:
-        labels = _labels(values, feature.type == "boolean")
-        index = {v: i for i, (v, _) in enumerate(feature.top)}
-        counts = [0] * (len(feature.top) + 1)
-        for label in labels:
-            counts[index.get(label, len(feature.top))] += 1
-        ref = [float(c) for _, c in feature.top] + [float(feature.other)]
-        method = "tv"
+    ref, counts = bin_counts(feature, values)
+    method = "ks" if feature.type == "number" else "tv"
     n_prod = sum(counts)
     if not n_ref or not n_prod:
         return _pair(feature.name, method, 0.0, 0.0, n_ref, n_prod, len(ref))

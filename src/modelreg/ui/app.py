@@ -6,7 +6,10 @@ URLs (docs/ui.md)::
     /models/NAME[?page=N|?offset=N][&limit=N]  versions (100 a page), aliases, their history
     /models/NAME/-/versions/VERSION            the identity card
     /models/NAME/-/versions/VERSION/files/PATH a file, as a download
-    /models/NAME/-/at/REF[/files/PATH]         redirects to the version REF names now
+    /models/NAME/-/versions/VERSION/drift      drift against the training profile (?since=&until=
+                                               or ?window=24h), PSI over time, histograms
+    /models/NAME/-/at/REF[/files/PATH|/drift]  redirects to the version REF names now
+    /models/NAME/-/lineage                     which version was trained on whose production data
     /models/NAME@REF                           the same (REF: a version, an alias, latest)
     /models/NAME/-/release                     the release page (refreshes while live)
     /models/NAME/-/release/state               {"token": ...}: changes when the page would
@@ -41,7 +44,9 @@ from typing import TYPE_CHECKING, Any
 from modelreg.errors import IntegrityError, InvalidInput, MregError, NotFound
 from modelreg.remote.backend import RemoteError
 from modelreg.ui import pages
+from modelreg.ui.drift import DRIFT_QUERY, drift_page
 from modelreg.ui.hosts import HostPolicy
+from modelreg.ui.lineage import lineage_page
 from modelreg.ui.release import Memo
 from modelreg.ui.render import ServerLinks, compile_templates, csp, render
 from modelreg.ui.views import View, failure_reason, one_line
@@ -199,10 +204,13 @@ def create_app(
         if not rest and "@" in name:  # /models/NAME@REF: the version REF names now
             mv = pages.resolve(view, name)
             return redirect(_LINKS.version(mv.name, mv.version))
-        if len(rest) >= 2 and rest[0] == "at":  # /models/NAME/-/at/REF[/files/PATH]
+        if len(rest) >= 2 and rest[0] == "at":  # /models/NAME/-/at/REF[/files/PATH|/drift]
             mv = pages.resolve(view, f"{name}@{rest[1]}")
             if len(rest) == 2:
                 return redirect(_LINKS.version(mv.name, mv.version))
+            if rest[2:] == ["drift"]:  # the window's query goes along
+                kept = {k: v for k, v in request.query_params.items() if k in DRIFT_QUERY}
+                return redirect(_LINKS.drift(mv.name, mv.version, **kept))
             wanted = "/".join(rest[3:])
             if rest[2] != "files" or not any(f.path == wanted for f in mv.files):
                 raise NotFound(f"{name}@{mv.version} has no file {wanted!r}")
@@ -228,6 +236,16 @@ def create_app(
         if len(rest) == 2 and rest[0] == "versions":
             card = pages.version_page(view, name, rest[1])
             return _html("page.html", title=f"{name}@{rest[1]}", card=card, source=source)
+        if len(rest) == 3 and rest[0] == "versions" and rest[2] == "drift":
+            q = request.query_params
+            ctx = drift_page(view, name, rest[1], _LINKS, since=q.get("since"),
+                             until=q.get("until"), window=q.get("window"),
+                             data=q.get("data"))  # fmt: skip
+            return _html("page.html", title=f"{name}@{rest[1]} drift", drift=ctx, source=source)
+        if rest == ["lineage"]:
+            view.check_model(name)
+            lin = lineage_page(view, name, _LINKS.version)
+            return _html("page.html", title=f"{name} lineage", lin=lin, source=source)
         if len(rest) >= 4 and rest[0] == "versions" and rest[2] == "files":
             mv = view.require_version(name, rest[1])
             wanted = "/".join(rest[3:])

@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
 
-__all__ = ["COLORS", "Band", "Dot", "Marker", "Series", "line_chart", "nice_ticks"]
+__all__ = [
+    "COLORS",
+    "Band",
+    "Bars",
+    "Dot",
+    "Marker",
+    "Series",
+    "bar_chart",
+    "line_chart",
+    "nice_ticks",
+]
 
 COLORS = {
     "baseline": "#4c72b0",
@@ -25,6 +35,8 @@ COLORS = {
     "skipped": "#8c8c8c",
     "rollback": "#d62728",
     "step": "#9467bd",
+    "reference": "#4c72b0",
+    "production": "#dd8452",
 }
 
 Point = tuple[float, float | None]
@@ -281,6 +293,110 @@ def line_chart(
         )
         legend_x += 30 + 6.5 * len(s.name)
     if not n_points:
+        out.append(
+            f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#888">'
+            "no data recorded yet</text>"
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Bars:
+    """One series of a bar chart: a value per group (None: no bar)."""
+
+    name: str
+    values: Sequence[float | None]
+    color: str
+
+
+_CHAR_W = 6.0
+"""About how wide a character of a group's label is (10 px sans-serif)."""
+
+
+def bar_chart(
+    key: str,
+    title: str,
+    labels: Sequence[str],
+    series: Sequence[Bars],
+    *,
+    y_fmt: Callable[[float], str] = _default_fmt,
+    width: int = 640,
+    height: int = 220,
+) -> str:
+    """An SVG bar chart: one group of bars per label, one bar per series (side by side).
+
+    Each bar is a `rect.bar` with `data-series`, `data-label` and `data-value`, and a
+    tooltip giving the three; a label under its group is cut to the group's width (whole in
+    its tooltip).
+
+    Args:
+        key: A stable identifier (`data-chart`), used by tests and anchors.
+        title: The chart's title.
+        labels: The groups, left to right (a histogram's bins, a category's values).
+        series: The bars of each group, in this order.
+        y_fmt: Formats y tick labels and tooltips.
+        width: Width in pixels.
+        height: Height in pixels.
+    """
+    ys = [v for s in series for v in s.values if v is not None and math.isfinite(v)]
+    hi_y = max(ys, default=0.0) or 1.0
+    f = _Frame(0.0, float(len(labels) or 1), 0.0, hi_y * 1.05, width=width, height=height)
+    f.bottom = 44.0
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart bars" data-chart="{escape(key)}" '
+        f'data-groups="{len(labels)}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
+        'font-family="sans-serif" font-size="11">',
+        f"<title>{escape(title)}</title>",
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
+        f'<text x="{f.left}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>',
+    ]
+    plot_w = width - f.left - f.right
+    base = f.sy(0.0)
+    for t in nice_ticks(0.0, f.y1, 4):
+        y = f.sy(t)
+        out.append(
+            f'<line x1="{f.left}" x2="{f.left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
+            'stroke="#eeeeee"/>'
+            f'<text x="{f.left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#555">'
+            f"{escape(y_fmt(t))}</text>"
+        )
+    group_w = plot_w / (len(labels) or 1)
+    bar_w = group_w * 0.8 / (len(series) or 1)
+    fit = max(3, int(group_w / _CHAR_W))
+    for i, label in enumerate(labels):
+        x0 = f.sx(float(i)) + group_w * 0.1
+        for j, s in enumerate(series):
+            v = s.values[i] if i < len(s.values) else None
+            if v is None or not math.isfinite(v):
+                continue
+            top = f.sy(v)
+            tip = f"{s.name}, {label}: {y_fmt(v)}"
+            out.append(
+                f'<rect class="bar" data-series="{escape(s.name)}" data-label="{escape(label)}" '
+                f'data-value="{v:.6g}" x="{x0 + j * bar_w:.1f}" y="{top:.1f}" '
+                f'width="{max(bar_w - 1, 1):.1f}" height="{max(base - top, 0):.1f}" '
+                f'fill="{s.color}"><title>{escape(tip)}</title></rect>'
+            )
+        short = label if len(label) <= fit else label[: fit - 1] + "…"
+        out.append(
+            f'<text x="{f.sx(i + 0.5):.1f}" y="{height - f.bottom + 14}" text-anchor="middle" '
+            f'fill="#555" font-size="10">{escape(short)}<title>{escape(label)}</title></text>'
+        )
+    out.append(
+        f'<line x1="{f.left}" x2="{f.left}" y1="{f.top}" y2="{base:.1f}" stroke="#999"/>'
+        f'<line x1="{f.left}" x2="{f.left + plot_w}" y1="{base:.1f}" y2="{base:.1f}" '
+        'stroke="#999"/>'
+    )
+    legend_x = f.left
+    for s in series:
+        out.append(
+            f'<rect x="{legend_x:.0f}" y="25" width="12" height="8" fill="{s.color}"/>'
+            f'<text x="{legend_x + 16:.0f}" y="33" fill="#333">{escape(s.name)}</text>'
+        )
+        legend_x += 30 + 6.5 * len(s.name)
+    if not ys:
         out.append(
             f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#888">'
             "no data recorded yet</text>"

@@ -183,6 +183,8 @@ def version_page(view: View, name: str, version: str) -> dict[str, Any]:
         ],
         "others": [v for v in view.newest(name, OTHERS_LISTED + 1) if v != version][:OTHERS_LISTED],
         "models": view.model_names(),
+        # a drift page is worth linking when there is a profile or a sample (issue 21)
+        "drift": any(d.profile for d in mv.data) or view.has_samples(name, version),
     }
 
 

@@ -49,6 +49,14 @@ class Links:
         """A model's release page."""
         return ""
 
+    def drift(self, name: str, version: str, **query: str) -> str:
+        """A version's drift page (`query`: its window, `since`/`until` or `window`)."""
+        return ""
+
+    def lineage(self, name: str) -> str:
+        """A model's production-data lineage page."""
+        return ""
+
     def audit(self, model: str | None = None) -> str:
         """The audit log."""
         return ""
@@ -99,6 +107,15 @@ class ServerLinks(Links):
     def release(self, name: str) -> str:
         """A model's release page."""
         return f"/models/{_q(name)}/-/release"
+
+    def drift(self, name: str, version: str, **query: str) -> str:
+        """A version's drift page, with its window in the query (empty values left out)."""
+        q = urlencode({k: v for k, v in query.items() if v})
+        return f"{self.version(name, version)}/drift" + (f"?{q}" if q else "")
+
+    def lineage(self, name: str) -> str:
+        """A model's production-data lineage page."""
+        return f"/models/{_q(name)}/-/lineage"
 
     def audit(self, model: str | None = None) -> str:
         """The audit log."""

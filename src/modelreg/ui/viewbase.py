@@ -26,6 +26,7 @@ from modelreg.release.rollout import Rollout
 
 if TYPE_CHECKING:
     from modelreg.listing import VersionPage
+    from modelreg.store import Store
 
 __all__ = [
     "AuditReport",
@@ -110,6 +111,18 @@ class View(ABC):
     @abstractmethod
     def release_token(self, name: str) -> str:
         """A short text that changes whenever the release page would change (for polling)."""
+
+    def local_store(self) -> Store | None:
+        """The local store behind this view, read-only by convention; None for a remote.
+
+        The drift page needs it: routers write their samples into the store they serve
+        from, and a remote carries none (docs/monitoring.md).
+        """
+        return None
+
+    def has_samples(self, name: str, version: str) -> bool:
+        """Whether routers captured requests of `name@version` here (a remote: never)."""
+        return False
 
     def require_model(self, name: str) -> list[str]:
         """The versions of `name`, or NotFound (also for names that are not valid)."""

@@ -87,6 +87,19 @@ class LocalView(View):
 
         return model_names(self.store)
 
+    def local_store(self) -> Store:
+        """The store (the drift page reads its samples through `monitoring`)."""
+        return self.store
+
+    def has_samples(self, name: str, version: str) -> bool:
+        """Whether `samples/NAME/VERSION/` holds a file (one directory entry is enough)."""
+        directory = layout.samples_dir(self.store.root, check_name(name), check_version(version))
+        try:
+            with os.scandir(directory) as it:
+                return any(True for _ in it)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
     def version_names(self, name: str) -> list[str]:
         """A model's versions in SemVer order (empty for an unknown model)."""
         directory = layout.versions_dir(self.store.root, check_name(name))
