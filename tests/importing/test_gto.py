@@ -148,7 +148,11 @@ def test_import_replays_gto_history(repo: dict[str, Any], store: Store) -> None:
     assert "too slow" in prod[-1].reason
     tag_time = git(repo["path"], "for-each-ref", "--format=%(taggerdate:iso-strict)",
                    "refs/tags/clf@v1.0.0")  # fmt: skip
-    register = next(e for e in store.audit.entries() if e.details.get("version") == "1.0.0")
+    # (big@v1.0.0 is registered in the same second: pick clf's entry by its model)
+    register = next(
+        e for e in store.audit.entries()
+        if e.action == "register" and e.model == "clf" and e.details.get("version") == "1.0.0"
+    )  # fmt: skip
     assert register.time == tag_time.replace("+00:00", "Z")
     assert register.details["imported"]["key"] == "clf@v1.0.0"
 
