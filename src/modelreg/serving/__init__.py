@@ -7,6 +7,7 @@ package loads no CLI, git, S3, lock or semver module (a test checks it).
 
 from __future__ import annotations
 
+from modelreg.serving.gateway import gateway_decision
 from modelreg.serving.router import Decision, Router, RouterStats, Target
 
-__all__ = ["Decision", "Router", "RouterStats", "Target"]
+__all__ = ["Decision", "Router", "RouterStats", "Target", "gateway_decision"]
