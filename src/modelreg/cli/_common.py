@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from modelreg.store import Store
 
-__all__ = ["JsonOpt", "StoreOpt", "open_store"]
+__all__ = ["JsonOpt", "SinceOpt", "StoreOpt", "UntilOpt", "capture_window", "open_store"]
 
 StoreOpt = Annotated[
     Optional[Path],  # noqa: UP045 (Typer needs Optional on Python 3.10)
@@ -24,6 +24,25 @@ StoreOpt = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print the result as JSON (a documented, stable shape).")
 ]
+
+# The window of captured rows (`mreg data export`, `mreg monitor`; issue 21)
+SinceOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--since", help="Rows captured at or after this ISO-8601 time (UTC)."),
+]
+UntilOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--until", help="Rows captured before this ISO-8601 time (UTC)."),
+]
+
+
+def capture_window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    """`--since` and `--until` as epoch seconds (None when not given); exit 2 on a bad time."""
+    from modelreg.exportrecords import parse_time
+
+    begin = None if since is None else parse_time(since, "--since")
+    end = None if until is None else parse_time(until, "--until")
+    return begin, end
 
 
 def open_store(path: Path | None) -> Store:

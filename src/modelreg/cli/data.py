@@ -6,11 +6,11 @@ One library call (`Store.data_export`); docs/monitoring.md is the guide.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelreg.cli._common import JsonOpt, StoreOpt, open_store
+from modelreg.cli._common import JsonOpt, SinceOpt, StoreOpt, UntilOpt, capture_window, open_store
 from modelreg.cli._output import Output
 
 if TYPE_CHECKING:
@@ -22,14 +22,8 @@ __all__ = ["install"]
 def export(
     ref: Annotated[str, typer.Argument(metavar="NAME@VERSION", help="The version (or alias).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The file written (replaced).")],
-    since: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--since", help="Rows captured at or after this ISO-8601 time (UTC)."),
-    ] = None,
-    until: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--until", help="Rows captured before this ISO-8601 time (UTC)."),
-    ] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     with_outcomes: Annotated[
         bool, typer.Option("--with-outcomes", help="Join the outcomes recorded for each row.")
     ] = False,
@@ -40,10 +34,7 @@ def export(
     as_json: JsonOpt = False,
 ) -> None:
     """Export the requests routers sampled of a version, with its SHA-256 and row count."""
-    from modelreg.exportrecords import parse_time
-
-    begin = None if since is None else parse_time(since, "--since")
-    end = None if until is None else parse_time(until, "--until")
+    begin, end = capture_window(since, until)
     done = open_store(store).data_export(
         ref, out, since=begin, until=end, with_outcomes=with_outcomes, format=format
     )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from modelreg.cli._common import JsonOpt, StoreOpt, open_store
+from modelreg.cli._common import JsonOpt, SinceOpt, StoreOpt, UntilOpt, capture_window, open_store
 from modelreg.cli._output import Output
 
 if TYPE_CHECKING:
@@ -55,14 +55,8 @@ def _render(c: Console, report: DriftReport) -> None:
 
 def monitor(
     ref: Annotated[str, typer.Argument(metavar="NAME@REF", help="The version or alias.")],
-    since: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--since", help="Rows captured at or after this ISO-8601 time (UTC)."),
-    ] = None,
-    until: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--until", help="Rows captured before this ISO-8601 time (UTC)."),
-    ] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     window: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--window", help="The last 24h, 30m, 7d (before --until, or now)."),
@@ -87,10 +81,8 @@ def monitor(
 ) -> None:
     """Check a version's captured inputs for drift. Exit 0 ok, 1 crossed, 3 inconclusive."""
     from modelreg.analysis.checks import parse_window
-    from modelreg.exportrecords import parse_time
 
-    begin = None if since is None else parse_time(since, "--since")
-    end = None if until is None else parse_time(until, "--until")
+    begin, end = capture_window(since, until)
     span = None if window is None else parse_window(window)
     report = open_store(store).monitor(
         ref,
