@@ -13,7 +13,8 @@ import pytest
 from modelreg.analysis import PrometheusSource, StoreSource, analyze
 from modelreg.analysis.sources import SourceError
 from modelreg.release import ops
-from tests.analysis.promserver import free_port, needs_prometheus, prometheus_scraping
+from tests.analysis.promserver import needs_prometheus, prometheus_scraping
+from tests.tools import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = needs_prometheus

@@ -29,13 +29,6 @@ AVAILABLE = NGINX is not None and JS_MODULE.exists()
 WHY_MISSING = "nginx and libnginx-mod-http-js are not installed (.ci/run installs them)"
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server

@@ -29,10 +29,10 @@ from tests.integrations.nginx import (
     Client,
     Nginx,
     address,
-    free_port,
     model_servers,
 )
 from tests.release.util import make_model
+from tests.tools import free_port
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=WHY_MISSING)
 

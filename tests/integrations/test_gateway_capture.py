@@ -22,9 +22,10 @@ from modelreg import Store
 from modelreg.errors import InvalidInput
 from modelreg.release import ops
 from modelreg.serving import Router, gateway_decision
-from tests.integrations.nginx import NGINX, Client, Nginx, free_port
+from tests.integrations.nginx import NGINX, Client, Nginx
 from tests.integrations.test_gateway import mreg
 from tests.release.util import make_model
+from tests.tools import free_port
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 

@@ -174,7 +174,8 @@ def test_watch_waits_for_a_target_that_fails_then_goes_on(model: Store, tmp_path
 def test_an_nginx_target_is_applied_when_the_gateway_serves_the_generation(
     model: Store, tmp_path: Path
 ) -> None:
-    from tests.integrations.nginx import AVAILABLE, WHY_MISSING, Nginx, free_port
+    from tests.integrations.nginx import AVAILABLE, WHY_MISSING, Nginx
+    from tests.tools import free_port
 
     if not AVAILABLE:
         pytest.skip(WHY_MISSING)

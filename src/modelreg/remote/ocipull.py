@@ -63,11 +63,11 @@ def pull(
 
     `theirs` has nothing to resolve here: alias tags are not taken in.
     """
-    from modelreg.remote.pull import _check_local_trail
+    from modelreg.remote.pull import check_local_trail
     from modelreg.tombstones import read_tombstone
 
     t0 = time.monotonic()
-    _check_local_trail(store)
+    check_local_trail(store)
     r = OciRemote(store, remote, jobs)
     try:
         names = sorted({parse_ref(s).name for s in specs}) if specs else r.models(())

@@ -38,7 +38,7 @@ from modelreg.remote.session import Session, complete_lines, read_local
 from modelreg.remote.status import alias_target, remote_hint, versions_of
 from modelreg.remote.transfer import TransferProgress, wait_all
 
-__all__ = ["PullResult", "pull"]
+__all__ = ["PullResult", "check_local_trail", "pull"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def pull(
     recorded in the audit trail, which is rebased, so they are not lost).
     """
     t0 = time.monotonic()
-    _check_local_trail(store)
+    check_local_trail(store)
     s = Session.open(store, remote, jobs)
     with s.backend.errors():
         s.check_store(create=False)
@@ -105,7 +105,7 @@ def pull(
         return _pull(s, scope, theirs, progress, t0)
 
 
-def _check_local_trail(store: StoreHandle) -> None:
+def check_local_trail(store: StoreHandle) -> None:
     """Refuse a pull the local audit trail could not merge, before anything is received.
 
     A pull ends by merging the remote's trail into the local one and appending its own
