@@ -285,19 +285,7 @@ def line_chart(
             f'<circle class="verdict" cx="{f.sx(dot.x):.1f}" cy="{f.sy(dot.y):.1f}" r="4" '
             f'fill="{dot.color}" stroke="#fff"><title>{escape(dot.title)}</title></circle>'
         )
-    legend_x = f.left
-    for s in series:
-        out.append(
-            f'<rect x="{legend_x:.0f}" y="25" width="12" height="4" fill="{s.color}"/>'
-            f'<text x="{legend_x + 16:.0f}" y="31" fill="#333">{escape(s.name)}</text>'
-        )
-        legend_x += 30 + 6.5 * len(s.name)
-    if not n_points:
-        out.append(
-            f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#888">'
-            "no data recorded yet</text>"
-        )
-    out.append("</svg>")
+    _close(out, series, f.left, 4, empty=not n_points, width=width, height=height)
     return "".join(out)
 
 
@@ -389,17 +377,34 @@ def bar_chart(
         f'<line x1="{f.left}" x2="{f.left + plot_w}" y1="{base:.1f}" y2="{base:.1f}" '
         'stroke="#999"/>'
     )
-    legend_x = f.left
+    _close(out, series, f.left, 8, empty=not ys, width=width, height=height)
+    return "".join(out)
+
+
+def _close(
+    out: list[str],
+    series: Sequence[Series] | Sequence[Bars],
+    left: float,
+    swatch: int,
+    *,
+    empty: bool,
+    width: int,
+    height: int,
+) -> None:
+    """End a chart: the legend, the note of an empty chart, the closing tag.
+
+    Each series' legend mark is `swatch` pixels high (a line's 4, a bar's 8).
+    """
+    x = left
     for s in series:
         out.append(
-            f'<rect x="{legend_x:.0f}" y="25" width="12" height="8" fill="{s.color}"/>'
-            f'<text x="{legend_x + 16:.0f}" y="33" fill="#333">{escape(s.name)}</text>'
+            f'<rect x="{x:.0f}" y="25" width="12" height="{swatch}" fill="{s.color}"/>'
+            f'<text x="{x + 16:.0f}" y="{29 + swatch // 2}" fill="#333">{escape(s.name)}</text>'
         )
-        legend_x += 30 + 6.5 * len(s.name)
-    if not ys:
+        x += 30 + 6.5 * len(s.name)
+    if empty:
         out.append(
             f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#888">'
             "no data recorded yet</text>"
         )
     out.append("</svg>")
-    return "".join(out)
